@@ -1,0 +1,45 @@
+# consodam — two commands do everything: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export UV_PYTHON_DOWNLOADS := never
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export CONSODAM_HOME ?= $(CURDIR)/.consodam
+
+.PHONY: setup test lint typecheck pytest demo dev sandbox bench clean
+
+setup: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet 'uv>=0.9,<1'
+	$(UV) sync --frozen --python $(PYTHON)
+	@mkdir -p $(DAGSTER_HOME) && touch $@
+
+lint: setup
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: setup
+	$(UV) run --frozen mypy
+
+pytest: setup
+	$(UV) run --frozen pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: setup
+	@cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(UV) run --frozen consodam demo
+
+dev: setup
+	@cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(UV) run --frozen dagster dev -w workspace.yaml
+
+sandbox: setup
+	$(UV) run --frozen consodam sandbox
+
+bench: setup
+	$(UV) run --frozen consodam bench ingest --works 2000
+
+clean:
+	rm -rf .dagster_home .consodam .pytest_cache .mypy_cache .ruff_cache

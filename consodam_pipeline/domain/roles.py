@@ -1,0 +1,57 @@
+"""Asset roles: what a DAM asset is for a title, in ONIX terms (List 158 content type + List 159 mode)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from consodam_pipeline.domain.onix import ResourceContentType, ResourceMode
+
+
+class AssetRole(StrEnum):
+    FRONT_COVER = "front_cover"
+    BACK_COVER = "back_cover"
+    CONTRIBUTOR_PICTURE = "contributor_picture"
+    JACKET_COPY = "jacket_copy"
+    SAMPLE_CONTENT = "sample_content"
+    AUDIO_SAMPLE = "audio_sample"
+    PROMOTIONAL_IMAGE = "promotional_image"
+
+    @property
+    def content_type(self) -> ResourceContentType:
+        return _ONIX[self][0]
+
+    @property
+    def mode(self) -> ResourceMode:
+        return _ONIX[self][1]
+
+    @property
+    def edition_specific(self) -> bool:
+        """Covers belong to one edition (one ISBN); the rest are shared by every edition of a work."""
+        return self in (AssetRole.FRONT_COVER, AssetRole.BACK_COVER)
+
+    @classmethod
+    def from_onix(cls, content_type: str, mode: str) -> AssetRole:
+        for role, (ct, rm) in _ONIX.items():
+            if ct == content_type and rm == mode:
+                return role
+        raise ValueError(f"no asset role for ONIX content type {content_type!r} with mode {mode!r}")
+
+
+_ONIX: dict[AssetRole, tuple[ResourceContentType, ResourceMode]] = {
+    AssetRole.FRONT_COVER: (ResourceContentType.FRONT_COVER, ResourceMode.IMAGE),
+    AssetRole.BACK_COVER: (ResourceContentType.BACK_COVER, ResourceMode.IMAGE),
+    AssetRole.CONTRIBUTOR_PICTURE: (ResourceContentType.CONTRIBUTOR_PICTURE, ResourceMode.IMAGE),
+    AssetRole.JACKET_COPY: (ResourceContentType.DESCRIPTION, ResourceMode.TEXT),
+    AssetRole.SAMPLE_CONTENT: (ResourceContentType.SAMPLE_CONTENT, ResourceMode.TEXT),
+    AssetRole.AUDIO_SAMPLE: (ResourceContentType.SAMPLE_CONTENT, ResourceMode.AUDIO),
+    AssetRole.PROMOTIONAL_IMAGE: (ResourceContentType.ONLINE_ADVERTISEMENT_PANEL, ResourceMode.IMAGE),
+}
+
+
+class ApprovalStatus(StrEnum):
+    """DAM approval states (a sandbox convention: OTMM's public REST record has no approval resource)."""
+
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"

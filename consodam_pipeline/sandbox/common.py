@@ -1,0 +1,46 @@
+"""Pieces both sandbox servers share: the admin fault endpoints, JSON helpers, clocks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from consodam_pipeline.sandbox.faults import FaultInjector, FaultRule
+
+
+def now_ts() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def fault_routes(injector: FaultInjector) -> list[Route]:
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            injector.clear()
+        elif request.method == "POST":
+            body = await json_body(request)
+            try:
+                injector.add(FaultRule(**body))
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(injector.describe())
+
+    return [Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"])]

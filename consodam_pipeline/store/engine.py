@@ -1,0 +1,73 @@
+"""Connecting to the lineage store: a SQLite file by default, a `consodam` schema in PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+PG_SCHEMA = "consodam"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CONSODAM_HOME", Path.cwd() / ".consodam"))
+
+
+def store_url() -> str:
+    """`CONSODAM_STORE_URL`, else a SQLite file under CONSODAM_HOME."""
+    url = os.environ.get("CONSODAM_STORE_URL")
+    if url:
+        return url
+    home = default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'lineage.db'}"
+
+
+def normalize_url(url: str) -> str:
+    # SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3, which this project does not install.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def connect_store(url: str | None = None, *, migrate: bool = True) -> sa.Engine:
+    """An engine on the store, migrated to the latest schema version."""
+    url = normalize_url(url or store_url())
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True).execution_options(
+            schema_translate_map={None: PG_SCHEMA}
+        )
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def schema_of(engine: sa.Engine) -> str | None:
+    return None if engine.dialect.name == "sqlite" else PG_SCHEMA
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    schema = schema_of(engine)
+    with engine.begin() as conn:
+        if schema:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        cfg.attributes["schema"] = schema
+        command.upgrade(cfg, revision)

@@ -1,0 +1,384 @@
+"""Store primitives: snapshot diffs into row-level history, as-of reads, the ledger, cursors, quarantine.
+
+Every write takes a Connection so callers compose several primitives (rows + cursor) in one
+transaction: a crash can repeat work, never skip it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from consodam_pipeline.store.schema import audit_ledger, quarantine, record_history, sync_cursor
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def content_hash(payload: Any) -> str:
+    """Stable hash of a JSON-able record: key order and whitespace do not matter."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def touched(self) -> int:
+        return len(self.added) + len(self.changed) + len(self.removed)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    event_type: str
+    occurred_at: datetime
+    isbn13: str | None = None
+    work_id: str | None = None
+    dam_asset_id: str | None = None
+    dam_version: int | None = None
+    role: str | None = None
+    actor: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    run_id: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        """Derived from what happened (not when we saw it), so a replay maps to the same id."""
+        identity = [
+            self.event_type,
+            to_naive_utc(self.occurred_at).isoformat(),
+            self.isbn13,
+            self.work_id,
+            self.dam_asset_id,
+            self.dam_version,
+            self.role,
+            self.after,
+        ]
+        return content_hash(identity)[:40]
+
+
+class LineageStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # ---- generic dialect-aware upsert ----
+
+    def _insert(self, table: sa.Table) -> Any:
+        return pg_insert(table) if self.engine.dialect.name == "postgresql" else sqlite_insert(table)
+
+    def upsert(
+        self, conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> None:
+        """Insert rows; where the key exists, overwrite the non-key columns given."""
+        if not rows:
+            return
+        stmt = self._insert(table)
+        update_cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update_cols), list(rows))
+
+    # ---- cursors ----
+
+    def get_cursor(self, name: str, conn: sa.Connection | None = None) -> str | None:
+        query = sa.select(sync_cursor.c.value).where(sync_cursor.c.name == name)
+        if conn is not None:
+            return conn.execute(query).scalar_one_or_none()
+        with self.engine.connect() as own:
+            return own.execute(query).scalar_one_or_none()
+
+    def set_cursor(self, conn: sa.Connection, name: str, value: str, run_id: str | None = None) -> None:
+        self.upsert(
+            conn,
+            sync_cursor,
+            [{"name": name, "value": value, "updated_at": utcnow(), "run_id": run_id}],
+            ["name"],
+        )
+
+    # ---- row-level history ----
+
+    def open_hashes(
+        self, conn: sa.Connection, entity: str, keys: Sequence[str] | None = None
+    ) -> pl.DataFrame:
+        """(record_key, content_hash, id) of the open version of each record (all, or the given keys)."""
+        cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.id]
+        base = sa.select(*cols).where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
+        rows: list[Any] = []
+        if keys is None:
+            rows = list(conn.execute(base))
+        else:
+            for chunk in _chunks(list(keys)):
+                rows.extend(conn.execute(base.where(record_history.c.record_key.in_(chunk))))
+        return pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={"record_key": pl.String, "old_hash": pl.String, "id": pl.Int64},
+            orient="row",
+        )
+
+    def apply_snapshot(
+        self,
+        conn: sa.Connection,
+        entity: str,
+        records: pl.DataFrame,
+        *,
+        observed_at: datetime,
+        complete: bool,
+        run_id: str | None = None,
+    ) -> SnapshotDiff:
+        """Fold a batch of current records (record_key, content_hash, payload) into history.
+
+        Changed records close their open version and open a new one at `observed_at`. With
+        `complete=True` the batch is the whole population, so open records absent from it are closed
+        (deletions). Re-applying the same batch writes nothing.
+        """
+        records = records.unique(subset="record_key", keep="last")
+        keys = None if complete else records["record_key"].to_list()
+        current = self.open_hashes(conn, entity, keys)
+        joined = records.join(current, on="record_key", how="full", coalesce=True)
+        added = joined.filter(pl.col("old_hash").is_null())
+        changed = joined.filter(
+            pl.col("old_hash").is_not_null()
+            & pl.col("content_hash").is_not_null()
+            & (pl.col("old_hash") != pl.col("content_hash"))
+        )
+        removed = joined.filter(pl.col("content_hash").is_null()) if complete else joined.clear()
+        moment = to_naive_utc(observed_at)
+        to_close = pl.concat([changed["id"], removed["id"]]).to_list()
+        if to_close:
+            conn.execute(
+                sa.update(record_history)
+                .where(record_history.c.id == sa.bindparam("row_id"))
+                .values(valid_to=moment),
+                [{"row_id": rid} for rid in to_close],
+            )
+        to_open = pl.concat([added, changed], how="vertical_relaxed")
+        if to_open.height:
+            recorded = utcnow()
+            conn.execute(
+                record_history.insert(),
+                [
+                    {
+                        "entity": entity,
+                        "record_key": key,
+                        "content_hash": digest,
+                        "payload": payload,
+                        "valid_from": moment,
+                        "valid_to": None,
+                        "run_id": run_id,
+                        "recorded_at": recorded,
+                    }
+                    for key, digest, payload in to_open.select("record_key", "content_hash", "payload").iter_rows()
+                ],
+            )
+        return SnapshotDiff(
+            added=added["record_key"].to_list(),
+            changed=changed["record_key"].to_list(),
+            removed=removed["record_key"].to_list(),
+            unchanged=joined.height - added.height - changed.height - removed.height,
+        )
+
+    def current_records(self, entity: str) -> pl.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(record_history.c.record_key, record_history.c.content_hash, record_history.c.payload)
+                .where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
+                .order_by(record_history.c.record_key)
+            ).all()
+        return pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String},
+            orient="row",
+        )
+
+    def as_of(self, entity: str, record_key: str, moment: datetime) -> dict[str, Any] | None:
+        """The version of a record that was current at `moment`, or None."""
+        at = to_naive_utc(moment)
+        with self.engine.connect() as conn:
+            payload = conn.execute(
+                sa.select(record_history.c.payload)
+                .where(
+                    record_history.c.entity == entity,
+                    record_history.c.record_key == record_key,
+                    record_history.c.valid_from <= at,
+                    sa.or_(record_history.c.valid_to.is_(None), record_history.c.valid_to > at),
+                )
+                .order_by(record_history.c.valid_from.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return None if payload is None else dict(json.loads(payload))
+
+    def history(self, entity: str, record_key: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(record_history)
+                .where(record_history.c.entity == entity, record_history.c.record_key == record_key)
+                .order_by(record_history.c.valid_from, record_history.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def count_open(self, entity: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(record_history)
+                    .where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
+                ).scalar_one()
+            )
+
+    # ---- audit ledger ----
+
+    def append_events(self, conn: sa.Connection, events: Iterable[AuditEvent]) -> int:
+        """Insert events not yet in the ledger; returns how many were new (replays add nothing)."""
+        recorded = utcnow()
+        rows = {
+            e.event_id: {
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "isbn13": e.isbn13,
+                "work_id": e.work_id,
+                "dam_asset_id": e.dam_asset_id,
+                "dam_version": e.dam_version,
+                "role": e.role,
+                "actor": e.actor,
+                "occurred_at": to_naive_utc(e.occurred_at),
+                "recorded_at": recorded,
+                "run_id": e.run_id,
+                "before_json": None if e.before is None else json.dumps(e.before, sort_keys=True, default=str),
+                "after_json": None if e.after is None else json.dumps(e.after, sort_keys=True, default=str),
+            }
+            for e in events
+        }
+        if not rows:
+            return 0
+        inserted = 0
+        for chunk in _chunks(list(rows.values()), 500):
+            stmt = self._insert(audit_ledger).on_conflict_do_nothing(index_elements=["event_id"])
+            inserted += conn.execute(stmt, list(chunk)).rowcount or 0
+        return inserted
+
+    def events_for_isbn(self, isbn13: str, until: datetime | None = None) -> list[dict[str, Any]]:
+        query = sa.select(audit_ledger).where(audit_ledger.c.isbn13 == isbn13)
+        if until is not None:
+            query = query.where(audit_ledger.c.occurred_at <= to_naive_utc(until))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(audit_ledger.c.occurred_at, audit_ledger.c.event_id)).mappings()
+            return [dict(r) for r in rows]
+
+    def ledger_size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one())
+
+    # ---- quarantine ----
+
+    def quarantine_records(
+        self,
+        conn: sa.Connection,
+        source: str,
+        rows: Sequence[tuple[str, str, str]],
+        *,
+        run_id: str | None = None,
+        complete: bool = False,
+        checked_keys: Sequence[str] | None = None,
+    ) -> None:
+        """Record (record_key, reason, payload) rows as quarantined; resolve ones that came back clean.
+
+        With `complete=True` every open entry of the source not in `rows` is resolved; otherwise only
+        entries whose key is in `checked_keys` (the records this batch re-examined) are.
+        """
+        now = utcnow()
+        if rows:
+            stmt = self._insert(quarantine)
+            payload_rows = [
+                {
+                    "source": source,
+                    "record_key": key,
+                    "reason": reason[:400],
+                    "payload": payload,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "resolved_at": None,
+                    "run_id": run_id,
+                }
+                for key, reason, payload in {(r[0], r[1][:400]): r for r in rows}.values()
+            ]
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["source", "record_key", "reason"],
+                    set_={
+                        "last_seen_at": stmt.excluded.last_seen_at,
+                        "payload": stmt.excluded.payload,
+                        "resolved_at": None,
+                        "run_id": stmt.excluded.run_id,
+                    },
+                ),
+                payload_rows,
+            )
+        still_bad = {(r[0], r[1][:400]) for r in rows}
+        open_q = sa.select(quarantine.c.record_key, quarantine.c.reason).where(
+            quarantine.c.source == source, quarantine.c.resolved_at.is_(None)
+        )
+        candidates: list[Any] = []
+        if complete:
+            candidates = list(conn.execute(open_q))
+        elif checked_keys:
+            for chunk in _chunks(list(checked_keys)):
+                candidates.extend(conn.execute(open_q.where(quarantine.c.record_key.in_(chunk))))
+        fixed = [{"k": k, "r": r} for k, r in candidates if (k, r) not in still_bad]
+        if fixed:
+            conn.execute(
+                sa.update(quarantine)
+                .where(
+                    quarantine.c.source == source,
+                    quarantine.c.record_key == sa.bindparam("k"),
+                    quarantine.c.reason == sa.bindparam("r"),
+                )
+                .values(resolved_at=now),
+                fixed,
+            )
+
+    def open_quarantine(self, source: str | None = None) -> pl.DataFrame:
+        query = sa.select(
+            quarantine.c.source, quarantine.c.record_key, quarantine.c.reason, quarantine.c.last_seen_at
+        ).where(quarantine.c.resolved_at.is_(None))
+        if source:
+            query = query.where(quarantine.c.source == source)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(quarantine.c.source, quarantine.c.record_key)).all()
+        return pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={
+                "source": pl.String,
+                "record_key": pl.String,
+                "reason": pl.String,
+                "last_seen_at": pl.Datetime("us"),
+            },
+            orient="row",
+        )

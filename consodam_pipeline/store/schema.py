@@ -1,0 +1,63 @@
+"""Table definitions. Tables carry no schema name: PostgreSQL maps them into `consodam` at connect time."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One row per version of a record as we observed it; the open version has valid_to NULL.
+record_history = sa.Table(
+    "record_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(40), nullable=False),
+    sa.Column("record_key", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("valid_from", sa.DateTime(), nullable=False),
+    sa.Column("valid_to", sa.DateTime(), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("recorded_at", sa.DateTime(), nullable=False),
+)
+
+# Append-only: rows are inserted once (event_id is a content-derived id) and never updated.
+audit_ledger = sa.Table(
+    "audit_ledger",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("isbn13", sa.String(13), nullable=True),
+    sa.Column("work_id", sa.String(64), nullable=True),
+    sa.Column("dam_asset_id", sa.String(64), nullable=True),
+    sa.Column("dam_version", sa.Integer(), nullable=True),
+    sa.Column("role", sa.String(40), nullable=True),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("occurred_at", sa.DateTime(), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("before_json", sa.Text(), nullable=True),
+    sa.Column("after_json", sa.Text(), nullable=True),
+)
+
+sync_cursor = sa.Table(
+    "sync_cursor",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("record_key", sa.String(200), primary_key=True),
+    sa.Column("reason", sa.String(400), primary_key=True),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
