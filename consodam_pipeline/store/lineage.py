@@ -151,12 +151,14 @@ class LineageStore:
         observed_at: datetime,
         complete: bool,
         run_id: str | None = None,
+        keep_open: Sequence[str] = (),
     ) -> SnapshotDiff:
         """Fold a batch of current records (record_key, content_hash, payload) into history.
 
         Changed records close their open version and open a new one at `observed_at`. With
         `complete=True` the batch is the whole population, so open records absent from it are closed
-        (deletions). Re-applying the same batch writes nothing.
+        (deletions), except those in `keep_open` (present at the source but quarantined this time: their
+        last good version stays current). Re-applying the same batch writes nothing.
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
@@ -168,19 +170,19 @@ class LineageStore:
             & pl.col("content_hash").is_not_null()
             & (pl.col("old_hash") != pl.col("content_hash"))
         )
-        removed = joined.filter(pl.col("content_hash").is_null()) if complete else joined.clear()
+        removed = (
+            joined.filter(pl.col("content_hash").is_null() & ~pl.col("record_key").is_in(list(keep_open)))
+            if complete
+            else joined.clear()
+        )
         moment = to_naive_utc(observed_at)
         to_close = pl.concat([changed["id"], removed["id"]]).to_list()
-        if to_close:
-            conn.execute(
-                sa.update(record_history)
-                .where(record_history.c.id == sa.bindparam("row_id"))
-                .values(valid_to=moment),
-                [{"row_id": rid} for rid in to_close],
-            )
-        to_open = pl.concat([added, changed], how="vertical_relaxed")
-        if to_open.height:
-            recorded = utcnow()
+        close = sa.update(record_history).where(record_history.c.id == sa.bindparam("row_id")).values(valid_to=moment)
+        for chunk in _chunks(to_close, 20_000):
+            conn.execute(close, [{"row_id": rid} for rid in chunk])
+        to_open = pl.concat([added, changed], how="vertical_relaxed").select("record_key", "content_hash", "payload")
+        recorded = utcnow()
+        for start in range(0, to_open.height, 20_000):
             conn.execute(
                 record_history.insert(),
                 [
@@ -194,7 +196,7 @@ class LineageStore:
                         "run_id": run_id,
                         "recorded_at": recorded,
                     }
-                    for key, digest, payload in to_open.select("record_key", "content_hash", "payload").iter_rows()
+                    for key, digest, payload in to_open.slice(start, 20_000).iter_rows()
                 ],
             )
         return SnapshotDiff(

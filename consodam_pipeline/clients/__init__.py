@@ -1,0 +1,1 @@
+"""HTTP clients for Consonance and OpenText DAM: timeouts, retries, auth refresh, bounded concurrency."""

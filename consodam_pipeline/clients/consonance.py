@@ -1,0 +1,242 @@
+"""Consonance client: GraphQL (keyset paging, changedSince, field selection) and the REST v4 fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy
+
+SANDBOX_URL = "http://127.0.0.1:8701"
+SANDBOX_KEY = "sandboxconsonancekey0000000000001"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Isbn(_Camel):
+    isbn13: str | None = None
+    isbn10: str | None = None
+    isbn_with_dashes: str | None = None
+
+
+class CodeDescription(_Camel):
+    code: str
+    description: str
+
+
+class Contact(_Camel):
+    id: int
+    name: str
+
+
+class Contribution(_Camel):
+    id: int
+    sequence_number: int | None = None
+    onix_contributor_role_code: str | None = None
+    contributor: Contact
+
+
+class SupportingResource(_Camel):
+    id: int
+    caption: str | None = None
+    filename: str | None = None
+    image_remote_url: str | None = None
+    product_ids: list[int] = Field(default_factory=list)
+    resource_content_type: str | None = None
+    created_at: str | None = None
+
+
+class Work(_Camel):
+    id: int
+    title: str
+    subtitle: str | None = None
+    contributions: list[Contribution] = Field(default_factory=list)
+    supporting_resources: list[SupportingResource] = Field(default_factory=list)
+
+
+class Imprint(_Camel):
+    name: str
+
+
+class Product(_Camel):
+    id: int
+    isbn: Isbn | None = None
+    full_title: str
+    subtitle: str | None = None
+    publication_date: str | None = None  # kept as text: validated (and quarantined) downstream
+    onix_publishing_status_code: str | None = None
+    onix21_product_form_code: str | None = None
+    for_sale_country_codes: list[str] = Field(default_factory=list)
+    not_for_sale_country_codes: list[str] = Field(default_factory=list)
+    is_for_sale_worldwide: bool = False
+    sales_rights_description: str | None = None
+    row_sales_rights_type_code: str | None = None
+    sales_embargo_date: str | None = None
+    imprint: Imprint | None = None
+    project_stage_name: str | None = None
+    updated_at: str | None = None
+    work: Work
+
+
+class _ProductsData(BaseModel):
+    products: list[Product]
+
+
+class ProductsResponse(BaseModel):
+    data: _ProductsData | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class GraphQLResponse(BaseModel):
+    data: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class RestProductsPage(BaseModel):
+    current_page: int
+    per_page: int
+    total_pages: int
+    url: str
+    products: list[dict[str, Any]]
+
+
+PRODUCT_FIELDS = """
+  id isbn { isbn13 isbn10 isbnWithDashes } fullTitle subtitle publicationDate onixPublishingStatusCode
+  onix21ProductFormCode forSaleCountryCodes notForSaleCountryCodes isForSaleWorldwide salesRightsDescription
+  rowSalesRightsTypeCode salesEmbargoDate imprint { name } projectStageName updatedAt
+  work { id title subtitle contributions { id sequenceNumber onixContributorRoleCode contributor { id name } }
+         supportingResources { id caption filename imageRemoteUrl productIds resourceContentType createdAt } }
+"""
+PROBE_FIELDS = "id updatedAt"
+
+
+class ConsonanceClient:
+    def __init__(self, http: ResilientHttp, api_key: str, page_size: int) -> None:
+        self.http = http
+        self.api_key = api_key
+        self.page_size = page_size
+
+    def __enter__(self) -> ConsonanceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def _bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response: GraphQLResponse = self.http.call(
+            "POST", "/graphql", json={"query": query, "variables": variables or {}}, headers=self._bearer,
+            decode=lambda r: GraphQLResponse.model_validate_json(r.content),
+        )
+        if response.errors:
+            raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
+        return response.data or {}
+
+    def products_page(self, search: dict[str, Any], fields: str = PRODUCT_FIELDS) -> list[Product]:
+        query = (
+            "query Products($search: ProductSearchAttributes, $limit: Int) {"
+            f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
+        )
+        response: ProductsResponse = self.http.call(
+            "POST", "/graphql", json={"query": query, "variables": {"search": search, "limit": self.page_size}},
+            headers=self._bearer, decode=lambda r: ProductsResponse.model_validate_json(r.content),
+        )
+        if response.errors or response.data is None:
+            reason = "; ".join(str(e.get("message")) for e in response.errors or []) or "no data"
+            raise ApiError("POST /graphql products", 1, reason)
+        return response.data.products
+
+    def iter_product_pages(
+        self, *, changed_since: date | None = None, search: dict[str, Any] | None = None,
+        fields: str = PRODUCT_FIELDS,
+    ) -> Iterator[list[Product]]:
+        """Keyset paging by id; the next page is fetched while the caller works on the current one."""
+        base = dict(search or {})
+        if changed_since is not None:
+            base["changedSince"] = changed_since.isoformat()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consonance-prefetch") as pool:
+            pending: Future[list[Product]] = pool.submit(self.products_page, {**base, "after": 0}, fields)
+            while True:
+                page = pending.result()
+                if len(page) < self.page_size:
+                    if page:
+                        yield page
+                    return
+                pending = pool.submit(self.products_page, {**base, "after": page[-1].id}, fields)
+                yield page
+
+    def products_by_isbn(self, isbns: Sequence[str]) -> list[Product]:
+        found: list[Product] = []
+        for start in range(0, len(isbns), self.page_size):
+            found += self.products_page({"isbn13In": list(isbns[start : start + self.page_size])})
+        return found
+
+    def update_product(self, product_id: int, **changes: Any) -> dict[str, Any]:
+        data = self.graphql(
+            "mutation U($input: UpdateProductInput!) { updateProduct(input: $input) {"
+            " product { id projectStageName publicationDate } errors { attribute message } } }",
+            {"input": {"id": product_id, **changes}},
+        )
+        return dict(data["updateProduct"])
+
+    def create_supporting_resource(self, **fields: Any) -> dict[str, Any]:
+        data = self.graphql(
+            "mutation C($input: CreateSupportingResourceInput!) { createSupportingResource(input: $input) {"
+            " supportingResource { id productIds imageRemoteUrl resourceContentType caption filename createdAt }"
+            " errors { attribute message } } }",
+            {"input": fields},
+        )
+        return dict(data["createSupportingResource"])
+
+    def delete_supporting_resource(self, resource_id: int) -> dict[str, Any]:
+        data = self.graphql(
+            "mutation D($id: Int!) { deleteSupportingResource(id: $id) { supportingResource { id }"
+            " errors { attribute message } } }",
+            {"id": resource_id},
+        )
+        return dict(data["deleteSupportingResource"])
+
+    def iter_rest_pages(self, per_page: int = 100) -> Iterator[RestProductsPage]:
+        """The legacy REST v4 list (page-number paging) — a fallback where GraphQL is not enabled."""
+        page = 1
+        while True:
+            result: RestProductsPage = self.http.call(
+                "GET", "/api/v4/products.json", params={"page": page, "per_page": per_page},
+                headers=lambda: {"Authorization": f"Token token={self.api_key}"},
+                decode=lambda r: RestProductsPage.model_validate_json(r.content),
+            )
+            yield result
+            if result.current_page >= result.total_pages:
+                return
+            page += 1
+
+
+class ConsonanceResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """Consonance API access; defaults point at the local sandbox."""
+
+    url: str = SANDBOX_URL
+    api_key: str = SANDBOX_KEY
+    page_size: int = 500
+    timeout_s: float = 20.0
+    max_attempts: int = 6
+    max_concurrency: int = 4
+    retry_base_delay_s: float = 0.2
+
+    def client(self) -> ConsonanceClient:
+        http = ResilientHttp(
+            self.url, timeout_s=self.timeout_s,
+            policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
+            max_concurrency=self.max_concurrency, secrets=[self.api_key],
+        )
+        return ConsonanceClient(http, self.api_key, self.page_size)
+

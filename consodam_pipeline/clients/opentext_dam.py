@@ -1,0 +1,307 @@
+"""OpenText DAM client: OAuth2 client credentials, OTMM v6 offset paging, search, lock/update/unlock, jobs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field
+
+from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy, prefetch_ordered
+
+SANDBOX_URL = "http://127.0.0.1:8702"
+SANDBOX_TENANT = "sandbox-tenant"
+SANDBOX_CLIENT_ID = "consodam-sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-dam-secret"  # noqa: S105 - the sandbox's published credential
+FIELD = "CONSODAM.FIELD."
+MODIFIED_FIELD = "ARTESIA.FIELD.DATE LAST MODIFIED"
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class MetadataElement(_Loose):
+    id: str
+    type: str | None = None
+    value: dict[str, Any] | None = None
+    values: list[dict[str, Any]] | None = None
+    metadata_element_list: list[MetadataElement] | None = None
+
+    def scalar(self) -> Any:
+        inner = (self.value or {}).get("value")
+        return inner.get("value") if isinstance(inner, dict) else inner
+
+    def column(self) -> list[Any]:
+        return [(v.get("value") or {}).get("value") for v in self.values or []]
+
+
+class _Metadata(_Loose):
+    metadata_element_list: list[MetadataElement] = Field(default_factory=list)
+
+
+class SecurityPolicyRef(_Loose):
+    id: int
+
+
+class DamAsset(_Loose):
+    asset_id: str
+    original_asset_id: str | None = None
+    version: int = 1
+    latest_version: bool = True
+    date_last_updated: str | None = None
+    name: str | None = None
+    mime_type: str | None = None
+    locked: bool = False
+    security_policy_list: list[SecurityPolicyRef] = Field(default_factory=list)
+    metadata: _Metadata = Field(default_factory=_Metadata)
+
+    def fields(self) -> dict[str, Any]:
+        """Scalar metadata by field id; a tabular field becomes a list of row dicts."""
+        out: dict[str, Any] = {}
+        for element in self.metadata.metadata_element_list:
+            if element.metadata_element_list is not None:
+                columns = {c.id.rsplit("_", 1)[-1].lower(): c.column() for c in element.metadata_element_list}
+                length = max((len(v) for v in columns.values()), default=0)
+                out[element.id] = [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(length)]
+            else:
+                out[element.id] = element.scalar()
+        return out
+
+
+class _AssetsResource(_Loose):
+    asset_list: list[DamAsset] = Field(default_factory=list)
+    total_number_of_items: int = 0
+
+
+class AssetsResponse(_Loose):
+    assets_resource: _AssetsResource
+
+
+class _SearchResult(_Loose):
+    hit_count: int = 0
+    total_hit_count: int = 0
+
+
+class _SearchResource(_Loose):
+    search_result: _SearchResult
+    asset_list: list[DamAsset] = Field(default_factory=list)
+
+
+class SearchResponse(_Loose):
+    search_result_resource: _SearchResource
+
+
+class Token(_Loose):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int = 3600
+
+
+def condition(field_id: str, value: Any, operator: str = "ARTESIA.OPERATOR.CHAR.IS") -> dict[str, Any]:
+    return {"type": "com.artesia.search.SearchScalarCondition", "metadata_field_id": field_id,
+            "relational_operator_id": operator, "value": value}
+
+
+def modified_after(timestamp: str) -> dict[str, Any]:
+    """Sandbox convention for modified-since: the DAM's public record documents no such filter."""
+    return condition(MODIFIED_FIELD, timestamp, "ARTESIA.OPERATOR.DATE.IS AFTER")
+
+
+class DamClient:
+    REFRESH_MARGIN_S = 30.0
+
+    def __init__(self, http: ResilientHttp, tenant: str, client_id: str, client_secret: str, page_size: int,
+                 job_poll_s: float = 0.1, job_timeout_s: float = 60.0) -> None:
+        self.http = http
+        self.tenant = tenant
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.page_size = page_size
+        self.job_poll_s = job_poll_s
+        self.job_timeout_s = job_timeout_s
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._token_lock = threading.Lock()
+        self.token_fetches = 0
+
+    def __enter__(self) -> DamClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    # ---- auth ----
+
+    def _fetch_token(self) -> None:
+        token: Token = self.http.call(
+            "POST", f"/tenants/{self.tenant}/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": self.client_id,
+                  "client_secret": self.client_secret},
+            decode=lambda r: Token.model_validate_json(r.content),
+        )
+        self._token = token.access_token
+        self._expires_at = time.monotonic() + token.expires_in
+        self.http.redact.secrets.append(token.access_token)
+        self.token_fetches += 1
+
+    def _auth(self) -> dict[str, str]:
+        with self._token_lock:
+            if self._token is None or time.monotonic() > self._expires_at - self.REFRESH_MARGIN_S:
+                self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def _refresh(self) -> dict[str, str]:
+        with self._token_lock:
+            self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.http.call(method, f"/otmmapi/v6{path}", headers=self._auth, on_unauthorized=self._refresh,
+                              **kwargs)
+
+    # ---- reads ----
+
+    def assets_page(self, after: int, *, all_versions: bool = True, slim: bool = False) -> AssetsResponse:
+        params: dict[str, Any] = {"after": after, "limit": self.page_size, "load_type": "metadata"}
+        if all_versions:
+            params["versions"] = "all"
+        if slim:
+            params["level_of_detail"] = "slim"
+        result: AssetsResponse = self.call("GET", "/assets", params=params,
+                                           decode=lambda r: AssetsResponse.model_validate_json(r.content))
+        return result
+
+    def iter_asset_pages(self, *, all_versions: bool = True, slim: bool = False,
+                         parallel: int = 2) -> Iterator[list[DamAsset]]:
+        """Every asset (version), page by page in order; later offsets are fetched ahead in parallel."""
+        first = self.assets_page(0, all_versions=all_versions, slim=slim)
+        yield first.assets_resource.asset_list
+        offsets = range(self.page_size, first.assets_resource.total_number_of_items, self.page_size)
+
+        def fetch(offset: int) -> list[DamAsset]:
+            return self.assets_page(offset, all_versions=all_versions, slim=slim).assets_resource.asset_list
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dam-pages") as pool:
+            yield from prefetch_ordered(pool, fetch, offsets, depth=parallel * 2)
+
+    def search_page(self, conditions: Sequence[dict[str, Any]], after: int, *, all_versions: bool = True,
+                    slim: bool = False) -> SearchResponse:
+        params: dict[str, Any] = {
+            "keyword_query": "*", "after": after, "limit": self.page_size, "load_type": "metadata",
+            "search_condition_list": json.dumps({"search_condition_list": {"search_condition": list(conditions)}}),
+        }
+        if all_versions:
+            params["versions"] = "all"
+        if slim:
+            params["level_of_detail"] = "slim"
+        result: SearchResponse = self.call("GET", "/search/text", params=params,
+                                           decode=lambda r: SearchResponse.model_validate_json(r.content))
+        return result
+
+    def search(self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True,
+               slim: bool = False) -> Iterator[DamAsset]:
+        after = 0
+        while True:
+            page = self.search_page(conditions, after, all_versions=all_versions, slim=slim)
+            yield from page.search_result_resource.asset_list
+            after += self.page_size
+            if after >= page.search_result_resource.search_result.total_hit_count:
+                return
+
+    def get_asset(self, asset_id: str) -> DamAsset:
+        return DamAsset.model_validate(self.call("GET", f"/assets/{asset_id}")["asset_resource"]["asset"])
+
+    def versions(self, asset_id: str) -> list[DamAsset]:
+        data = self.call("GET", f"/assets/{asset_id}/versions")
+        return [DamAsset.model_validate(a) for a in data["versions_resource"]["asset_list"]]
+
+    def security_policies(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/securitypolicies")["security_policies_resource"]["security_policy_list"])
+
+    # ---- writes ----
+
+    def _state(self, action: str, asset_ids: Sequence[str]) -> dict[str, Any]:
+        selection = {"selection_context_param": {"selection_context": {
+            "type": "com.artesia.asset.selection.AssetIdsSelectionContext", "asset_ids": list(asset_ids),
+            "child_type": "ASSETS", "include_descendants": "NONE"}}}
+        data = self.call("PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)})
+        result: dict[str, Any] = data["bulk_asset_result_representation"]["bulk_asset_result"]
+        return result
+
+    @contextmanager
+    def locked(self, asset_ids: Sequence[str]) -> Iterator[list[str]]:
+        """Lock, yield what we hold, always unlock — the OTMM edit protocol."""
+        result = self._state("lock", asset_ids)
+        held = list(result["successful_object_list"])
+        try:
+            yield held
+        finally:
+            if held:
+                self._state("unlock", held)
+
+    def update_metadata(self, asset_id: str, values: dict[str, Any],
+                        security_policy_ids: Sequence[int] | None = None) -> DamAsset:
+        data: dict[str, Any] = {"asset_identifier": asset_id, "metadata": [
+            {"id": fid, "type": "com.artesia.metadata.MetadataField",
+             "value": {"value": {"type": "string", "value": value}}} for fid, value in values.items()]}
+        if security_policy_ids is not None:
+            data["security_policy_list"] = [{"id": p} for p in security_policy_ids]
+        result = self.call("PATCH", f"/assets/{asset_id}", json={"edited_asset": {"data": data}})
+        return DamAsset.model_validate(result["asset_resource"]["asset"])
+
+    def wait_job(self, job_id: str) -> str:
+        deadline = time.monotonic() + self.job_timeout_s
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/jobs/{job_id}")["job_resource"]["job"]
+            if job["job_state"] == "COMPLETED":
+                return str(job["asset_id"])
+            if job["job_state"] in ("FAILED", "CANCELLED"):
+                raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job ended {job['job_state']}")
+            time.sleep(self.job_poll_s)
+        raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job not done after {self.job_timeout_s:.0f}s")
+
+    def new_version(self, asset_id: str) -> str:
+        return self.wait_job(self.call("POST", f"/assets/{asset_id}/versions")["job_handle"]["job_id"])
+
+    def collections(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/collections")["collection_resource"]["collection"])
+
+    def ensure_collection(self, name: str) -> str:
+        body = {"collection_resource": {"collection": {"name": name}}}
+        for c in self.call("POST", "/collections", json=body)["collection_resource"]["collection"]:
+            if c["name"] == name:
+                return str(c["id"])
+        raise ApiError("POST /otmmapi/v6/collections", 1, f"collection {name!r} not created")
+
+    def add_to_collection(self, collection_id: str, asset_ids: Sequence[str]) -> list[str]:
+        data = self.call("PUT", f"/collections/{collection_id}/assets", json={"asset_ids": list(asset_ids)})
+        return [a["asset_id"] for a in data["assets_resource"]["asset_list"]]
+
+
+class OpenTextDamResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """OpenText DAM API access; defaults point at the local sandbox."""
+
+    url: str = SANDBOX_URL
+    tenant: str = SANDBOX_TENANT
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: str = SANDBOX_CLIENT_SECRET
+    page_size: int = 1000
+    timeout_s: float = 20.0
+    max_attempts: int = 6
+    max_concurrency: int = 4
+    retry_base_delay_s: float = 0.2
+
+    def client(self) -> DamClient:
+        http = ResilientHttp(
+            self.url, timeout_s=self.timeout_s,
+            policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
+            max_concurrency=self.max_concurrency, secrets=[self.client_secret],
+        )
+        return DamClient(http, self.tenant, self.client_id, self.client_secret, self.page_size)

@@ -1,0 +1,38 @@
+"""Resources for every asset. Endpoints and credentials come from the environment via dg.EnvVar when set
+(so secrets never appear in run config or the UI); unset, they point at the local sandboxes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from consodam_pipeline.clients import consonance as cons
+from consodam_pipeline.clients import opentext_dam as dam
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.tables import PolarsParquetIOManager
+
+
+def env_or(name: str, default: Any) -> Any:
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "consonance": cons.ConsonanceResource(
+                url=env_or("CONSONANCE_URL", cons.SANDBOX_URL),
+                api_key=env_or("CONSONANCE_API_KEY", cons.SANDBOX_KEY),
+            ),
+            "dam": dam.OpenTextDamResource(
+                url=env_or("OTDAM_URL", dam.SANDBOX_URL),
+                tenant=env_or("OTDAM_TENANT", dam.SANDBOX_TENANT),
+                client_id=env_or("OTDAM_CLIENT_ID", dam.SANDBOX_CLIENT_ID),
+                client_secret=env_or("OTDAM_CLIENT_SECRET", dam.SANDBOX_CLIENT_SECRET),
+            ),
+            "lineage": LineageStoreResource(url=env_or("CONSODAM_STORE_URL", "")),
+            "io_manager": PolarsParquetIOManager(base_path=env_or("CONSODAM_TABLES_PATH", "")),
+        }
+    )

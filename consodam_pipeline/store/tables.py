@@ -1,0 +1,81 @@
+"""Polars frames as Parquet under a base path (a local folder by default; any URL polars can write).
+
+dagster-polars 0.27 cannot read under polars 2 (it passes arguments polars removed), so this small IO
+manager does the round trip itself. A partitioned asset materialized for several partitions in one
+run returns one frame with a `partition_key` column; it is split into one file per partition.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from consodam_pipeline.store.engine import default_home
+
+PARTITION_COLUMN = "partition_key"
+
+
+def default_tables_path() -> str:
+    return os.environ.get("CONSODAM_TABLES_PATH", str(default_home() / "tables"))
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def write_parquet(frame: pl.DataFrame, path: str) -> None:
+    if _is_local(path):
+        target = Path(path.removeprefix("file://"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".parquet.tmp")
+        frame.write_parquet(tmp)
+        tmp.replace(target)  # readers never see half a file
+    else:
+        frame.write_parquet(path)
+
+
+def read_parquet(path: str) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+def exists(path: str) -> bool:
+    return Path(path.removeprefix("file://")).exists() if _is_local(path) else True
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
+    base_path: str = ""
+
+    def _root(self) -> str:
+        return (self.base_path or default_tables_path()).rstrip("/")
+
+    def path_for(self, asset_key: dg.AssetKey, partition: str | None = None) -> str:
+        stem = "/".join(asset_key.path)
+        return f"{self._root()}/{stem}.parquet" if partition is None else f"{self._root()}/{stem}/{partition}.parquet"
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
+        if obj is None:
+            return
+        if not context.has_asset_partitions:
+            write_parquet(obj, self.path_for(context.asset_key))
+            return
+        keys = list(context.asset_partition_keys)
+        if len(keys) == 1 and PARTITION_COLUMN not in obj.columns:
+            write_parquet(obj, self.path_for(context.asset_key, keys[0]))
+            return
+        for key in keys:
+            part = obj.filter(pl.col(PARTITION_COLUMN) == key).drop(PARTITION_COLUMN)
+            write_parquet(part, self.path_for(context.asset_key, key))
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        key = context.asset_key
+        if not context.has_asset_partitions:
+            return read_parquet(self.path_for(key))
+        frames = []
+        for partition in context.asset_partition_keys:
+            path = self.path_for(key, partition)
+            if exists(path):
+                frames.append(read_parquet(path).with_columns(pl.lit(partition).alias(PARTITION_COLUMN)))
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()

@@ -1,0 +1,1 @@
+"""Machinery the sync assets share: committing an ingest batch, and what a materialization reports."""
