@@ -1,0 +1,115 @@
+"""The clients against faulty sandboxes: nothing lost, nothing duplicated, clear errors, no secrets."""
+
+import logging
+
+import pytest
+
+from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.http import ApiError
+from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource, condition
+from consodam_tests.support import Sandbox
+
+MIXED = ["429", "500", "502", "503", "drop", "truncated"]
+
+
+def consonance(sandbox: Sandbox, **kw: object) -> ConsonanceResource:
+    return ConsonanceResource(url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"],
+                              page_size=50, retry_base_delay_s=0.01, **kw)  # type: ignore[arg-type]
+
+
+def dam(sandbox: Sandbox, **kw: object) -> OpenTextDamResource:
+    return OpenTextDamResource(url=sandbox.dam_url, page_size=200, retry_base_delay_s=0.01,
+                               **kw)  # type: ignore[arg-type]
+
+
+def inject_mixed(sandbox: Sandbox, which: str, total_rate: float = 0.10) -> None:
+    for mode in MIXED:
+        sandbox.fault(which, mode=mode, rate=total_rate / len(MIXED), retry_after=0.05)
+    sandbox.fault(which, mode="slow", rate=0.01, delay=1.5)
+
+
+def test_consonance_listing_survives_faults(sandbox: Sandbox) -> None:
+    with consonance(sandbox).client() as client:
+        clean = [p.id for page in client.iter_product_pages() for p in page]
+    inject_mixed(sandbox, "consonance")
+    with consonance(sandbox, timeout_s=1.0, max_attempts=10).client() as client:
+        faulty = [p.id for page in client.iter_product_pages() for p in page]
+        retries = client.http.retries
+    assert faulty == clean and len(set(faulty)) == len(faulty)
+    fired = sandbox.admin("consonance", "GET", "/_sandbox/faults")["fired"]
+    assert sum(fired.values()) > 0 and retries >= sum(fired.values()) - fired.get("slow", 0)
+
+
+def test_dam_listing_survives_faults_and_expiring_tokens(sandbox: Sandbox) -> None:
+    with dam(sandbox).client() as client:
+        clean = sorted(a.asset_id for page in client.iter_asset_pages() for a in page)
+    inject_mixed(sandbox, "dam")
+    sandbox.fault("dam", mode="expired_token", rate=0.03)
+    with dam(sandbox, timeout_s=1.0, max_attempts=10).client() as client:
+        faulty = [a.asset_id for page in client.iter_asset_pages() for a in page]
+        fetches = client.token_fetches
+    assert sorted(faulty) == clean and len(set(faulty)) == len(faulty)
+    assert fetches >= 2  # a 401 made the client fetch a fresh token
+
+
+def test_retry_after_is_honoured(sandbox: Sandbox) -> None:
+    sleeps: list[float] = []
+    sandbox.fault("consonance", mode="429", count=2, retry_after=0.7)
+    with consonance(sandbox).client() as client:
+        client.http.sleep = lambda s: sleeps.append(s)
+        assert client.products_page({"after": 0})
+    assert sleeps == [0.7, 0.7]
+
+
+def test_exhausted_retries_name_the_endpoint_without_secrets(sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+                                                              ) -> None:
+    sandbox.fault("consonance", mode="503", count=3)
+    caplog.set_level(logging.DEBUG)
+    with consonance(sandbox, max_attempts=3).client() as client, pytest.raises(ApiError) as info:
+        client.products_page({"after": 0})
+    error = info.value
+    assert error.endpoint == "POST /graphql" and error.attempts == 3 and error.status == 503
+    assert "POST /graphql failed after 3 attempt(s): HTTP 503" in str(error)
+    secret = sandbox.env["CONSONANCE_API_KEY"]
+    assert secret not in str(error) and secret not in caplog.text
+
+
+def test_bad_credentials_fail_fast_and_redacted(sandbox: Sandbox) -> None:
+    with OpenTextDamResource(url=sandbox.dam_url, client_secret="not-the-secret-1234").client() as client, \
+            pytest.raises(ApiError) as info:
+        client.security_policies()
+    assert info.value.status == 401 and info.value.attempts == 1
+    assert "not-the-secret-1234" not in str(info.value)
+    with ConsonanceResource(url=sandbox.consonance_url, api_key="wrong-key-12345678").client() as client, \
+            pytest.raises(ApiError, match="401"):
+        client.products_page({})
+
+
+def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
+    sandbox.fault("consonance", mode="slow", count=2, delay=1.0)
+    with consonance(sandbox, timeout_s=0.3, max_attempts=2).client() as client, pytest.raises(ApiError) as info:
+        client.products_page({"after": 0})
+    assert "timed out" in str(info.value) and info.value.attempts == 2
+
+
+def test_dam_search_lock_update_and_jobs(fresh_sandbox: Sandbox) -> None:
+    with dam(fresh_sandbox).client() as client:
+        first = next(client.iter_asset_pages(all_versions=False))[0]
+        isbn = first.fields()[FIELD + "ISBN"]
+        hits = list(client.search([condition(FIELD + "ISBN", isbn)]))
+        assert hits and all(h.fields()[FIELD + "ISBN"] == isbn for h in hits)
+        with client.locked([first.asset_id]) as held:
+            assert held == [first.asset_id]
+            updated = client.update_metadata(first.asset_id, {FIELD + "TITLE": "Tagged"}, security_policy_ids=[2])
+        assert updated.fields()[FIELD + "TITLE"] == "Tagged"
+        assert [p.id for p in updated.security_policy_list] == [2]
+        assert client.get_asset(first.asset_id).locked is False
+        new_id = client.new_version(first.asset_id)
+        assert [v.asset_id for v in client.versions(first.asset_id)][-1] == new_id
+
+
+def test_rest_fallback_lists_every_product(sandbox: Sandbox) -> None:
+    with consonance(sandbox).client() as client:
+        graphql_ids = sorted(p.id for page in client.iter_product_pages() for p in page)
+        rest_ids = sorted(p["id"] for page in client.iter_rest_pages(per_page=70) for p in page.products)
+    assert rest_ids == graphql_ids

@@ -1,0 +1,140 @@
+"""The lineage store on SQLite and on PostgreSQL (a `consodam` schema)."""
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
+from consodam_pipeline.store.engine import PG_SCHEMA
+from consodam_pipeline.store.lineage import content_hash
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def records(**payloads: str) -> pl.DataFrame:
+    return pl.DataFrame({"record_key": list(payloads), "content_hash": [content_hash(p) for p in payloads.values()],
+                         "payload": list(payloads.values())})
+
+
+@pytest.fixture
+def store(store_url: str) -> LineageStore:
+    return LineageStore(connect_store(store_url))
+
+
+def test_tables_live_where_configured(store: LineageStore) -> None:
+    names = set(sa.inspect(store.engine).get_table_names(schema=None if store.engine.dialect.name == "sqlite"
+                                                          else PG_SCHEMA))
+    assert {"record_history", "audit_ledger", "sync_cursor", "quarantine", "alembic_version"} <= names
+
+
+def test_migrations_are_idempotent(store_url: str) -> None:
+    connect_store(store_url)
+    engine = connect_store(store_url)
+    with engine.connect() as conn:
+        table = "alembic_version" if engine.dialect.name == "sqlite" else f"{PG_SCHEMA}.alembic_version"
+        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0001"]
+
+
+def test_snapshot_history_and_as_of(store: LineageStore) -> None:
+    with store.engine.begin() as conn:
+        first = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+                                     observed_at=T0, complete=True)
+    assert sorted(first.added) == ["a", "b"]
+    with store.engine.begin() as conn:
+        again = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+                                     observed_at=T0 + timedelta(hours=1), complete=True)
+    assert again.touched == 0 and again.unchanged == 2
+    with store.engine.begin() as conn:
+        later = store.apply_snapshot(conn, "edition", records(a='{"v": "a2aaaaaa"}'),
+                                     observed_at=T0 + timedelta(days=1), complete=True)
+    assert later.changed == ["a"] and later.removed == ["b"]
+    assert store.as_of("edition", "a", T0 + timedelta(hours=12)) == {"v": "a1aaaaaa"}
+    assert store.as_of("edition", "a", T0 + timedelta(days=2)) == {"v": "a2aaaaaa"}
+    assert store.as_of("edition", "b", T0 + timedelta(hours=12)) == {"v": "b1bbbbbb"}
+    assert store.as_of("edition", "b", T0 + timedelta(days=2)) is None
+    assert store.as_of("edition", "a", T0 - timedelta(days=1)) is None
+    history = store.history("edition", "a")
+    assert [h["valid_to"] is None for h in history] == [False, True]
+    assert history[0]["valid_to"] == history[1]["valid_from"]
+
+
+def test_incremental_batches_never_close_unseen_records(store: LineageStore) -> None:
+    with store.engine.begin() as conn:
+        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+                             observed_at=T0, complete=True)
+        diff = store.apply_snapshot(conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0, complete=False)
+    assert diff.changed == ["a"] and diff.removed == []
+    assert store.count_open("edition") == 2
+
+
+def test_keep_open_protects_quarantined_records(store: LineageStore) -> None:
+    with store.engine.begin() as conn:
+        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+                             observed_at=T0, complete=True)
+        diff = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True,
+                                    keep_open=["b"])
+    assert diff.removed == []
+    assert store.count_open("edition") == 2
+
+
+def test_one_open_version_per_record_is_enforced(store: LineageStore) -> None:
+    from consodam_pipeline.store.schema import record_history
+
+    row = {"entity": "e", "record_key": "k", "content_hash": "h", "payload": "{}", "valid_from": datetime(2026, 1, 1),
+           "valid_to": None, "recorded_at": datetime(2026, 1, 1)}
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.execute(record_history.insert(), [row, {**row, "content_hash": "h2"}])
+
+
+def test_cursor_commits_with_its_rows_or_not_at_all(store: LineageStore) -> None:
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True)
+        store.set_cursor(conn, "consonance", "2026-01-01")
+        raise RuntimeError("crash between the write and the commit")
+    assert store.get_cursor("consonance") is None
+    assert store.count_open("edition") == 0
+    with store.engine.begin() as conn:
+        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True)
+        store.set_cursor(conn, "consonance", "2026-01-01")
+    assert store.get_cursor("consonance") == "2026-01-01"
+    with store.engine.begin() as conn:
+        store.set_cursor(conn, "consonance", "2026-01-02")
+    assert store.get_cursor("consonance") == "2026-01-02"
+
+
+def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
+    approved = AuditEvent("version_approved", T0, isbn13="9780306406157", dam_asset_id="a" * 40, dam_version=2,
+                          role="front_cover", actor="editor@publisher.example", after={"status": "approved"},
+                          run_id="run-1")
+    replay = AuditEvent(**{**approved.__dict__, "run_id": "run-2"})
+    assert approved.event_id == replay.event_id
+    with store.engine.begin() as conn:
+        assert store.append_events(conn, [approved, approved]) == 1
+    with store.engine.begin() as conn:
+        assert store.append_events(conn, [replay]) == 0
+    events = store.events_for_isbn("9780306406157")
+    assert len(events) == 1 and events[0]["run_id"] == "run-1" and events[0]["dam_version"] == 2
+    assert store.events_for_isbn("9780306406157", until=T0 - timedelta(seconds=1)) == []
+
+
+def test_quarantine_opens_and_resolves(store: LineageStore) -> None:
+    with store.engine.begin() as conn:
+        store.quarantine_records(conn, "consonance", [("17", "invalid_isbn: bad check digit", "{}"),
+                                                      ("18", "malformed_date: 'TBC'", "{}")], complete=True)
+    assert sorted(store.open_quarantine("consonance")["record_key"].to_list()) == ["17", "18"]
+    with store.engine.begin() as conn:
+        store.quarantine_records(conn, "consonance", [], checked_keys=["17"])
+    assert store.open_quarantine("consonance")["record_key"].to_list() == ["18"]
+    with store.engine.begin() as conn:
+        store.quarantine_records(conn, "consonance", [("18", "malformed_date: 'TBC'", "{}")], complete=True)
+    assert store.open_quarantine("consonance")["record_key"].to_list() == ["18"]
+
+
+def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
+    hostile = "x'); DROP TABLE record_history; --"
+    with store.engine.begin() as conn:
+        store.apply_snapshot(conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0,
+                             complete=False)
+    assert store.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}
