@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import date
 from pathlib import Path
 
@@ -19,28 +20,46 @@ def main() -> None:
 @main.command()
 @click.option("--works", default=1000, show_default=True, help="Works in the generated catalog.")
 @click.option("--seed", default=7, show_default=True)
-@click.option("--anchor", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Catalog 'today' (default: today).")
+@click.option(
+    "--anchor", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Catalog 'today' (default: today)."
+)
 @click.option("--dirt-rate", default=0.005, show_default=True, help="Share of records made dirty on purpose.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".consodam/sandbox"), show_default=True)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path(".consodam/sandbox"), show_default=True
+)
 @click.option("--consonance-port", default=8701, show_default=True)
 @click.option("--dam-port", default=8702, show_default=True)
 @click.option("--token-ttl", default=3600, show_default=True, help="Seconds a DAM access token lives.")
-def sandbox(works: int, seed: int, anchor: object, dirt_rate: float, data_dir: Path, consonance_port: int,
-            dam_port: int, token_ttl: int) -> None:
+def sandbox(
+    works: int,
+    seed: int,
+    anchor: object,
+    dirt_rate: float,
+    data_dir: Path,
+    consonance_port: int,
+    dam_port: int,
+    token_ttl: int,
+) -> None:
     """Start the Consonance and OpenText DAM sandboxes on 127.0.0.1; state persists in --data-dir."""
     config = SandboxConfig(
-        data_dir=data_dir, works=works, seed=seed, dirt_rate=dirt_rate, consonance_port=consonance_port,
-        dam_port=dam_port, token_ttl=token_ttl,
+        data_dir=data_dir,
+        works=works,
+        seed=seed,
+        dirt_rate=dirt_rate,
+        consonance_port=consonance_port,
+        dam_port=dam_port,
+        token_ttl=token_ttl,
         anchor=anchor.date() if anchor is not None else date.today(),  # type: ignore[attr-defined]
     )
     stats = ensure_catalog(config)
     if stats is not None:
-        click.echo(f"# seeded {stats.works} works, {stats.products} editions, {stats.asset_versions} asset versions "
-                   f"into {data_dir}", err=True)
-    try:
+        click.echo(
+            f"# seeded {stats.works} works, {stats.products} editions, {stats.asset_versions} asset versions "
+            f"into {data_dir}",
+            err=True,
+        )
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

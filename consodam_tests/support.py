@@ -60,10 +60,26 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         cmd = [
-            sys.executable, "-m", "consodam_pipeline.cli", "sandbox", "--works", str(self.works), "--seed",
-            str(self.seed), "--anchor", ANCHOR, "--dirt-rate", str(self.dirt_rate), "--data-dir",
-            str(self.data_dir), "--consonance-port", str(self.consonance_port), "--dam-port", str(self.dam_port),
-            "--token-ttl", str(self.token_ttl),
+            sys.executable,
+            "-m",
+            "consodam_pipeline.cli",
+            "sandbox",
+            "--works",
+            str(self.works),
+            "--seed",
+            str(self.seed),
+            "--anchor",
+            ANCHOR,
+            "--dirt-rate",
+            str(self.dirt_rate),
+            "--data-dir",
+            str(self.data_dir),
+            "--consonance-port",
+            str(self.consonance_port),
+            "--dam-port",
+            str(self.dam_port),
+            "--token-ttl",
+            str(self.token_ttl),
         ]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 120
@@ -108,16 +124,21 @@ class Sandbox:
     def dam_token(self) -> str:
         response = httpx.post(
             f"{self.dam_url}/tenants/sandbox-tenant/oauth2/token",
-            data={"grant_type": "client_credentials", "client_id": "consodam-sandbox-client",
-                  "client_secret": "sandbox-dam-secret"},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "consodam-sandbox-client",
+                "client_secret": "sandbox-dam-secret",
+            },
         )
         response.raise_for_status()
         return str(response.json()["access_token"])
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         response = httpx.post(
-            f"{self.consonance_url}/graphql", json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {self.env['CONSONANCE_API_KEY']}"}, timeout=30,
+            f"{self.consonance_url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {self.env['CONSONANCE_API_KEY']}"},
+            timeout=30,
         )
         response.raise_for_status()
         return response.json()

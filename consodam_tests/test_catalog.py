@@ -46,11 +46,22 @@ def test_catalog_shape(tmp_path: Path) -> None:
     versions = dam.query("SELECT original_asset_id, MAX(version) AS v FROM assets GROUP BY original_asset_id")
     assert {r["v"] for r in versions} == {1, 2, 3, 4, 5}
     roles = {r["role"] for r in dam.query("SELECT DISTINCT role FROM assets")}
-    assert roles == {"front_cover", "back_cover", "contributor_picture", "jacket_copy", "sample_content",
-                     "audio_sample", "promotional_image"}
+    assert roles == {
+        "front_cover",
+        "back_cover",
+        "contributor_picture",
+        "jacket_copy",
+        "sample_content",
+        "audio_sample",
+        "promotional_image",
+    }
     assert dam.query("SELECT COUNT(*) AS n FROM assets WHERE license_until IS NOT NULL")[0]["n"] > 0
     assert {r["approval_status"] for r in dam.query("SELECT DISTINCT approval_status FROM assets")} == {
-        "approved", "in_review", "draft", "rejected"}
+        "approved",
+        "in_review",
+        "draft",
+        "rejected",
+    }
     assert stats.asset_versions == dam.query("SELECT COUNT(*) AS n FROM assets")[0]["n"]  # type: ignore[attr-defined]
 
 

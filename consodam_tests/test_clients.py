@@ -13,13 +13,17 @@ MIXED = ["429", "500", "502", "503", "drop", "truncated"]
 
 
 def consonance(sandbox: Sandbox, **kw: object) -> ConsonanceResource:
-    return ConsonanceResource(url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"],
-                              page_size=50, retry_base_delay_s=0.01, **kw)  # type: ignore[arg-type]
+    return ConsonanceResource(
+        url=sandbox.consonance_url,
+        api_key=sandbox.env["CONSONANCE_API_KEY"],
+        page_size=50,
+        retry_base_delay_s=0.01,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def dam(sandbox: Sandbox, **kw: object) -> OpenTextDamResource:
-    return OpenTextDamResource(url=sandbox.dam_url, page_size=200, retry_base_delay_s=0.01,
-                               **kw)  # type: ignore[arg-type]
+    return OpenTextDamResource(url=sandbox.dam_url, page_size=200, retry_base_delay_s=0.01, **kw)  # type: ignore[arg-type]
 
 
 def inject_mixed(sandbox: Sandbox, which: str, total_rate: float = 0.10) -> None:
@@ -61,8 +65,9 @@ def test_retry_after_is_honoured(sandbox: Sandbox) -> None:
     assert sleeps == [0.7, 0.7]
 
 
-def test_exhausted_retries_name_the_endpoint_without_secrets(sandbox: Sandbox, caplog: pytest.LogCaptureFixture
-                                                              ) -> None:
+def test_exhausted_retries_name_the_endpoint_without_secrets(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     sandbox.fault("consonance", mode="503", count=3)
     caplog.set_level(logging.DEBUG)
     with consonance(sandbox, max_attempts=3).client() as client, pytest.raises(ApiError) as info:
@@ -75,19 +80,26 @@ def test_exhausted_retries_name_the_endpoint_without_secrets(sandbox: Sandbox, c
 
 
 def test_bad_credentials_fail_fast_and_redacted(sandbox: Sandbox) -> None:
-    with OpenTextDamResource(url=sandbox.dam_url, client_secret="not-the-secret-1234").client() as client, \
-            pytest.raises(ApiError) as info:
+    with (
+        OpenTextDamResource(url=sandbox.dam_url, client_secret="not-the-secret-1234").client() as client,
+        pytest.raises(ApiError) as info,
+    ):
         client.security_policies()
     assert info.value.status == 401 and info.value.attempts == 1
     assert "not-the-secret-1234" not in str(info.value)
-    with ConsonanceResource(url=sandbox.consonance_url, api_key="wrong-key-12345678").client() as client, \
-            pytest.raises(ApiError, match="401"):
+    with (
+        ConsonanceResource(url=sandbox.consonance_url, api_key="wrong-key-12345678").client() as client,
+        pytest.raises(ApiError, match="401"),
+    ):
         client.products_page({})
 
 
 def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
     sandbox.fault("consonance", mode="slow", count=2, delay=1.0)
-    with consonance(sandbox, timeout_s=0.3, max_attempts=2).client() as client, pytest.raises(ApiError) as info:
+    with (
+        consonance(sandbox, timeout_s=0.3, max_attempts=2).client() as client,
+        pytest.raises(ApiError) as info,
+    ):
         client.products_page({"after": 0})
     assert "timed out" in str(info.value) and info.value.attempts == 2
 
@@ -100,7 +112,9 @@ def test_dam_search_lock_update_and_jobs(fresh_sandbox: Sandbox) -> None:
         assert hits and all(h.fields()[FIELD + "ISBN"] == isbn for h in hits)
         with client.locked([first.asset_id]) as held:
             assert held == [first.asset_id]
-            updated = client.update_metadata(first.asset_id, {FIELD + "TITLE": "Tagged"}, security_policy_ids=[2])
+            updated = client.update_metadata(
+                first.asset_id, {FIELD + "TITLE": "Tagged"}, security_policy_ids=[2]
+            )
         assert updated.fields()[FIELD + "TITLE"] == "Tagged"
         assert [p.id for p in updated.security_policy_list] == [2]
         assert client.get_asset(first.asset_id).locked is False

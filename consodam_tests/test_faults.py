@@ -59,8 +59,10 @@ def test_expired_token(sandbox: Sandbox) -> None:
 def test_rate_and_path_scope(sandbox: Sandbox) -> None:
     sandbox.fault("consonance", mode="503", rate=1.0, path_prefix="/api/v4")
     assert call(sandbox).status_code == 200  # /graphql is outside the rule's path
-    rest = httpx.get(f"{sandbox.consonance_url}/api/v4/products.json",
-                     headers={"Authorization": "Token token=sandboxconsonancekey0000000000001"})
+    rest = httpx.get(
+        f"{sandbox.consonance_url}/api/v4/products.json",
+        headers={"Authorization": "Token token=sandboxconsonancekey0000000000001"},
+    )
     assert rest.status_code == 503
     described = sandbox.admin("consonance", "GET", "/_sandbox/faults")
     assert described["fired"]["503"] >= 1

@@ -85,8 +85,16 @@ def test_generated_isbns_validate_and_roundtrip(core: str, prefix: str) -> None:
 
 
 def test_vectorised_check_agrees_with_scalar() -> None:
-    values = ["9780306406157", "9780306406158", "9791090636071", "97803064061", "978030640615X", None,
-              make_isbn13("123456789"), "9770306406153"]
+    values = [
+        "9780306406157",
+        "9780306406158",
+        "9791090636071",
+        "97803064061",
+        "978030640615X",
+        None,
+        make_isbn13("123456789"),
+        "9770306406153",
+    ]
     frame = pl.DataFrame({"isbn": values}, schema={"isbn": pl.String})
     vector = frame.select(isbn13_valid_expr("isbn"))["isbn"].to_list()
     scalar = [v is not None and len(v) == 13 and is_valid_isbn(v) for v in values]

@@ -18,9 +18,16 @@ from consodam_pipeline.domain.roles import AssetRole
 
 def test_required_product_forms_with_descriptions() -> None:
     expected = {
-        "BA": "Book", "BB": "Hardback", "BC": "Paperback / softback", "EA": "Digital (delivered electronically)",
-        "EB": "Digital download and online", "EC": "Digital online", "ED": "Digital download",
-        "AJ": "Downloadable audio file", "AN": "Downloadable and online audio file", "AC": "CD-Audio",
+        "BA": "Book",
+        "BB": "Hardback",
+        "BC": "Paperback / softback",
+        "EA": "Digital (delivered electronically)",
+        "EB": "Digital download and online",
+        "EC": "Digital online",
+        "ED": "Digital download",
+        "AJ": "Downloadable audio file",
+        "AN": "Downloadable and online audio file",
+        "AC": "CD-Audio",
     }
     for code, description in expected.items():
         form = ProductForm.parse(code)
@@ -36,7 +43,12 @@ def test_required_product_forms_with_descriptions() -> None:
         (PublishingStatus, "07", "Out of print", 64),
         (PublishingStatus, "15", "Recalled", 64),
         (PublishingDateRole, "02", "Sales embargo date", 163),
-        (SalesRightsType, "01", "For sale with exclusive rights in the specified countries or territories", 46),
+        (
+            SalesRightsType,
+            "01",
+            "For sale with exclusive rights in the specified countries or territories",
+            46,
+        ),
         (ResourceContentType, "04", "Contributor picture", 158),
         (ResourceMode, "03", "Image", 159),
         (ContentDateRole, "15", "Until date", 155),

@@ -10,8 +10,12 @@ F = "CONSODAM.FIELD."
 
 
 def get(sandbox: Sandbox, path: str, token: str, **params: object) -> httpx.Response:
-    return httpx.get(f"{sandbox.dam_url}/otmmapi/v6{path}", params=params,  # type: ignore[arg-type]
-                     headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return httpx.get(
+        f"{sandbox.dam_url}/otmmapi/v6{path}",
+        params=params,  # type: ignore[arg-type]
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
 
 
 def selection(*ids: str) -> str:
@@ -20,13 +24,22 @@ def selection(*ids: str) -> str:
 
 def test_token_endpoint(sandbox: Sandbox) -> None:
     url = f"{sandbox.dam_url}/tenants/sandbox-tenant/oauth2/token"
-    basic = httpx.post(url, data={"grant_type": "client_credentials"},
-                       auth=("consodam-sandbox-client", "sandbox-dam-secret")).json()
+    basic = httpx.post(
+        url, data={"grant_type": "client_credentials"}, auth=("consodam-sandbox-client", "sandbox-dam-secret")
+    ).json()
     assert basic["token_type"] == "Bearer" and basic["expires_in"] == 3600
-    bad = httpx.post(url, data={"grant_type": "client_credentials", "client_id": "consodam-sandbox-client",
-                                "client_secret": "wrong"})
+    bad = httpx.post(
+        url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "consodam-sandbox-client",
+            "client_secret": "wrong",
+        },
+    )
     assert bad.status_code == 401
-    assert bad.json() == {"fault": {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "oauth.v2.InvalidApiKey"}}}
+    assert bad.json() == {
+        "fault": {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "oauth.v2.InvalidApiKey"}}
+    }
     assert httpx.post(f"{sandbox.dam_url}/tenants/other/oauth2/token", data={}).status_code == 404
 
 
@@ -44,7 +57,9 @@ def test_offset_paging_covers_every_version_once_despite_changes(fresh_sandbox: 
     new = fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{seen[0]}/versions", json={})["asset_id"]
     after = 200
     while True:
-        body = get(fresh_sandbox, "/assets", token, after=after, limit=200, versions="all").json()["assets_resource"]
+        body = get(fresh_sandbox, "/assets", token, after=after, limit=200, versions="all").json()[
+            "assets_resource"
+        ]
         seen += [a["asset_id"] for a in body["asset_list"]]
         after += 200
         if after >= body["total_number_of_items"]:
@@ -60,7 +75,9 @@ def test_latest_only_by_default_and_versions_endpoint(sandbox: Sandbox) -> None:
     latest = get(sandbox, "/assets", token, limit=0).json()["assets_resource"]["asset_list"]
     assert all(a["latest_version"] for a in latest)
     multi = next(a for a in latest if a["version"] > 1)
-    versions = get(sandbox, f"/assets/{multi['asset_id']}/versions", token).json()["versions_resource"]["asset_list"]
+    versions = get(sandbox, f"/assets/{multi['asset_id']}/versions", token).json()["versions_resource"][
+        "asset_list"
+    ]
     assert [v["version"] for v in versions] == list(range(1, multi["version"] + 1))
     assert {v["original_asset_id"] for v in versions} == {multi["original_asset_id"]}
     content = get(sandbox, f"/assets/{multi['asset_id']}/contents", token)
@@ -71,43 +88,93 @@ def test_latest_only_by_default_and_versions_endpoint(sandbox: Sandbox) -> None:
 def test_search_conditions(sandbox: Sandbox) -> None:
     token = sandbox.dam_token()
     asset = get(sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0]
-    isbn = next(e for e in asset["metadata"]["metadata_element_list"] if e["id"] == F + "ISBN")["value"]["value"][
-        "value"]
-    conditions = {"search_condition_list": {"search_condition": [
-        {"metadata_field_id": F + "ISBN", "relational_operator_id": "ARTESIA.OPERATOR.CHAR.IS", "value": isbn}]}}
-    hits = get(sandbox, "/search/text", token, keyword_query="*", search_condition_list=json.dumps(conditions),
-               versions="all").json()["search_result_resource"]
+    isbn = next(e for e in asset["metadata"]["metadata_element_list"] if e["id"] == F + "ISBN")["value"][
+        "value"
+    ]["value"]
+    conditions = {
+        "search_condition_list": {
+            "search_condition": [
+                {
+                    "metadata_field_id": F + "ISBN",
+                    "relational_operator_id": "ARTESIA.OPERATOR.CHAR.IS",
+                    "value": isbn,
+                }
+            ]
+        }
+    }
+    hits = get(
+        sandbox,
+        "/search/text",
+        token,
+        keyword_query="*",
+        search_condition_list=json.dumps(conditions),
+        versions="all",
+    ).json()["search_result_resource"]
     assert hits["search_result"]["total_hit_count"] >= 1
     for found in hits["asset_list"]:
         tags = {e["id"]: e.get("value") for e in found["metadata"]["metadata_element_list"]}
         assert tags[F + "ISBN"]["value"]["value"] == isbn
-    future = {"search_condition_list": {"search_condition": [{
-        "metadata_field_id": "ARTESIA.FIELD.DATE LAST MODIFIED",
-        "relational_operator_id": "ARTESIA.OPERATOR.DATE.IS AFTER", "value": "2999-01-01T00:00:00Z"}]}}
+    future = {
+        "search_condition_list": {
+            "search_condition": [
+                {
+                    "metadata_field_id": "ARTESIA.FIELD.DATE LAST MODIFIED",
+                    "relational_operator_id": "ARTESIA.OPERATOR.DATE.IS AFTER",
+                    "value": "2999-01-01T00:00:00Z",
+                }
+            ]
+        }
+    }
     none = get(sandbox, "/search/text", token, search_condition_list=json.dumps(future)).json()
     assert none["search_result_resource"]["search_result"]["total_hit_count"] == 0
-    bad = get(sandbox, "/search/text", token, search_condition_list=json.dumps(
-        {"search_condition_list": {"search_condition": [{"metadata_field_id": "NOPE", "value": 1}]}}))
+    bad = get(
+        sandbox,
+        "/search/text",
+        token,
+        search_condition_list=json.dumps(
+            {"search_condition_list": {"search_condition": [{"metadata_field_id": "NOPE", "value": 1}]}}
+        ),
+    )
     assert bad.status_code == 400
 
 
 def test_lock_update_unlock_and_persistence(fresh_sandbox: Sandbox) -> None:
     token = fresh_sandbox.dam_token()
     headers = {"Authorization": f"Bearer {token}"}
-    asset_id = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0]["asset_id"]
-    edit = {"edited_asset": {"data": {"metadata": [
-        {"id": F + "TITLE", "value": {"value": {"type": "string", "value": "The Salt Orchard"}}}]}}}
-    unlocked = httpx.patch(f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", json=edit, headers=headers)
+    asset_id = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0][
+        "asset_id"
+    ]
+    edit = {
+        "edited_asset": {
+            "data": {
+                "metadata": [
+                    {"id": F + "TITLE", "value": {"value": {"type": "string", "value": "The Salt Orchard"}}}
+                ]
+            }
+        }
+    }
+    unlocked = httpx.patch(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", json=edit, headers=headers
+    )
     assert unlocked.status_code == 409
     state = f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/state"
-    locked = httpx.put(state, data={"action": "lock", "selection_context": selection(asset_id, "f" * 40)},
-                       headers=headers).json()["bulk_asset_result_representation"]["bulk_asset_result"]
-    assert locked["successful_object_list"] == [asset_id] and locked["failed_object_list"][0]["id"] == "f" * 40
+    locked = httpx.put(
+        state, data={"action": "lock", "selection_context": selection(asset_id, "f" * 40)}, headers=headers
+    ).json()["bulk_asset_result_representation"]["bulk_asset_result"]
+    assert (
+        locked["successful_object_list"] == [asset_id] and locked["failed_object_list"][0]["id"] == "f" * 40
+    )
     done = httpx.patch(f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", json=edit, headers=headers)
     assert done.status_code == 200
-    readonly = {"edited_asset": {"data": {"metadata": [{"id": F + "ROLE", "value": {"value": {"value": "x"}}}]}}}
-    assert httpx.patch(f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", json=readonly,
-                       headers=headers).status_code == 400
+    readonly = {
+        "edited_asset": {"data": {"metadata": [{"id": F + "ROLE", "value": {"value": {"value": "x"}}}]}}
+    }
+    assert (
+        httpx.patch(
+            f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", json=readonly, headers=headers
+        ).status_code
+        == 400
+    )
     httpx.put(state, data={"action": "unlock", "selection_context": selection(asset_id)}, headers=headers)
     fresh_sandbox.restart()
     token = fresh_sandbox.dam_token()  # tokens do not survive a restart; data does
@@ -120,7 +187,9 @@ def test_async_jobs_create_versions_and_assets(fresh_sandbox: Sandbox) -> None:
     token = fresh_sandbox.dam_token()
     headers = {"Authorization": f"Bearer {token}"}
     asset = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0]
-    handle = httpx.post(f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset['asset_id']}/versions", headers=headers)
+    handle = httpx.post(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/assets/{asset['asset_id']}/versions", headers=headers
+    )
     assert handle.status_code == 202
     job_id = handle.json()["job_handle"]["job_id"]
     states = []
@@ -138,15 +207,27 @@ def test_folders_collections_policies(fresh_sandbox: Sandbox) -> None:
     token = fresh_sandbox.dam_token()
     headers = {"Authorization": f"Bearer {token}"}
     roots = get(fresh_sandbox, "/folders/rootfolders", token).json()["folders_resource"]["folder_list"]
-    children = get(fresh_sandbox, f"/folders/{roots[0]['asset_id']}/children", token).json()["folder_children"]
+    children = get(fresh_sandbox, f"/folders/{roots[0]['asset_id']}/children", token).json()[
+        "folder_children"
+    ]
     assert children["folder_list"]
     policies = get(fresh_sandbox, "/securitypolicies", token).json()
-    assert {p["name"] for p in policies["security_policies_resource"]["security_policy_list"]} >= {"Internal",
-                                                                                                  "Public"}
-    made = httpx.post(f"{fresh_sandbox.dam_url}/otmmapi/v6/collections", headers=headers,
-                      json={"collection_resource": {"collection": {"name": "Spring launch"}}}).json()
+    assert {p["name"] for p in policies["security_policies_resource"]["security_policy_list"]} >= {
+        "Internal",
+        "Public",
+    }
+    made = httpx.post(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/collections",
+        headers=headers,
+        json={"collection_resource": {"collection": {"name": "Spring launch"}}},
+    ).json()
     cid = made["collection_resource"]["collection"][0]["id"]
-    asset_id = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0]["asset_id"]
-    listed = httpx.put(f"{fresh_sandbox.dam_url}/otmmapi/v6/collections/{cid}/assets", headers=headers,
-                       json={"asset_ids": [asset_id]}).json()
+    asset_id = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0][
+        "asset_id"
+    ]
+    listed = httpx.put(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/collections/{cid}/assets",
+        headers=headers,
+        json={"asset_ids": [asset_id]},
+    ).json()
     assert [a["asset_id"] for a in listed["assets_resource"]["asset_list"]] == [asset_id]

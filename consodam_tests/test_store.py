@@ -14,8 +14,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def records(**payloads: str) -> pl.DataFrame:
-    return pl.DataFrame({"record_key": list(payloads), "content_hash": [content_hash(p) for p in payloads.values()],
-                         "payload": list(payloads.values())})
+    return pl.DataFrame(
+        {
+            "record_key": list(payloads),
+            "content_hash": [content_hash(p) for p in payloads.values()],
+            "payload": list(payloads.values()),
+        }
+    )
 
 
 @pytest.fixture
@@ -24,8 +29,11 @@ def store(store_url: str) -> LineageStore:
 
 
 def test_tables_live_where_configured(store: LineageStore) -> None:
-    names = set(sa.inspect(store.engine).get_table_names(schema=None if store.engine.dialect.name == "sqlite"
-                                                          else PG_SCHEMA))
+    names = set(
+        sa.inspect(store.engine).get_table_names(
+            schema=None if store.engine.dialect.name == "sqlite" else PG_SCHEMA
+        )
+    )
     assert {"record_history", "audit_ledger", "sync_cursor", "quarantine", "alembic_version"} <= names
 
 
@@ -39,16 +47,27 @@ def test_migrations_are_idempotent(store_url: str) -> None:
 
 def test_snapshot_history_and_as_of(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        first = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
-                                     observed_at=T0, complete=True)
+        first = store.apply_snapshot(
+            conn,
+            "edition",
+            records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+            observed_at=T0,
+            complete=True,
+        )
     assert sorted(first.added) == ["a", "b"]
     with store.engine.begin() as conn:
-        again = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
-                                     observed_at=T0 + timedelta(hours=1), complete=True)
+        again = store.apply_snapshot(
+            conn,
+            "edition",
+            records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+            observed_at=T0 + timedelta(hours=1),
+            complete=True,
+        )
     assert again.touched == 0 and again.unchanged == 2
     with store.engine.begin() as conn:
-        later = store.apply_snapshot(conn, "edition", records(a='{"v": "a2aaaaaa"}'),
-                                     observed_at=T0 + timedelta(days=1), complete=True)
+        later = store.apply_snapshot(
+            conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0 + timedelta(days=1), complete=True
+        )
     assert later.changed == ["a"] and later.removed == ["b"]
     assert store.as_of("edition", "a", T0 + timedelta(hours=12)) == {"v": "a1aaaaaa"}
     assert store.as_of("edition", "a", T0 + timedelta(days=2)) == {"v": "a2aaaaaa"}
@@ -62,19 +81,32 @@ def test_snapshot_history_and_as_of(store: LineageStore) -> None:
 
 def test_incremental_batches_never_close_unseen_records(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
-                             observed_at=T0, complete=True)
-        diff = store.apply_snapshot(conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0, complete=False)
+        store.apply_snapshot(
+            conn,
+            "edition",
+            records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+            observed_at=T0,
+            complete=True,
+        )
+        diff = store.apply_snapshot(
+            conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0, complete=False
+        )
     assert diff.changed == ["a"] and diff.removed == []
     assert store.count_open("edition") == 2
 
 
 def test_keep_open_protects_quarantined_records(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
-                             observed_at=T0, complete=True)
-        diff = store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True,
-                                    keep_open=["b"])
+        store.apply_snapshot(
+            conn,
+            "edition",
+            records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
+            observed_at=T0,
+            complete=True,
+        )
+        diff = store.apply_snapshot(
+            conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True, keep_open=["b"]
+        )
     assert diff.removed == []
     assert store.count_open("edition") == 2
 
@@ -82,8 +114,15 @@ def test_keep_open_protects_quarantined_records(store: LineageStore) -> None:
 def test_one_open_version_per_record_is_enforced(store: LineageStore) -> None:
     from consodam_pipeline.store.schema import record_history
 
-    row = {"entity": "e", "record_key": "k", "content_hash": "h", "payload": "{}", "valid_from": datetime(2026, 1, 1),
-           "valid_to": None, "recorded_at": datetime(2026, 1, 1)}
+    row = {
+        "entity": "e",
+        "record_key": "k",
+        "content_hash": "h",
+        "payload": "{}",
+        "valid_from": datetime(2026, 1, 1),
+        "valid_to": None,
+        "recorded_at": datetime(2026, 1, 1),
+    }
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
         conn.execute(record_history.insert(), [row, {**row, "content_hash": "h2"}])
 
@@ -105,9 +144,17 @@ def test_cursor_commits_with_its_rows_or_not_at_all(store: LineageStore) -> None
 
 
 def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
-    approved = AuditEvent("version_approved", T0, isbn13="9780306406157", dam_asset_id="a" * 40, dam_version=2,
-                          role="front_cover", actor="editor@publisher.example", after={"status": "approved"},
-                          run_id="run-1")
+    approved = AuditEvent(
+        "version_approved",
+        T0,
+        isbn13="9780306406157",
+        dam_asset_id="a" * 40,
+        dam_version=2,
+        role="front_cover",
+        actor="editor@publisher.example",
+        after={"status": "approved"},
+        run_id="run-1",
+    )
     replay = AuditEvent(**{**approved.__dict__, "run_id": "run-2"})
     assert approved.event_id == replay.event_id
     with store.engine.begin() as conn:
@@ -121,8 +168,12 @@ def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
 
 def test_quarantine_opens_and_resolves(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.quarantine_records(conn, "consonance", [("17", "invalid_isbn: bad check digit", "{}"),
-                                                      ("18", "malformed_date: 'TBC'", "{}")], complete=True)
+        store.quarantine_records(
+            conn,
+            "consonance",
+            [("17", "invalid_isbn: bad check digit", "{}"), ("18", "malformed_date: 'TBC'", "{}")],
+            complete=True,
+        )
     assert sorted(store.open_quarantine("consonance")["record_key"].to_list()) == ["17", "18"]
     with store.engine.begin() as conn:
         store.quarantine_records(conn, "consonance", [], checked_keys=["17"])
@@ -135,6 +186,7 @@ def test_quarantine_opens_and_resolves(store: LineageStore) -> None:
 def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
     hostile = "x'); DROP TABLE record_history; --"
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0,
-                             complete=False)
+        store.apply_snapshot(
+            conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0, complete=False
+        )
     assert store.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}

@@ -57,8 +57,12 @@ def test_frame_algebra_matches_scalar(pairs: list[tuple[list[str], list[str]]], 
     b_sets = [TerritorySet.of(b) for _, b in pairs]
     frame = pl.DataFrame({**territory_columns("a", a_sets), **territory_columns("b", b_sets)})
     out = frame.select(
-        *union_exprs("a", "b", "u"), *intersection_exprs("a", "b", "i"), *difference_exprs("a", "b", "d"),
-        covers_expr("a", probe).alias("covers"), country_count_expr("a").alias("n"), is_empty_expr("a").alias("e"),
+        *union_exprs("a", "b", "u"),
+        *intersection_exprs("a", "b", "i"),
+        *difference_exprs("a", "b", "d"),
+        covers_expr("a", probe).alias("covers"),
+        country_count_expr("a").alias("n"),
+        is_empty_expr("a").alias("e"),
     )
     for row, a, b in zip(out.iter_rows(named=True), a_sets, b_sets, strict=True):
         assert TerritorySet.from_words([row[f"u_w{i}"] for i in range(4)]) == a | b
@@ -70,16 +74,19 @@ def test_frame_algebra_matches_scalar(pairs: list[tuple[list[str], list[str]]], 
 
 
 def test_world_with_exclusions() -> None:
-    rights = resolve_sales_rights([SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, regions_included=("WORLD",),
-                                                    countries_excluded=("US", "CA"))])
+    rights = resolve_sales_rights(
+        [SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, regions_included=("WORLD",), countries_excluded=("US", "CA"))]
+    )
     assert len(rights.for_sale) == len(COUNTRY_CODES) - 2
     assert not rights.for_sale.covers("US") and rights.for_sale.covers("GB")
     assert rights.for_sale.describe() == "WORLD excl. CA US"
 
 
 def test_explicit_lists_and_rest_of_world() -> None:
-    blocks = [SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, countries_included=("GB", "IE")),
-              SalesRightsBlock(T.NOT_FOR_SALE, countries_included=("US",))]
+    blocks = [
+        SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, countries_included=("GB", "IE")),
+        SalesRightsBlock(T.NOT_FOR_SALE, countries_included=("US",)),
+    ]
     assert resolve_sales_rights(blocks).for_sale.codes() == ["GB", "IE"]
     with_row = resolve_sales_rights(blocks, T.FOR_SALE_NON_EXCLUSIVE)
     assert with_row.for_sale.covers("FR") and not with_row.for_sale.covers("US")
@@ -91,13 +98,19 @@ def test_explicit_lists_and_rest_of_world() -> None:
 
 
 def test_conflicting_blocks_resolve_to_not_for_sale() -> None:
-    rights = resolve_sales_rights([SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, regions_included=("WORLD",)),
-                                   SalesRightsBlock(T.NOT_FOR_SALE_NO_RIGHTS, countries_included=("CN",))])
+    rights = resolve_sales_rights(
+        [
+            SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, regions_included=("WORLD",)),
+            SalesRightsBlock(T.NOT_FOR_SALE_NO_RIGHTS, countries_included=("CN",)),
+        ]
+    )
     assert not rights.for_sale.covers("CN")
 
 
 def test_onix_territory_rules_are_enforced() -> None:
     with pytest.raises(ValueError, match="only allowed with RegionsIncluded WORLD"):
-        SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, countries_included=("GB",), countries_excluded=("IE",)).territory()
+        SalesRightsBlock(
+            T.FOR_SALE_EXCLUSIVE, countries_included=("GB",), countries_excluded=("IE",)
+        ).territory()
     with pytest.raises(UnknownTerritoryError, match="only the WORLD region"):
         SalesRightsBlock(T.FOR_SALE_EXCLUSIVE, regions_included=("ECZ",)).territory()

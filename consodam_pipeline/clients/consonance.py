@@ -135,7 +135,10 @@ class ConsonanceClient:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response: GraphQLResponse = self.http.call(
-            "POST", "/graphql", json={"query": query, "variables": variables or {}}, headers=self._bearer,
+            "POST",
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=self._bearer,
             decode=lambda r: GraphQLResponse.model_validate_json(r.content),
         )
         if response.errors:
@@ -148,8 +151,11 @@ class ConsonanceClient:
             f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
         )
         response: ProductsResponse = self.http.call(
-            "POST", "/graphql", json={"query": query, "variables": {"search": search, "limit": self.page_size}},
-            headers=self._bearer, decode=lambda r: ProductsResponse.model_validate_json(r.content),
+            "POST",
+            "/graphql",
+            json={"query": query, "variables": {"search": search, "limit": self.page_size}},
+            headers=self._bearer,
+            decode=lambda r: ProductsResponse.model_validate_json(r.content),
         )
         if response.errors or response.data is None:
             reason = "; ".join(str(e.get("message")) for e in response.errors or []) or "no data"
@@ -157,7 +163,10 @@ class ConsonanceClient:
         return response.data.products
 
     def iter_product_pages(
-        self, *, changed_since: date | None = None, search: dict[str, Any] | None = None,
+        self,
+        *,
+        changed_since: date | None = None,
+        search: dict[str, Any] | None = None,
         fields: str = PRODUCT_FIELDS,
     ) -> Iterator[list[Product]]:
         """Keyset paging by id; the next page is fetched while the caller works on the current one."""
@@ -211,7 +220,9 @@ class ConsonanceClient:
         page = 1
         while True:
             result: RestProductsPage = self.http.call(
-                "GET", "/api/v4/products.json", params={"page": page, "per_page": per_page},
+                "GET",
+                "/api/v4/products.json",
+                params={"page": page, "per_page": per_page},
                 headers=lambda: {"Authorization": f"Token token={self.api_key}"},
                 decode=lambda r: RestProductsPage.model_validate_json(r.content),
             )
@@ -221,7 +232,7 @@ class ConsonanceClient:
             page += 1
 
 
-class ConsonanceResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ConsonanceResource(dg.ConfigurableResource):
     """Consonance API access; defaults point at the local sandbox."""
 
     url: str = SANDBOX_URL
@@ -234,9 +245,10 @@ class ConsonanceResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def client(self) -> ConsonanceClient:
         http = ResilientHttp(
-            self.url, timeout_s=self.timeout_s,
+            self.url,
+            timeout_s=self.timeout_s,
             policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
-            max_concurrency=self.max_concurrency, secrets=[self.api_key],
+            max_concurrency=self.max_concurrency,
+            secrets=[self.api_key],
         )
         return ConsonanceClient(http, self.api_key, self.page_size)
-

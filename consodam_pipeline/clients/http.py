@@ -149,7 +149,9 @@ class ResilientHttp:
                     raise
                 refreshed = True
                 on_unauthorized()
-                raise TransientError("401 Unauthorized; credentials refreshed", retry_after=0.0, status=401) from None
+                raise TransientError(
+                    "401 Unauthorized; credentials refreshed", retry_after=0.0, status=401
+                ) from None
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_attempts),
@@ -193,14 +195,18 @@ class ResilientHttp:
             )
         if response.status_code >= 400:
             detail = self.redact(response.text[:300])
-            raise ApiError(f"{method} {path}", 1, f"HTTP {response.status_code}: {detail}", response.status_code)
+            raise ApiError(
+                f"{method} {path}", 1, f"HTTP {response.status_code}: {detail}", response.status_code
+            )
         try:
             return decode(response)
         except ValidationError as exc:
             if not any(err["type"] == "json_invalid" for err in exc.errors()):
                 first = exc.errors()[0]
                 where = ".".join(map(str, first["loc"]))
-                raise ApiError(f"{method} {path}", 1, f"unexpected payload at {where}: {first['msg']}") from None
+                raise ApiError(
+                    f"{method} {path}", 1, f"unexpected payload at {where}: {first['msg']}"
+                ) from None
             raise TransientError("unreadable response body (truncated JSON)") from None
         except (json.JSONDecodeError, ValueError) as exc:
             # A 200 whose body does not parse was cut short on the way: worth another try.

@@ -18,7 +18,7 @@ from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy,
 SANDBOX_URL = "http://127.0.0.1:8702"
 SANDBOX_TENANT = "sandbox-tenant"
 SANDBOX_CLIENT_ID = "consodam-sandbox-client"
-SANDBOX_CLIENT_SECRET = "sandbox-dam-secret"  # noqa: S105 - the sandbox's published credential
+SANDBOX_CLIENT_SECRET = "sandbox-dam-secret"
 FIELD = "CONSODAM.FIELD."
 MODIFIED_FIELD = "ARTESIA.FIELD.DATE LAST MODIFIED"
 
@@ -105,8 +105,12 @@ class Token(_Loose):
 
 
 def condition(field_id: str, value: Any, operator: str = "ARTESIA.OPERATOR.CHAR.IS") -> dict[str, Any]:
-    return {"type": "com.artesia.search.SearchScalarCondition", "metadata_field_id": field_id,
-            "relational_operator_id": operator, "value": value}
+    return {
+        "type": "com.artesia.search.SearchScalarCondition",
+        "metadata_field_id": field_id,
+        "relational_operator_id": operator,
+        "value": value,
+    }
 
 
 def modified_after(timestamp: str) -> dict[str, Any]:
@@ -117,8 +121,16 @@ def modified_after(timestamp: str) -> dict[str, Any]:
 class DamClient:
     REFRESH_MARGIN_S = 30.0
 
-    def __init__(self, http: ResilientHttp, tenant: str, client_id: str, client_secret: str, page_size: int,
-                 job_poll_s: float = 0.1, job_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        http: ResilientHttp,
+        tenant: str,
+        client_id: str,
+        client_secret: str,
+        page_size: int,
+        job_poll_s: float = 0.1,
+        job_timeout_s: float = 60.0,
+    ) -> None:
         self.http = http
         self.tenant = tenant
         self.client_id = client_id
@@ -141,9 +153,13 @@ class DamClient:
 
     def _fetch_token(self) -> None:
         token: Token = self.http.call(
-            "POST", f"/tenants/{self.tenant}/oauth2/token",
-            data={"grant_type": "client_credentials", "client_id": self.client_id,
-                  "client_secret": self.client_secret},
+            "POST",
+            f"/tenants/{self.tenant}/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            },
             decode=lambda r: Token.model_validate_json(r.content),
         )
         self._token = token.access_token
@@ -163,8 +179,9 @@ class DamClient:
             return {"Authorization": f"Bearer {self._token}"}
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.http.call(method, f"/otmmapi/v6{path}", headers=self._auth, on_unauthorized=self._refresh,
-                              **kwargs)
+        return self.http.call(
+            method, f"/otmmapi/v6{path}", headers=self._auth, on_unauthorized=self._refresh, **kwargs
+        )
 
     # ---- reads ----
 
@@ -174,12 +191,14 @@ class DamClient:
             params["versions"] = "all"
         if slim:
             params["level_of_detail"] = "slim"
-        result: AssetsResponse = self.call("GET", "/assets", params=params,
-                                           decode=lambda r: AssetsResponse.model_validate_json(r.content))
+        result: AssetsResponse = self.call(
+            "GET", "/assets", params=params, decode=lambda r: AssetsResponse.model_validate_json(r.content)
+        )
         return result
 
-    def iter_asset_pages(self, *, all_versions: bool = True, slim: bool = False,
-                         parallel: int = 2) -> Iterator[list[DamAsset]]:
+    def iter_asset_pages(
+        self, *, all_versions: bool = True, slim: bool = False, parallel: int = 2
+    ) -> Iterator[list[DamAsset]]:
         """Every asset (version), page by page in order; later offsets are fetched ahead in parallel."""
         first = self.assets_page(0, all_versions=all_versions, slim=slim)
         yield first.assets_resource.asset_list
@@ -191,22 +210,38 @@ class DamClient:
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dam-pages") as pool:
             yield from prefetch_ordered(pool, fetch, offsets, depth=parallel * 2)
 
-    def search_page(self, conditions: Sequence[dict[str, Any]], after: int, *, all_versions: bool = True,
-                    slim: bool = False) -> SearchResponse:
+    def search_page(
+        self,
+        conditions: Sequence[dict[str, Any]],
+        after: int,
+        *,
+        all_versions: bool = True,
+        slim: bool = False,
+    ) -> SearchResponse:
         params: dict[str, Any] = {
-            "keyword_query": "*", "after": after, "limit": self.page_size, "load_type": "metadata",
-            "search_condition_list": json.dumps({"search_condition_list": {"search_condition": list(conditions)}}),
+            "keyword_query": "*",
+            "after": after,
+            "limit": self.page_size,
+            "load_type": "metadata",
+            "search_condition_list": json.dumps(
+                {"search_condition_list": {"search_condition": list(conditions)}}
+            ),
         }
         if all_versions:
             params["versions"] = "all"
         if slim:
             params["level_of_detail"] = "slim"
-        result: SearchResponse = self.call("GET", "/search/text", params=params,
-                                           decode=lambda r: SearchResponse.model_validate_json(r.content))
+        result: SearchResponse = self.call(
+            "GET",
+            "/search/text",
+            params=params,
+            decode=lambda r: SearchResponse.model_validate_json(r.content),
+        )
         return result
 
-    def search(self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True,
-               slim: bool = False) -> Iterator[DamAsset]:
+    def search(
+        self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True, slim: bool = False
+    ) -> Iterator[DamAsset]:
         after = 0
         while True:
             page = self.search_page(conditions, after, all_versions=all_versions, slim=slim)
@@ -223,15 +258,26 @@ class DamClient:
         return [DamAsset.model_validate(a) for a in data["versions_resource"]["asset_list"]]
 
     def security_policies(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/securitypolicies")["security_policies_resource"]["security_policy_list"])
+        return list(
+            self.call("GET", "/securitypolicies")["security_policies_resource"]["security_policy_list"]
+        )
 
     # ---- writes ----
 
     def _state(self, action: str, asset_ids: Sequence[str]) -> dict[str, Any]:
-        selection = {"selection_context_param": {"selection_context": {
-            "type": "com.artesia.asset.selection.AssetIdsSelectionContext", "asset_ids": list(asset_ids),
-            "child_type": "ASSETS", "include_descendants": "NONE"}}}
-        data = self.call("PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)})
+        selection = {
+            "selection_context_param": {
+                "selection_context": {
+                    "type": "com.artesia.asset.selection.AssetIdsSelectionContext",
+                    "asset_ids": list(asset_ids),
+                    "child_type": "ASSETS",
+                    "include_descendants": "NONE",
+                }
+            }
+        }
+        data = self.call(
+            "PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)}
+        )
         result: dict[str, Any] = data["bulk_asset_result_representation"]["bulk_asset_result"]
         return result
 
@@ -246,11 +292,20 @@ class DamClient:
             if held:
                 self._state("unlock", held)
 
-    def update_metadata(self, asset_id: str, values: dict[str, Any],
-                        security_policy_ids: Sequence[int] | None = None) -> DamAsset:
-        data: dict[str, Any] = {"asset_identifier": asset_id, "metadata": [
-            {"id": fid, "type": "com.artesia.metadata.MetadataField",
-             "value": {"value": {"type": "string", "value": value}}} for fid, value in values.items()]}
+    def update_metadata(
+        self, asset_id: str, values: dict[str, Any], security_policy_ids: Sequence[int] | None = None
+    ) -> DamAsset:
+        data: dict[str, Any] = {
+            "asset_identifier": asset_id,
+            "metadata": [
+                {
+                    "id": fid,
+                    "type": "com.artesia.metadata.MetadataField",
+                    "value": {"value": {"type": "string", "value": value}},
+                }
+                for fid, value in values.items()
+            ],
+        }
         if security_policy_ids is not None:
             data["security_policy_list"] = [{"id": p} for p in security_policy_ids]
         result = self.call("PATCH", f"/assets/{asset_id}", json={"edited_asset": {"data": data}})
@@ -285,7 +340,7 @@ class DamClient:
         return [a["asset_id"] for a in data["assets_resource"]["asset_list"]]
 
 
-class OpenTextDamResource(dg.ConfigurableResource):  # type: ignore[misc]
+class OpenTextDamResource(dg.ConfigurableResource):
     """OpenText DAM API access; defaults point at the local sandbox."""
 
     url: str = SANDBOX_URL
@@ -300,8 +355,10 @@ class OpenTextDamResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def client(self) -> DamClient:
         http = ResilientHttp(
-            self.url, timeout_s=self.timeout_s,
+            self.url,
+            timeout_s=self.timeout_s,
             policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
-            max_concurrency=self.max_concurrency, secrets=[self.client_secret],
+            max_concurrency=self.max_concurrency,
+            secrets=[self.client_secret],
         )
         return DamClient(http, self.tenant, self.client_id, self.client_secret, self.page_size)

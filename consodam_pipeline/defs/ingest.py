@@ -11,14 +11,20 @@ import polars as pl
 from pydantic import BaseModel
 
 from consodam_pipeline.store.lineage import SnapshotDiff
-from consodam_pipeline.sync.report import column_schema, diff_metadata, quarantine_counts, sample, summary_markdown
+from consodam_pipeline.sync.report import (
+    column_schema,
+    diff_metadata,
+    quarantine_counts,
+    sample,
+    summary_markdown,
+)
 from consodam_pipeline.sync.snapshot import IngestBatch
 
 Item = TypeVar("Item", bound=BaseModel)
 T = TypeVar("T")
 
 
-class IngestConfig(dg.Config):  # type: ignore[misc]
+class IngestConfig(dg.Config):
     full_refresh: bool = False
     """Fetch everything and close records that vanished at the source (deletions)."""
     lookback_days: int = 1
@@ -74,12 +80,22 @@ def ingest_metadata(
 ) -> dict[str, Any]:
     by_kind = quarantine_counts([q[1] for q in batch.quarantined])
     rows = [
-        ("mode", mode), ("window", window), ("records fetched", len(batch.seen_keys)),
-        ("added", len(diff.added)), ("changed", len(diff.changed)), ("removed", len(diff.removed)),
-        ("unchanged", diff.unchanged), ("quarantined", len(batch.quarantined_keys)),
-        ("rows in snapshot", frame.height), ("requests / retries", f"{requests} / {retries}"),
+        ("mode", mode),
+        ("window", window),
+        ("records fetched", len(batch.seen_keys)),
+        ("added", len(diff.added)),
+        ("changed", len(diff.changed)),
+        ("removed", len(diff.removed)),
+        ("unchanged", diff.unchanged),
+        ("quarantined", len(batch.quarantined_keys)),
+        ("rows in snapshot", frame.height),
+        ("requests / retries", f"{requests} / {retries}"),
     ]
-    notes = [f"added: {sample(diff.added)}", f"changed: {sample(diff.changed)}", f"removed: {sample(diff.removed)}"]
+    notes = [
+        f"added: {sample(diff.added)}",
+        f"changed: {sample(diff.changed)}",
+        f"removed: {sample(diff.removed)}",
+    ]
     notes += [f"quarantined {kind}: {n}" for kind, n in sorted(by_kind.items())]
     return {
         "dagster/row_count": frame.height,

@@ -50,14 +50,24 @@ def decide(
     name = asset_key.to_user_string()
     if never_materialized(context, asset_key):
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{name}:initial:{fp[:16]}", asset_selection=[asset_key],
-                                        tags={"consodam/trigger": "initial load"})],
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"{name}:initial:{fp[:16]}",
+                    asset_selection=[asset_key],
+                    tags={"consodam/trigger": "initial load"},
+                )
+            ],
             cursor=new_cursor,
         )
     if not changes or fp == cursor.fingerprint:
         return dg.SensorResult(skip_reason=f"no new changes ({len(changes)} in window)", cursor=new_cursor)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"{name}:{fp[:24]}", asset_selection=[asset_key],
-                                    tags={"consodam/changes_in_window": str(len(changes))})],
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"{name}:{fp[:24]}",
+                asset_selection=[asset_key],
+                tags={"consodam/changes_in_window": str(len(changes))},
+            )
+        ],
         cursor=new_cursor,
     )

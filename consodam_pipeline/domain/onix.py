@@ -7,7 +7,7 @@ generated enum packages). Only the codes the project reads or writes are encoded
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, cast
 
 
 class UnknownCodeError(ValueError):
@@ -30,10 +30,10 @@ class CodeList(StrEnum):
 
     @classmethod
     def parse(cls, code: Any) -> Self:
-        try:
-            return cls(str(code).strip())
-        except ValueError:
-            raise UnknownCodeError(f"{cls.__name__} (ONIX list {cls.list_number()})", code) from None
+        member = cls._value2member_map_.get(str(code).strip()) if code is not None else None
+        if member is None:
+            raise UnknownCodeError(f"{cls.__name__} (ONIX list {cls.list_number()})", code)
+        return cast(Self, member)
 
     @classmethod
     def list_number(cls) -> int:
@@ -101,7 +101,10 @@ class SalesRightsType(CodeList):
 
     UNKNOWN = ("00", "Sales rights unknown or unstated for any other reason")
     FOR_SALE_EXCLUSIVE = ("01", "For sale with exclusive rights in the specified countries or territories")
-    FOR_SALE_NON_EXCLUSIVE = ("02", "For sale with non-exclusive rights in the specified countries or territories")
+    FOR_SALE_NON_EXCLUSIVE = (
+        "02",
+        "For sale with non-exclusive rights in the specified countries or territories",
+    )
     NOT_FOR_SALE = ("03", "Not for sale in the specified countries or territories (reason unspecified)")
     NOT_FOR_SALE_PUBLISHER_EXCLUSIVE = (
         "04",
@@ -111,7 +114,10 @@ class SalesRightsType(CodeList):
         "05",
         "Not for sale in the specified countries (publisher holds non-exclusive rights in those countries)",
     )
-    NOT_FOR_SALE_NO_RIGHTS = ("06", "Not for sale in the specified countries (because publisher does not hold rights)")
+    NOT_FOR_SALE_NO_RIGHTS = (
+        "06",
+        "Not for sale in the specified countries (because publisher does not hold rights)",
+    )
 
     @property
     def is_for_sale(self) -> bool:

@@ -20,23 +20,111 @@ from consodam_pipeline.domain.isbn import make_isbn13
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
 from consodam_pipeline.sandbox.state import StateDB
 
-IMPRINTS = ("Harbour Press", "Northlight", "Quillfeather", "Blue Lantern", "Ashgrove", "Meridian Kids", "Stonebridge")
-FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jonah", "Kemi", "Luca", "Mara",
-         "Nils", "Olu", "Priya", "Quinn", "Rosa", "Sami", "Tess", "Umar", "Vera", "Wen", "Yusuf", "Zoe")
-LAST = ("Abbott", "Baptiste", "Chen", "Dahl", "Eze", "Fitzgerald", "Garcia", "Haddad", "Ivanova", "Jensen", "Kaur",
-        "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quiroga", "Rossi", "Sato", "Tanaka", "Usman",
-        "Varga", "Walsh", "Xu", "Yilmaz", "Zielinski")
-WORDS = ("Salt", "Orchard", "Winter", "Glass", "River", "Lantern", "Hollow", "Cartographer", "Ember", "Tide",
-         "Ivory", "Garden", "Signal", "Harvest", "Meridian", "Quiet", "Paper", "Falcon", "Atlas", "Night")
+IMPRINTS = (
+    "Harbour Press",
+    "Northlight",
+    "Quillfeather",
+    "Blue Lantern",
+    "Ashgrove",
+    "Meridian Kids",
+    "Stonebridge",
+)
+FIRST = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jonah",
+    "Kemi",
+    "Luca",
+    "Mara",
+    "Nils",
+    "Olu",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tess",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Yusuf",
+    "Zoe",
+)
+LAST = (
+    "Abbott",
+    "Baptiste",
+    "Chen",
+    "Dahl",
+    "Eze",
+    "Fitzgerald",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kaur",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quiroga",
+    "Rossi",
+    "Sato",
+    "Tanaka",
+    "Usman",
+    "Varga",
+    "Walsh",
+    "Xu",
+    "Yilmaz",
+    "Zielinski",
+)
+WORDS = (
+    "Salt",
+    "Orchard",
+    "Winter",
+    "Glass",
+    "River",
+    "Lantern",
+    "Hollow",
+    "Cartographer",
+    "Ember",
+    "Tide",
+    "Ivory",
+    "Garden",
+    "Signal",
+    "Harvest",
+    "Meridian",
+    "Quiet",
+    "Paper",
+    "Falcon",
+    "Atlas",
+    "Night",
+)
 STAGES_FORTHCOMING = ("Acquisition", "Editorial", "Design", "Cover approval", "Production sign-off")
 FORMATS = ("BB", "BC", "DG", "AJ")  # ONIX 2.1 codes as Consonance exposes them
 EXPLICIT_TERRITORIES = (
-    ("GB", "IE"), ("GB", "IE", "AU", "NZ", "ZA"), ("US", "CA"), ("US", "CA", "PH"), ("DE", "AT", "CH"),
-    ("FR", "BE", "LU", "CH"), ("AU", "NZ"), ("IN", "LK", "BD", "NP"),
+    ("GB", "IE"),
+    ("GB", "IE", "AU", "NZ", "ZA"),
+    ("US", "CA"),
+    ("US", "CA", "PH"),
+    ("DE", "AT", "CH"),
+    ("FR", "BE", "LU", "CH"),
+    ("AU", "NZ"),
+    ("IN", "LK", "BD", "NP"),
 )
 WORLD_EXCLUSIONS = ((), (), ("US", "CA"), ("CN",), ("US", "CA", "PH"), ("AU", "NZ"))
-REVIEWERS = ("art.director@publisher.example", "editor@publisher.example", "marketing@publisher.example",
-             "rights@publisher.example")
+REVIEWERS = (
+    "art.director@publisher.example",
+    "editor@publisher.example",
+    "marketing@publisher.example",
+    "rights@publisher.example",
+)
 DIRT_KINDS = ("bad_check_digit", "unknown_territory", "malformed_date", "missing_date", "orphan_isbn_tag")
 
 
@@ -48,8 +136,12 @@ class CatalogSpec:
     dirt_rate: float = 0.005
 
     def as_meta(self) -> dict[str, str]:
-        return {"works": str(self.works), "seed": str(self.seed), "anchor": self.anchor.isoformat(),
-                "dirt_rate": repr(self.dirt_rate)}
+        return {
+            "works": str(self.works),
+            "seed": str(self.seed),
+            "anchor": self.anchor.isoformat(),
+            "dirt_rate": repr(self.dirt_rate),
+        }
 
 
 @dataclass
@@ -84,6 +176,8 @@ class _WorkBuilder:
         self.next_product_id = first_product_id
         self.anchor_dt = datetime.combine(spec.anchor, datetime.min.time())
         self.dirt: list[str] = []
+        self._imprint = IMPRINTS[0]
+        self.title = ""
 
     def dirty(self) -> bool:
         return self.rng.random() < self.spec.dirt_rate
@@ -94,10 +188,14 @@ class _WorkBuilder:
     def work_row(self) -> tuple[object, ...]:
         rng = self.rng
         title = f"The {rng.choice(WORDS)} {rng.choice(WORDS)}"
-        roles = ["A01"] + rng.choices(["A01", "A12", "B06"], k=rng.choice((0, 0, 0, 1, 2)))
+        roles = ["A01", *rng.choices(["A01", "A12", "B06"], k=rng.choice((0, 0, 0, 1, 2)))]
         contributions = [
-            {"id": self.work_id * 10 + n, "sequenceNumber": n + 1, "onixContributorRoleCode": role,
-             "contributor": {"id": self.work_id * 10 + n, "name": self.person()}}
+            {
+                "id": self.work_id * 10 + n,
+                "sequenceNumber": n + 1,
+                "onixContributorRoleCode": role,
+                "contributor": {"id": self.work_id * 10 + n, "name": self.person()},
+            }
             for n, role in enumerate(roles)
         ]
         subtitle = rng.choice((None, None, "A Novel", "Stories", "A Memoir"))
@@ -132,13 +230,15 @@ class _WorkBuilder:
         forms = list(FORMATS[:count]) if rng.random() < 0.7 else rng.sample(FORMATS, count)
         first_pub, status, stage = self.publication()
         for_sale, not_for_sale, worldwide, row_type = self.rights()
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for n, form in enumerate(forms):
             pid = self.next_product_id
             self.next_product_id += 1
             pub = first_pub + timedelta(days=0 if n == 0 else rng.randint(0, 400))
             is_forthcoming = pub > self.spec.anchor
-            embargo = pub - timedelta(days=rng.randint(0, 7)) if is_forthcoming and rng.random() < 0.4 else None
+            embargo = (
+                pub - timedelta(days=rng.randint(0, 7)) if is_forthcoming and rng.random() < 0.4 else None
+            )
             isbn = _isbn_for(pid, self.spec.seed)
             pub_text: str | None = pub.isoformat()
             fs, nfs = list(for_sale), list(not_for_sale)
@@ -150,19 +250,35 @@ class _WorkBuilder:
                 elif kind == "unknown_territory":
                     (fs if fs else nfs).append(rng.choice(("XX", "UK", "EU")))
                 elif kind == "malformed_date":
-                    pub_text = rng.choice((f"{pub.year}-02-30", "TBC", f"{pub.day:02d}/{pub.month:02d}/{pub.year}"))
+                    pub_text = rng.choice(
+                        (f"{pub.year}-02-30", "TBC", f"{pub.day:02d}/{pub.month:02d}/{pub.year}")
+                    )
                 else:
                     pub_text = None
             changed = self.anchor_dt - timedelta(days=rng.randint(2, 3 * 365), seconds=rng.randint(0, 86399))
-            rows.append((
-                pid, self.work_id, isbn, self.title, None, pub_text,
-                embargo.isoformat() if embargo else None,
-                "02" if is_forthcoming else status, form, rng.choice(IMPRINTS) if n == 0 else self._imprint,
-                stage if is_forthcoming else "Published",
-                json.dumps(fs), json.dumps(nfs), worldwide, row_type, changed.date().isoformat(), _ts(changed),
-            ))
+            rows.append(
+                (
+                    pid,
+                    self.work_id,
+                    isbn,
+                    self.title,
+                    None,
+                    pub_text,
+                    embargo.isoformat() if embargo else None,
+                    "02" if is_forthcoming else status,
+                    form,
+                    rng.choice(IMPRINTS) if n == 0 else self._imprint,
+                    stage if is_forthcoming else "Published",
+                    json.dumps(fs),
+                    json.dumps(nfs),
+                    worldwide,
+                    row_type,
+                    changed.date().isoformat(),
+                    _ts(changed),
+                )
+            )
             if n == 0:
-                self._imprint = rows[0][9]
+                self._imprint = str(rows[0][9])
         return rows
 
     def versions(self, role: AssetRole, isbn: str | None, folder: str) -> list[tuple[object, ...]]:
@@ -172,7 +288,7 @@ class _WorkBuilder:
         created = self.anchor_dt - timedelta(days=rng.randint(30, 5 * 365), seconds=rng.randint(0, 86399))
         licensed = role is AssetRole.CONTRIBUTOR_PICTURE and rng.random() < 0.4
         ext, mime = _FILE_KIND[role]
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for v in range(1, n_versions + 1):
             latest = v == n_versions
             created += timedelta(days=rng.randint(1, 120), seconds=rng.randint(0, 86399))
@@ -180,9 +296,12 @@ class _WorkBuilder:
                 created = self.anchor_dt - timedelta(seconds=rng.randint(60, 86399))
             status = (
                 rng.choices(("approved", "in_review", "draft", "rejected"), weights=(72, 14, 9, 5))[0]
-                if latest else rng.choice(("approved", "approved", "rejected"))
+                if latest
+                else rng.choice(("approved", "approved", "rejected"))
             )
-            history = [{"status": "in_review", "by": rng.choice(REVIEWERS), "at": _ts(created + timedelta(hours=2))}]
+            history = [
+                {"status": "in_review", "by": rng.choice(REVIEWERS), "at": _ts(created + timedelta(hours=2))}
+            ]
             modified = created + timedelta(hours=2)
             approved_by = approved_at = None
             if status in ("approved", "rejected"):
@@ -198,11 +317,28 @@ class _WorkBuilder:
                 lic_from = created.date().isoformat()
                 lic_until = (created.date() + timedelta(days=rng.randint(365, 6 * 365))).isoformat()
             asset_id = original if v == 1 else asset_uoi(self.spec.seed, self.work_id, role, isbn, v)
-            rows.append((
-                asset_id, original, v, int(latest), f"{self.title} {role.value.replace('_', ' ')} v{v}.{ext}", mime,
-                role.value, isbn, str(self.work_id), folder, _ts(created), _ts(min(modified, self.anchor_dt)),
-                status, approved_by, approved_at, json.dumps(history), lic_from, lic_until,
-            ))
+            rows.append(
+                (
+                    asset_id,
+                    original,
+                    v,
+                    int(latest),
+                    f"{self.title} {role.value.replace('_', ' ')} v{v}.{ext}",
+                    mime,
+                    role.value,
+                    isbn,
+                    str(self.work_id),
+                    folder,
+                    _ts(created),
+                    _ts(min(modified, self.anchor_dt)),
+                    status,
+                    approved_by,
+                    approved_at,
+                    json.dumps(history),
+                    lic_from,
+                    lic_until,
+                )
+            )
         return rows
 
     def assets(self, products: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
@@ -233,7 +369,10 @@ _FILE_KIND = {
     AssetRole.FRONT_COVER: ("jpg", "image/jpeg"),
     AssetRole.BACK_COVER: ("jpg", "image/jpeg"),
     AssetRole.CONTRIBUTOR_PICTURE: ("jpg", "image/jpeg"),
-    AssetRole.JACKET_COPY: ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    AssetRole.JACKET_COPY: (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
     AssetRole.SAMPLE_CONTENT: ("pdf", "application/pdf"),
     AssetRole.AUDIO_SAMPLE: ("mp3", "audio/mpeg"),
     AssetRole.PROMOTIONAL_IMAGE: ("png", "image/png"),
@@ -265,7 +404,9 @@ ASSET_INSERT = (
 )
 
 
-def seed_catalog(spec: CatalogSpec, consonance: StateDB, dam: StateDB, batch_works: int = 2000) -> CatalogStats:
+def seed_catalog(
+    spec: CatalogSpec, consonance: StateDB, dam: StateDB, batch_works: int = 2000
+) -> CatalogStats:
     """Write the catalog into both servers' state, in batches so memory stays flat at any size."""
     stats = CatalogStats()
     works: list[tuple[object, ...]] = []
@@ -298,11 +439,24 @@ def seed_catalog(spec: CatalogSpec, consonance: StateDB, dam: StateDB, batch_wor
         d.executemany(
             "INSERT OR IGNORE INTO security_policies VALUES (?,?,?,?)",
             [
-                (1, "Internal", "Visible to staff only", _ts(datetime.combine(spec.anchor, datetime.min.time()))),
-                (2, "Public", "Visible and downloadable by trade partners", _ts(datetime.combine(spec.anchor,
-                                                                                                   datetime.min.time()))),
-                (3, "Embargoed", "Visible to staff until embargo lifts", _ts(datetime.combine(spec.anchor,
-                                                                                                datetime.min.time()))),
+                (
+                    1,
+                    "Internal",
+                    "Visible to staff only",
+                    _ts(datetime.combine(spec.anchor, datetime.min.time())),
+                ),
+                (
+                    2,
+                    "Public",
+                    "Visible and downloadable by trade partners",
+                    _ts(datetime.combine(spec.anchor, datetime.min.time())),
+                ),
+                (
+                    3,
+                    "Embargoed",
+                    "Visible to staff until embargo lifts",
+                    _ts(datetime.combine(spec.anchor, datetime.min.time())),
+                ),
             ],
         )
     for db in (consonance, dam):

@@ -33,8 +33,14 @@ from consodam_pipeline.sandbox.state import CONSONANCE_DDL, StateDB
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 ROLE_NAMES = {"A01": "By (author)", "A12": "Illustrated by", "B06": "Translated by"}
-LIST7_NAMES = {"BB": "Hardback", "BC": "Paperback", "DG": "Electronic book text", "AJ": "Downloadable audio file",
-               "BA": "Book", "AC": "CD-Audio"}
+LIST7_NAMES = {
+    "BB": "Hardback",
+    "BC": "Paperback",
+    "DG": "Electronic book text",
+    "AJ": "Downloadable audio file",
+    "BA": "Book",
+    "AC": "CD-Audio",
+}
 
 SDL = """
 scalar ISO8601Date
@@ -217,19 +223,33 @@ class ConsonanceSandbox:
         out = {}
         for w in works:
             contributions = [
-                {**c, "productIds": product_ids.get(w["id"], []),
-                 "onixContributorRole": _code(c["onixContributorRoleCode"], ROLE_NAMES)}
+                {
+                    **c,
+                    "productIds": product_ids.get(w["id"], []),
+                    "onixContributorRole": _code(c["onixContributorRoleCode"], ROLE_NAMES),
+                }
                 for c in json.loads(w["contributions"])
             ]
-            out[w["id"]] = {"id": w["id"], "title": w["title"], "subtitle": w["subtitle"],
-                            "contributions": contributions, "supportingResources": resources.get(w["id"], [])}
+            out[w["id"]] = {
+                "id": w["id"],
+                "title": w["title"],
+                "subtitle": w["subtitle"],
+                "contributions": contributions,
+                "supportingResources": resources.get(w["id"], []),
+            }
         return out
 
     @staticmethod
     def _resource(row: sqlite3.Row) -> dict[str, Any]:
-        return {"id": row["id"], "caption": row["caption"], "filename": row["filename"],
-                "imageRemoteUrl": row["image_remote_url"], "productIds": json.loads(row["product_ids"]),
-                "resourceContentType": row["resource_content_type"], "createdAt": row["created_at"]}
+        return {
+            "id": row["id"],
+            "caption": row["caption"],
+            "filename": row["filename"],
+            "imageRemoteUrl": row["image_remote_url"],
+            "productIds": json.loads(row["product_ids"]),
+            "resourceContentType": row["resource_content_type"],
+            "createdAt": row["created_at"],
+        }
 
     def _products(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         works = self._works({r["work_id"] for r in rows})
@@ -238,25 +258,42 @@ class ConsonanceSandbox:
     def _product(self, r: sqlite3.Row, work: dict[str, Any]) -> dict[str, Any]:
         for_sale, not_for_sale = json.loads(r["for_sale"]), json.loads(r["not_for_sale"])
         return {
-            "id": r["id"], "isbn": _isbn_block(r["isbn13"]), "fullTitle": r["full_title"], "subtitle": r["subtitle"],
-            "publicationDate": r["publication_date"], "onixPublishingStatusCode": r["publishing_status"],
+            "id": r["id"],
+            "isbn": _isbn_block(r["isbn13"]),
+            "fullTitle": r["full_title"],
+            "subtitle": r["subtitle"],
+            "publicationDate": r["publication_date"],
+            "onixPublishingStatusCode": r["publishing_status"],
             "onixPublishingStatus": _code(r["publishing_status"], self.status_names),
-            "onix21ProductFormCode": r["form_code"], "onix21ProductForm": _code(r["form_code"], LIST7_NAMES),
-            "forSaleCountryCodes": for_sale, "notForSaleCountryCodes": not_for_sale,
+            "onix21ProductFormCode": r["form_code"],
+            "onix21ProductForm": _code(r["form_code"], LIST7_NAMES),
+            "forSaleCountryCodes": for_sale,
+            "notForSaleCountryCodes": not_for_sale,
             "isForSaleWorldwide": bool(r["worldwide"]),
-            "salesRightsDescription": rights_description(for_sale, not_for_sale, bool(r["worldwide"]),
-                                                         r["row_rights_type"]),
-            "rowSalesRightsTypeCode": r["row_rights_type"], "salesEmbargoDate": r["embargo_date"],
-            "imprint": {"name": r["imprint"]}, "projectStageName": r["project_stage"],
-            "updatedAt": r["updated_at"], "work": work,
+            "salesRightsDescription": rights_description(
+                for_sale, not_for_sale, bool(r["worldwide"]), r["row_rights_type"]
+            ),
+            "rowSalesRightsTypeCode": r["row_rights_type"],
+            "salesEmbargoDate": r["embargo_date"],
+            "imprint": {"name": r["imprint"]},
+            "projectStageName": r["project_stage"],
+            "updatedAt": r["updated_at"],
+            "work": work,
         }
 
     def search_products(self, search: dict[str, Any], limit: int) -> list[sqlite3.Row]:
         where, params = ["1=1"], []
-        simple = {"after": "id > ?", "idEq": "id = ?", "isbn13Eq": "isbn13 = ?", "changedSince": "changed_on >= ?",
-                  "publicationDateEq": "publication_date = ?", "publicationDateGt": "publication_date > ?",
-                  "publicationDateLt": "publication_date < ?", "publicationDateGteq": "publication_date >= ?",
-                  "publicationDateLteq": "publication_date <= ?"}
+        simple = {
+            "after": "id > ?",
+            "idEq": "id = ?",
+            "isbn13Eq": "isbn13 = ?",
+            "changedSince": "changed_on >= ?",
+            "publicationDateEq": "publication_date = ?",
+            "publicationDateGt": "publication_date > ?",
+            "publicationDateLt": "publication_date < ?",
+            "publicationDateGteq": "publication_date >= ?",
+            "publicationDateLteq": "publication_date <= ?",
+        }
         for arg, clause in simple.items():
             if search.get(arg) is not None:
                 where.append(clause)
@@ -272,8 +309,9 @@ class ConsonanceSandbox:
         sql = f"SELECT * FROM products WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
         return self.db.query(sql, (*params, limit))
 
-    def resolve_products(self, _root: Any, _info: Any, productSearch: dict[str, Any] | None = None,
-                         limit: int | None = None) -> list[dict[str, Any]]:
+    def resolve_products(
+        self, _root: Any, _info: Any, productSearch: dict[str, Any] | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         size = max(1, min(limit or DEFAULT_PAGE, MAX_PAGE))
         return self._products(self.search_products(productSearch or {}, size))
 
@@ -281,11 +319,16 @@ class ConsonanceSandbox:
         rows = self.db.query("SELECT * FROM products WHERE id = ?", (id,))
         return self._products(rows)[0] if rows else None
 
-    def resolve_works(self, _root: Any, _info: Any, after: int | None = None,
-                      limit: int | None = None) -> list[dict[str, Any]]:
+    def resolve_works(
+        self, _root: Any, _info: Any, after: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         size = max(1, min(limit or DEFAULT_PAGE, MAX_PAGE))
-        ids = [r["id"] for r in self.db.query("SELECT id FROM works WHERE id > ? ORDER BY id LIMIT ?",
-                                               (after or 0, size))]
+        ids = [
+            r["id"]
+            for r in self.db.query(
+                "SELECT id FROM works WHERE id > ? ORDER BY id LIMIT ?", (after or 0, size)
+            )
+        ]
         works = self._works(set(ids))
         return [works[i] for i in ids]
 
@@ -295,12 +338,17 @@ class ConsonanceSandbox:
     # ---- writes ----
 
     def touch_products(self, conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> None:
-        conn.execute(f"UPDATE products SET changed_on = ?, updated_at = ? WHERE {where}", (today(), now_ts(), *params))
+        conn.execute(
+            f"UPDATE products SET changed_on = ?, updated_at = ? WHERE {where}", (today(), now_ts(), *params)
+        )
 
     def update_product(self, _root: Any, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
         errors = []
-        columns = {"publicationDate": "publication_date", "onixPublishingStatusCode": "publishing_status",
-                   "projectStageName": "project_stage"}
+        columns = {
+            "publicationDate": "publication_date",
+            "onixPublishingStatusCode": "publishing_status",
+            "projectStageName": "project_stage",
+        }
         if input.get("publicationDate") is not None:
             try:
                 date.fromisoformat(str(input["publicationDate"]))
@@ -326,16 +374,29 @@ class ConsonanceSandbox:
     def create_supporting_resource(self, _root: Any, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
         ids = list(input["productIds"])
         marks = ",".join("?" * len(ids))
-        rows = self.db.query(f"SELECT DISTINCT work_id FROM products WHERE id IN ({marks})", tuple(ids)) if ids else []
+        rows = (
+            self.db.query(f"SELECT DISTINCT work_id FROM products WHERE id IN ({marks})", tuple(ids))
+            if ids
+            else []
+        )
         if len(rows) != 1:
-            return {"supportingResource": None,
-                    "errors": [_error("productIds", "must name existing products of one work")]}
+            return {
+                "supportingResource": None,
+                "errors": [_error("productIds", "must name existing products of one work")],
+            }
         with self.db.tx() as conn:
             cur = conn.execute(
                 "INSERT INTO supporting_resources (product_ids, work_id, resource_content_type, image_remote_url, "
                 "caption, filename, created_at) VALUES (?,?,?,?,?,?,?)",
-                (json.dumps(sorted(ids)), rows[0]["work_id"], input["resourceContentType"], input["imageRemoteUrl"],
-                 input.get("caption"), input.get("filename"), now_ts()),
+                (
+                    json.dumps(sorted(ids)),
+                    rows[0]["work_id"],
+                    input["resourceContentType"],
+                    input["imageRemoteUrl"],
+                    input.get("caption"),
+                    input.get("filename"),
+                    now_ts(),
+                ),
             )
             self.touch_products(conn, f"id IN ({marks})", tuple(ids))
             new_id = cur.lastrowid
@@ -363,13 +424,19 @@ class ConsonanceSandbox:
 
     async def graphql_endpoint(self, request: Request) -> Response:
         if not self._bearer_ok(request):
-            return JSONResponse({"errors": [{"message": "Unauthorized: invalid or missing API key"}]}, status_code=401)
+            return JSONResponse(
+                {"errors": [{"message": "Unauthorized: invalid or missing API key"}]}, status_code=401
+            )
         try:
             body = await json_body(request)
         except ValueError:
             return JSONResponse({"errors": [{"message": "request body is not JSON"}]}, status_code=400)
-        result = graphql.graphql_sync(self.schema, body.get("query", ""), variable_values=body.get("variables"),
-                                      operation_name=body.get("operationName"))
+        result = graphql.graphql_sync(
+            self.schema,
+            body.get("query", ""),
+            variable_values=body.get("variables"),
+            operation_name=body.get("operationName"),
+        )
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
@@ -384,22 +451,39 @@ class ConsonanceSandbox:
         except ValueError:
             return JSONResponse({"error": "page and per_page must be integers"}, status_code=400)
         total = self.db.query("SELECT COUNT(*) AS n FROM products")[0]["n"]
-        rows = self.db.query("SELECT * FROM products ORDER BY id LIMIT ? OFFSET ?", (per_page, (page - 1) * per_page))
+        rows = self.db.query(
+            "SELECT * FROM products ORDER BY id LIMIT ? OFFSET ?", (per_page, (page - 1) * per_page)
+        )
         works = self._works({r["work_id"] for r in rows})
-        return JSONResponse({
-            "current_page": page, "per_page": per_page, "total_pages": max(1, math.ceil(total / per_page)),
-            "url": str(request.url), "products": [self._rest_product(r, works[r["work_id"]]) for r in rows],
-        })
+        return JSONResponse(
+            {
+                "current_page": page,
+                "per_page": per_page,
+                "total_pages": max(1, math.ceil(total / per_page)),
+                "url": str(request.url),
+                "products": [self._rest_product(r, works[r["work_id"]]) for r in rows],
+            }
+        )
 
     def _rest_product(self, r: sqlite3.Row, work: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": r["id"], "work_id": r["work_id"], "full_title": r["full_title"], "subtitle": r["subtitle"],
-            "pub_date": r["publication_date"], "publishing_status": r["publishing_status"],
-            "product_form": r["form_code"], "in_house_edition": LIST7_NAMES.get(r["form_code"], r["form_code"]),
-            "isbn": r["isbn13"] or "No ISBN", "imprint": r["imprint"], "project_stage_name": r["project_stage"],
+            "id": r["id"],
+            "work_id": r["work_id"],
+            "full_title": r["full_title"],
+            "subtitle": r["subtitle"],
+            "pub_date": r["publication_date"],
+            "publishing_status": r["publishing_status"],
+            "product_form": r["form_code"],
+            "in_house_edition": LIST7_NAMES.get(r["form_code"], r["form_code"]),
+            "isbn": r["isbn13"] or "No ISBN",
+            "imprint": r["imprint"],
+            "project_stage_name": r["project_stage"],
             "authorship": ", ".join(c["contributor"]["name"] for c in work["contributions"]),
-            "supportingresources": [{"id": s["id"], "style_urls": [{"url": s["imageRemoteUrl"]}]}
-                                    for s in work["supportingResources"] if r["id"] in s["productIds"]],
+            "supportingresources": [
+                {"id": s["id"], "style_urls": [{"url": s["imageRemoteUrl"]}]}
+                for s in work["supportingResources"]
+                if r["id"] in s["productIds"]
+            ],
         }
 
     # ---- /_sandbox activity ----
@@ -411,9 +495,15 @@ class ConsonanceSandbox:
                 deleted = conn.execute("DELETE FROM products WHERE id = ?", (pid,)).rowcount
             return JSONResponse({"deleted": deleted})
         body = await json_body(request)
-        columns = {"fullTitle": "full_title", "publicationDate": "publication_date", "salesEmbargoDate": "embargo_date",
-                   "projectStageName": "project_stage", "onixPublishingStatusCode": "publishing_status",
-                   "rowSalesRightsTypeCode": "row_rights_type", "isbn13": "isbn13"}
+        columns = {
+            "fullTitle": "full_title",
+            "publicationDate": "publication_date",
+            "salesEmbargoDate": "embargo_date",
+            "projectStageName": "project_stage",
+            "onixPublishingStatusCode": "publishing_status",
+            "rowSalesRightsTypeCode": "row_rights_type",
+            "isbn13": "isbn13",
+        }
         sets: dict[str, Any] = {columns[k]: v for k, v in body.items() if k in columns}
         for key, column in (("forSaleCountryCodes", "for_sale"), ("notForSaleCountryCodes", "not_for_sale")):
             if key in body:
@@ -421,11 +511,15 @@ class ConsonanceSandbox:
         if "isForSaleWorldwide" in body:
             sets["worldwide"] = int(bool(body["isForSaleWorldwide"]))
         if not sets:
-            return JSONResponse({"error": f"nothing to change; fields: {sorted([*columns, 'forSaleCountryCodes'])}"},
-                                status_code=400)
+            return JSONResponse(
+                {"error": f"nothing to change; fields: {sorted([*columns, 'forSaleCountryCodes'])}"},
+                status_code=400,
+            )
         with self.db.tx() as conn:
-            changed = conn.execute(f"UPDATE products SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?",
-                                   (*sets.values(), pid)).rowcount
+            changed = conn.execute(
+                f"UPDATE products SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?",
+                (*sets.values(), pid),
+            ).rowcount
             self.touch_products(conn, "id = ?", (pid,))
         if not changed:
             return JSONResponse({"error": "no such product"}, status_code=404)
@@ -437,7 +531,9 @@ class ConsonanceSandbox:
 
     async def _set_stage(self, pid: int, stage: str) -> Response:
         with self.db.tx() as conn:
-            changed = conn.execute("UPDATE products SET project_stage = ? WHERE id = ?", (stage, pid)).rowcount
+            changed = conn.execute(
+                "UPDATE products SET project_stage = ? WHERE id = ?", (stage, pid)
+            ).rowcount
             self.touch_products(conn, "id = ?", (pid,))
         if not changed:
             return JSONResponse({"error": "no such product"}, status_code=404)
@@ -453,25 +549,38 @@ class ConsonanceSandbox:
             for pid in picked:
                 kind = rng.choice(("title", "rights", "date"))
                 if kind == "title":
-                    conn.execute("UPDATE products SET full_title = full_title || ' (revised)' WHERE id = ?", (pid,))
+                    conn.execute(
+                        "UPDATE products SET full_title = full_title || ' (revised)' WHERE id = ?", (pid,)
+                    )
                 elif kind == "rights":
-                    conn.execute("UPDATE products SET worldwide = 1, for_sale = '[]', not_for_sale = ?, "
-                                 "row_rights_type = NULL WHERE id = ?", (json.dumps(rng.choice([["US"], ["CN"], []])),
-                                                                         pid))
+                    conn.execute(
+                        "UPDATE products SET worldwide = 1, for_sale = '[]', not_for_sale = ?, "
+                        "row_rights_type = NULL WHERE id = ?",
+                        (json.dumps(rng.choice([["US"], ["CN"], []])), pid),
+                    )
                 else:
-                    conn.execute("UPDATE products SET publication_date = date(publication_date, '+7 days') "
-                                 "WHERE id = ? AND publication_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'",
-                                 (pid,))
+                    conn.execute(
+                        "UPDATE products SET publication_date = date(publication_date, '+7 days') "
+                        "WHERE id = ? AND publication_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'",
+                        (pid,),
+                    )
             marks = ",".join("?" * len(picked))
             if picked:
                 self.touch_products(conn, f"id IN ({marks})", tuple(picked))
         return JSONResponse({"changed_product_ids": picked})
 
     async def admin_stats(self, _request: Request) -> Response:
-        counts = {t: self.db.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]
-                  for t in ("works", "products", "supporting_resources")}
-        return JSONResponse({"counts": counts, "faults": self.injector.describe(),
-                             "catalog": {k: self.db.meta(k) for k in ("works", "seed", "anchor", "dirt_rate")}})
+        counts = {
+            t: self.db.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]
+            for t in ("works", "products", "supporting_resources")
+        }
+        return JSONResponse(
+            {
+                "counts": counts,
+                "faults": self.injector.describe(),
+                "catalog": {k: self.db.meta(k) for k in ("works", "seed", "anchor", "dirt_rate")},
+            }
+        )
 
     def app(self) -> Starlette:
         routes = [

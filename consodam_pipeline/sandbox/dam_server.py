@@ -38,54 +38,91 @@ from consodam_pipeline.sandbox.state import DAM_DDL, StateDB
 
 F = "CONSODAM.FIELD."
 MODIFIED_FIELD = "ARTESIA.FIELD.DATE LAST MODIFIED"
-SEARCHABLE = {F + "ISBN": "isbn", F + "WORK_ID": "work_id", F + "ROLE": "role", F + "APPROVAL_STATUS": "approval_status"}
+SEARCHABLE = {
+    F + "ISBN": "isbn",
+    F + "WORK_ID": "work_id",
+    F + "ROLE": "role",
+    F + "APPROVAL_STATUS": "approval_status",
+}
 PROTECTED = {F + "ROLE", F + "WORK_ID", F + "APPROVED_BY", F + "APPROVED_AT", F + "APPROVAL_HISTORY"}
 MAX_LIMIT = 2000
 
 
 def field(field_id: str, value: Any, kind: str = "string") -> dict[str, Any]:
-    return {"id": field_id, "name": field_id.rsplit(".", 1)[-1].replace("_", " ").title(),
-            "type": "com.artesia.metadata.MetadataField",
-            "value": {"value": {"type": kind, "value": value}} if value is not None else {"value": None}}
+    return {
+        "id": field_id,
+        "name": field_id.rsplit(".", 1)[-1].replace("_", " ").title(),
+        "type": "com.artesia.metadata.MetadataField",
+        "value": {"value": {"type": kind, "value": value}} if value is not None else {"value": None},
+    }
 
 
 def history_table(history: list[dict[str, str]]) -> dict[str, Any]:
     columns = (("STATUS", "status"), ("BY", "by"), ("AT", "at"))
-    return {"id": F + "APPROVAL_HISTORY", "name": "Approval History",
-            "type": "com.artesia.metadata.MetadataTableField",
-            "metadata_element_list": [
-                {"id": f"{F}APPROVAL_HISTORY_{col}", "values": [{"value": {"type": "string", "value": h[key]}}
-                                                                 for h in history]}
-                for col, key in columns]}
+    return {
+        "id": F + "APPROVAL_HISTORY",
+        "name": "Approval History",
+        "type": "com.artesia.metadata.MetadataTableField",
+        "metadata_element_list": [
+            {
+                "id": f"{F}APPROVAL_HISTORY_{col}",
+                "values": [{"value": {"type": "string", "value": h[key]}} for h in history],
+            }
+            for col, key in columns
+        ],
+    }
 
 
 def asset_json(row: sqlite3.Row, detail: str = "full") -> dict[str, Any]:
-    base = {"asset_id": row["asset_id"], "original_asset_id": row["original_asset_id"], "version": row["version"],
-            "latest_version": bool(row["latest"]), "date_last_updated": row["modified_at"]}
+    base = {
+        "asset_id": row["asset_id"],
+        "original_asset_id": row["original_asset_id"],
+        "version": row["version"],
+        "latest_version": bool(row["latest"]),
+        "date_last_updated": row["modified_at"],
+    }
     if detail == "slim":
         return base
     elements = [
-        field(F + "ROLE", row["role"]), field(F + "ISBN", row["isbn"]), field(F + "WORK_ID", row["work_id"]),
-        field(F + "APPROVAL_STATUS", row["approval_status"]), field(F + "APPROVED_BY", row["approved_by"]),
+        field(F + "ROLE", row["role"]),
+        field(F + "ISBN", row["isbn"]),
+        field(F + "WORK_ID", row["work_id"]),
+        field(F + "APPROVAL_STATUS", row["approval_status"]),
+        field(F + "APPROVED_BY", row["approved_by"]),
         field(F + "APPROVED_AT", row["approved_at"], "dateTime"),
-        field(F + "LICENSE_FROM", row["license_from"], "date"), field(F + "LICENSE_UNTIL", row["license_until"], "date"),
+        field(F + "LICENSE_FROM", row["license_from"], "date"),
+        field(F + "LICENSE_UNTIL", row["license_until"], "date"),
         history_table(json.loads(row["approval_history"])),
     ]
     elements += [field(k, v) for k, v in sorted(json.loads(row["extra_metadata"]).items())]
     return {
-        **base, "name": row["name"], "mime_type": row["mime_type"], "metadata_model_id": "CONSODAM.MODEL.TITLE_ASSET",
-        "date_imported": row["created_at"], "asset_state": "NORMAL", "deleted": bool(row["deleted"]),
+        **base,
+        "name": row["name"],
+        "mime_type": row["mime_type"],
+        "metadata_model_id": "CONSODAM.MODEL.TITLE_ASSET",
+        "date_imported": row["created_at"],
+        "asset_state": "NORMAL",
+        "deleted": bool(row["deleted"]),
         "locked": row["locked_by"] is not None,
         "security_policy_list": [{"id": p} for p in json.loads(row["security_policies"])],
-        "asset_content_info": {"master_content": {"id": row["asset_id"], "name": row["name"],
-                                                  "mime_type": row["mime_type"]}},
+        "asset_content_info": {
+            "master_content": {"id": row["asset_id"], "name": row["name"], "mime_type": row["mime_type"]}
+        },
         "metadata": {"metadata_element_list": elements},
     }
 
 
 class DamSandbox:
-    def __init__(self, db: StateDB, tenant: str, client_id: str, client_secret: str,
-                 injector: FaultInjector | None = None, token_ttl: int = 3600, job_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        db: StateDB,
+        tenant: str,
+        client_id: str,
+        client_secret: str,
+        injector: FaultInjector | None = None,
+        token_ttl: int = 3600,
+        job_seconds: float = 0.2,
+    ) -> None:
         self.db = db
         self.tenant = tenant
         self.client_id = client_id
@@ -126,17 +163,23 @@ class DamSandbox:
 
     def guard(self, request: Request) -> Response | None:
         if self.client_of(request) is None:
-            return JSONResponse({"error": "invalid_token", "error_description": "missing, unknown or expired token"},
-                                status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return JSONResponse(
+                {"error": "invalid_token", "error_description": "missing, unknown or expired token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return None
 
     # ---- reads ----
 
-    def _page(self, where: str, params: tuple[Any, ...], after: int, limit: int) -> tuple[list[sqlite3.Row], int]:
+    def _page(
+        self, where: str, params: tuple[Any, ...], after: int, limit: int
+    ) -> tuple[list[sqlite3.Row], int]:
         """Offsets and the total count tombstones too, so deleting an asset never shifts later pages."""
         total = self.db.query(f"SELECT COUNT(*) AS n FROM assets WHERE {where}", params)[0]["n"]
-        rows = self.db.query(f"SELECT * FROM assets WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
-                             (*params, limit, after))
+        rows = self.db.query(
+            f"SELECT * FROM assets WHERE {where} ORDER BY seq LIMIT ? OFFSET ?", (*params, limit, after)
+        )
         return [r for r in rows if not r["deleted"]], total
 
     @staticmethod
@@ -153,8 +196,14 @@ class DamSandbox:
         after, limit, detail = self._paging(request)
         where = "1=1" if request.query_params.get("versions") == "all" else "latest = 1"
         rows, total = self._page(where, (), after, limit)
-        return JSONResponse({"assets_resource": {"asset_list": [asset_json(r, detail) for r in rows],
-                                                 "total_number_of_items": total}})
+        return JSONResponse(
+            {
+                "assets_resource": {
+                    "asset_list": [asset_json(r, detail) for r in rows],
+                    "total_number_of_items": total,
+                }
+            }
+        )
 
     async def search(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -177,12 +226,22 @@ class DamSandbox:
                 where.append(clause)
                 args.append(value)
         except (ValueError, KeyError) as exc:
-            return JSONResponse({"exception_body": {"message": f"bad search condition: {exc}"}}, status_code=400)
+            return JSONResponse(
+                {"exception_body": {"message": f"bad search condition: {exc}"}}, status_code=400
+            )
         rows, total = self._page(" AND ".join(where), tuple(args), after, limit)
-        return JSONResponse({"search_result_resource": {
-            "search_result": {"hit_count": len(rows), "total_hit_count": total,
-                              "asset_id_list": [r["asset_id"] for r in rows]},
-            "asset_list": [asset_json(r, detail) for r in rows]}})
+        return JSONResponse(
+            {
+                "search_result_resource": {
+                    "search_result": {
+                        "hit_count": len(rows),
+                        "total_hit_count": total,
+                        "asset_id_list": [r["asset_id"] for r in rows],
+                    },
+                    "asset_list": [asset_json(r, detail) for r in rows],
+                }
+            }
+        )
 
     @staticmethod
     def _condition(cond: dict[str, Any]) -> tuple[str, Any]:
@@ -214,11 +273,14 @@ class DamSandbox:
         if row is None:
             return _not_found(request.path_params["id"])
         if request.method == "POST":
-            job = self._new_job("new_version", {"original_asset_id": row["original_asset_id"],
-                                                "by": self.client_of(request)})
+            job = self._new_job(
+                "new_version", {"original_asset_id": row["original_asset_id"], "by": self.client_of(request)}
+            )
             return JSONResponse({"job_handle": {"job_id": job}}, status_code=202)
-        rows = self.db.query("SELECT * FROM assets WHERE original_asset_id = ? AND deleted = 0 ORDER BY version",
-                             (row["original_asset_id"],))
+        rows = self.db.query(
+            "SELECT * FROM assets WHERE original_asset_id = ? AND deleted = 0 ORDER BY version",
+            (row["original_asset_id"],),
+        )
         return JSONResponse({"versions_resource": {"asset_list": [asset_json(r) for r in rows]}})
 
     async def contents(self, request: Request) -> Response:
@@ -228,8 +290,11 @@ class DamSandbox:
         if row is None:
             return _not_found(request.path_params["id"])
         body = hashlib.sha256(row["asset_id"].encode()).digest() * 32  # stand-in bytes, stable per version
-        return Response(body, media_type=row["mime_type"],
-                        headers={"Content-Disposition": f'attachment; filename="{row["name"]}"'})
+        return Response(
+            body,
+            media_type=row["mime_type"],
+            headers={"Content-Disposition": f'attachment; filename="{row["name"]}"'},
+        )
 
     # ---- writes ----
 
@@ -239,27 +304,41 @@ class DamSandbox:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         action = form.get("action")
         try:
-            ids = json.loads(form.get("selection_context", "{}"))["selection_context_param"]["selection_context"][
-                "asset_ids"]
+            ids = json.loads(form.get("selection_context", "{}"))["selection_context_param"][
+                "selection_context"
+            ]["asset_ids"]
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"exception_body": {"message": "selection_context with asset_ids required"}},
-                                status_code=400)
+            return JSONResponse(
+                {"exception_body": {"message": "selection_context with asset_ids required"}}, status_code=400
+            )
         if action not in ("lock", "unlock", "check_out"):
-            return JSONResponse({"exception_body": {"message": f"unsupported action {action!r}"}}, status_code=400)
+            return JSONResponse(
+                {"exception_body": {"message": f"unsupported action {action!r}"}}, status_code=400
+            )
         client = self.client_of(request)
         ok, failed = [], []
         with self.db.tx() as conn:
             for asset_id in ids:
-                row = conn.execute("SELECT locked_by FROM assets WHERE asset_id = ? AND deleted = 0",
-                                   (asset_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT locked_by FROM assets WHERE asset_id = ? AND deleted = 0", (asset_id,)
+                ).fetchone()
                 if row is None or (row["locked_by"] not in (None, client)):
-                    failed.append({"id": asset_id, "message": "not found" if row is None else "locked by another user"})
+                    failed.append(
+                        {"id": asset_id, "message": "not found" if row is None else "locked by another user"}
+                    )
                     continue
-                conn.execute("UPDATE assets SET locked_by = ? WHERE asset_id = ?",
-                             (None if action == "unlock" else client, asset_id))
+                conn.execute(
+                    "UPDATE assets SET locked_by = ? WHERE asset_id = ?",
+                    (None if action == "unlock" else client, asset_id),
+                )
                 ok.append(asset_id)
-        return JSONResponse({"bulk_asset_result_representation": {"bulk_asset_result": {
-            "successful_object_list": ok, "failed_object_list": failed}}})
+        return JSONResponse(
+            {
+                "bulk_asset_result_representation": {
+                    "bulk_asset_result": {"successful_object_list": ok, "failed_object_list": failed}
+                }
+            }
+        )
 
     async def update_asset(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -270,12 +349,15 @@ class DamSandbox:
             return _not_found(asset_id)
         client = self.client_of(request)
         if row["locked_by"] != client:
-            return JSONResponse({"exception_body": {"message": "asset must be locked by you before editing"}},
-                                status_code=409)
+            return JSONResponse(
+                {"exception_body": {"message": "asset must be locked by you before editing"}}, status_code=409
+            )
         try:
             data = (await json_body(request))["edited_asset"]["data"]
         except (ValueError, KeyError) as exc:
-            return JSONResponse({"exception_body": {"message": f"edited_asset.data required: {exc}"}}, status_code=400)
+            return JSONResponse(
+                {"exception_body": {"message": f"edited_asset.data required: {exc}"}}, status_code=400
+            )
         extra = json.loads(row["extra_metadata"])
         sets: dict[str, Any] = {}
         for element in data.get("metadata", []):
@@ -299,24 +381,32 @@ class DamSandbox:
         if changed:
             sets["modified_at"] = now_ts()
             with self.db.tx() as conn:
-                conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
-                             (*sets.values(), asset_id))
+                conn.execute(
+                    f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
+                    (*sets.values(), asset_id),
+                )
         return JSONResponse({"asset_resource": {"asset": asset_json(self._asset_row(asset_id))}})  # type: ignore[arg-type]
 
     @staticmethod
     def _approval_sets(row: sqlite3.Row, status: str, by: str, at: str) -> dict[str, Any]:
         ApprovalStatus(status)
-        history = json.loads(row["approval_history"]) + [{"status": status, "by": by, "at": at}]
+        history = [*json.loads(row["approval_history"]), {"status": status, "by": by, "at": at}]
         approved = status == ApprovalStatus.APPROVED
-        return {"approval_status": status, "approval_history": json.dumps(history),
-                "approved_by": by if approved else None, "approved_at": at if approved else None,
-                "modified_at": max(at, row["modified_at"])}
+        return {
+            "approval_status": status,
+            "approval_history": json.dumps(history),
+            "approved_by": by if approved else None,
+            "approved_at": at if approved else None,
+            "modified_at": max(at, row["modified_at"]),
+        }
 
     def _new_job(self, kind: str, payload: dict[str, Any]) -> str:
         job_id = str(int(time.time() * 1000)) + secrets.token_hex(3)
         with self.db.tx() as conn:
-            conn.execute("INSERT INTO jobs VALUES (?,?,?,?,?,NULL)",
-                         (job_id, kind, json.dumps(payload), "IN_PROGRESS", time.time()))
+            conn.execute(
+                "INSERT INTO jobs VALUES (?,?,?,?,?,NULL)",
+                (job_id, kind, json.dumps(payload), "IN_PROGRESS", time.time()),
+            )
         return job_id
 
     async def create_asset(self, request: Request) -> Response:
@@ -324,13 +414,17 @@ class DamSandbox:
             return denied
         try:
             asset = (await json_body(request))["asset_representation"]["asset_resource"]["asset"]
-            values = {e["id"]: e["value"]["value"]["value"] for e in asset["metadata"]["metadata_element_list"]}
+            values = {
+                e["id"]: e["value"]["value"]["value"] for e in asset["metadata"]["metadata_element_list"]
+            }
             AssetRole(values[F + "ROLE"])
         except (ValueError, KeyError, TypeError) as exc:
-            return JSONResponse({"exception_body": {"message": f"invalid asset_representation: {exc}"}},
-                                status_code=400)
-        job = self._new_job("create", {"name": asset.get("name", "untitled"), "values": values,
-                                       "by": self.client_of(request)})
+            return JSONResponse(
+                {"exception_body": {"message": f"invalid asset_representation: {exc}"}}, status_code=400
+            )
+        job = self._new_job(
+            "create", {"name": asset.get("name", "untitled"), "values": values, "by": self.client_of(request)}
+        )
         return JSONResponse({"job_handle": {"job_id": job}}, status_code=202)
 
     async def job(self, request: Request) -> Response:
@@ -343,18 +437,26 @@ class DamSandbox:
         if job["status"] == "IN_PROGRESS" and time.time() - job["created_at"] >= self.job_seconds:
             asset_id = self._run_job(job["kind"], json.loads(job["payload"]))
             with self.db.tx() as conn:
-                conn.execute("UPDATE jobs SET status = 'COMPLETED', asset_id = ? WHERE job_id = ?",
-                             (asset_id, job["job_id"]))
+                conn.execute(
+                    "UPDATE jobs SET status = 'COMPLETED', asset_id = ? WHERE job_id = ?",
+                    (asset_id, job["job_id"]),
+                )
             job = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job["job_id"],))[0]
-        return JSONResponse({"job_resource": {"job": {"job_id": job["job_id"], "job_state": job["status"],
-                                                      "asset_id": job["asset_id"]}}})
+        return JSONResponse(
+            {
+                "job_resource": {
+                    "job": {"job_id": job["job_id"], "job_state": job["status"], "asset_id": job["asset_id"]}
+                }
+            }
+        )
 
     def _run_job(self, kind: str, payload: dict[str, Any]) -> str:
         if kind == "new_version":
             return self.add_version(payload["original_asset_id"], payload.get("by") or "api")
         values = payload["values"]
-        return self.add_asset(AssetRole(values[F + "ROLE"]), values.get(F + "ISBN"), values.get(F + "WORK_ID"),
-                              payload["name"])
+        return self.add_asset(
+            AssetRole(values[F + "ROLE"]), values.get(F + "ISBN"), values.get(F + "WORK_ID"), payload["name"]
+        )
 
     def add_asset(self, role: AssetRole, isbn: str | None, work_id: str | None, name: str) -> str:
         stamp = now_ts()
@@ -364,14 +466,17 @@ class DamSandbox:
                 "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, "
                 "work_id, folder_id, created_at, modified_at, approval_status, approval_history) "
                 "VALUES (?,?,1,1,?,?,?,?,?,'folder-root',?,?,'draft','[]')",
-                (asset_id, asset_id, name, "image/jpeg", role.value, isbn, work_id, stamp, stamp))
+                (asset_id, asset_id, name, "image/jpeg", role.value, isbn, work_id, stamp, stamp),
+            )
         return asset_id
 
     def add_version(self, original_asset_id: str, by: str) -> str:
         stamp = now_ts()
         with self.db.tx() as conn:
-            latest = conn.execute("SELECT * FROM assets WHERE original_asset_id = ? ORDER BY version DESC LIMIT 1",
-                                  (original_asset_id,)).fetchone()
+            latest = conn.execute(
+                "SELECT * FROM assets WHERE original_asset_id = ? ORDER BY version DESC LIMIT 1",
+                (original_asset_id,),
+            ).fetchone()
             version = latest["version"] + 1
             asset_id = asset_uoi(original_asset_id, version, time.time_ns())
             conn.execute("UPDATE assets SET latest = 0 WHERE original_asset_id = ?", (original_asset_id,))
@@ -379,11 +484,26 @@ class DamSandbox:
                 "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, "
                 "work_id, folder_id, created_at, modified_at, approval_status, approval_history, license_from, "
                 "license_until, extra_metadata, security_policies) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (asset_id, original_asset_id, version, latest["name"].rsplit(" v", 1)[0] + f" v{version}",
-                 latest["mime_type"], latest["role"], latest["isbn"], latest["work_id"], latest["folder_id"], stamp,
-                 stamp, "in_review", json.dumps([{"status": "in_review", "by": by, "at": stamp}]),
-                 latest["license_from"], latest["license_until"], latest["extra_metadata"],
-                 latest["security_policies"]))
+                (
+                    asset_id,
+                    original_asset_id,
+                    version,
+                    latest["name"].rsplit(" v", 1)[0] + f" v{version}",
+                    latest["mime_type"],
+                    latest["role"],
+                    latest["isbn"],
+                    latest["work_id"],
+                    latest["folder_id"],
+                    stamp,
+                    stamp,
+                    "in_review",
+                    json.dumps([{"status": "in_review", "by": by, "at": stamp}]),
+                    latest["license_from"],
+                    latest["license_until"],
+                    latest["extra_metadata"],
+                    latest["security_policies"],
+                ),
+            )
         return asset_id
 
     # ---- folders, collections, policies ----
@@ -392,8 +512,13 @@ class DamSandbox:
         if denied := self.guard(request):
             return denied
         rows = self.db.query("SELECT * FROM folders WHERE parent_id IS NULL ORDER BY name")
-        return JSONResponse({"folders_resource": {"folder_list": [{"asset_id": r["folder_id"], "name": r["name"]}
-                                                                  for r in rows]}})
+        return JSONResponse(
+            {
+                "folders_resource": {
+                    "folder_list": [{"asset_id": r["folder_id"], "name": r["name"]} for r in rows]
+                }
+            }
+        )
 
     async def folder(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -403,19 +528,30 @@ class DamSandbox:
             body = await json_body(request)
             name = body.get("folder_resource", {}).get("folder", {}).get("name")
             if not name:
-                return JSONResponse({"exception_body": {"message": "folder_resource.folder.name required"}},
-                                    status_code=400)
+                return JSONResponse(
+                    {"exception_body": {"message": "folder_resource.folder.name required"}}, status_code=400
+                )
             new_id = "folder-" + hashlib.sha1(f"{folder_id}/{name}".encode()).hexdigest()[:12]
             with self.db.tx() as conn:
                 conn.execute("INSERT OR IGNORE INTO folders VALUES (?,?,?)", (new_id, name, folder_id))
-            return JSONResponse({"folder_resource": {"folder": {"asset_id": new_id, "name": name}}}, status_code=201)
+            return JSONResponse(
+                {"folder_resource": {"folder": {"asset_id": new_id, "name": name}}}, status_code=201
+            )
         after, limit, detail = self._paging(request)
-        subfolders = [{"asset_id": r["folder_id"], "name": r["name"], "type": "folder"}
-                      for r in self.db.query("SELECT * FROM folders WHERE parent_id = ? ORDER BY name", (folder_id,))]
+        subfolders = [
+            {"asset_id": r["folder_id"], "name": r["name"], "type": "folder"}
+            for r in self.db.query("SELECT * FROM folders WHERE parent_id = ? ORDER BY name", (folder_id,))
+        ]
         rows, total = self._page("latest = 1 AND folder_id = ?", (folder_id,), after, limit)
-        return JSONResponse({"folder_children": {"folder_list": subfolders,
-                                                 "asset_list": [asset_json(r, detail) for r in rows],
-                                                 "total_number_of_items": total}})
+        return JSONResponse(
+            {
+                "folder_children": {
+                    "folder_list": subfolders,
+                    "asset_list": [asset_json(r, detail) for r in rows],
+                    "total_number_of_items": total,
+                }
+            }
+        )
 
     async def collections(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -423,14 +559,26 @@ class DamSandbox:
         if request.method == "POST":
             name = (await json_body(request)).get("collection_resource", {}).get("collection", {}).get("name")
             if not name:
-                return JSONResponse({"exception_body": {"message": "collection name required"}}, status_code=400)
+                return JSONResponse(
+                    {"exception_body": {"message": "collection name required"}}, status_code=400
+                )
             cid = hashlib.sha1(name.encode()).hexdigest()
             with self.db.tx() as conn:
-                conn.execute("INSERT OR IGNORE INTO collections VALUES (?,?,?,?)",
-                             (cid, name, self.client_of(request), now_ts()))
+                conn.execute(
+                    "INSERT OR IGNORE INTO collections VALUES (?,?,?,?)",
+                    (cid, name, self.client_of(request), now_ts()),
+                )
         rows = self.db.query("SELECT * FROM collections ORDER BY name")
-        return JSONResponse({"collection_resource": {"collection": [
-            {"id": r["collection_id"], "name": r["name"], "owner_name": r["owner_name"]} for r in rows]}})
+        return JSONResponse(
+            {
+                "collection_resource": {
+                    "collection": [
+                        {"id": r["collection_id"], "name": r["name"], "owner_name": r["owner_name"]}
+                        for r in rows
+                    ]
+                }
+            }
+        )
 
     async def collection_assets(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -441,20 +589,50 @@ class DamSandbox:
         if request.method == "PUT":
             ids = (await json_body(request)).get("asset_ids", [])
             with self.db.tx() as conn:
-                conn.executemany("INSERT OR IGNORE INTO collection_assets VALUES (?,?)", [(cid, a) for a in ids])
-        rows = self.db.query("SELECT a.* FROM collection_assets c JOIN assets a ON a.asset_id = c.asset_id "
-                             "WHERE c.collection_id = ? AND a.deleted = 0 ORDER BY a.asset_id", (cid,))
-        return JSONResponse({"assets_resource": {"asset_list": [
-            {**asset_json(r, "full"), "delivery_service_url": f"/otmmapi/v6/assets/{r['asset_id']}/contents"}
-            for r in rows]}})
+                conn.executemany(
+                    "INSERT OR IGNORE INTO collection_assets VALUES (?,?)", [(cid, a) for a in ids]
+                )
+        rows = self.db.query(
+            "SELECT a.* FROM collection_assets c JOIN assets a ON a.asset_id = c.asset_id "
+            "WHERE c.collection_id = ? AND a.deleted = 0 ORDER BY a.asset_id",
+            (cid,),
+        )
+        return JSONResponse(
+            {
+                "assets_resource": {
+                    "asset_list": [
+                        {
+                            **asset_json(r, "full"),
+                            "delivery_service_url": f"/otmmapi/v6/assets/{r['asset_id']}/contents",
+                        }
+                        for r in rows
+                    ]
+                }
+            }
+        )
 
     async def security_policies(self, request: Request) -> Response:
         if denied := self.guard(request):
             return denied
         rows = self.db.query("SELECT * FROM security_policies ORDER BY id")
-        return JSONResponse({"security_policies_resource": {"security_policy_list": [
-            {"id": r["id"], "name": r["name"], "description": r["description"], "create_date": r["create_date"],
-             "last_update_date": r["create_date"], "status": "ACTIVE", "ownership_type": "SYSTEM"} for r in rows]}})
+        return JSONResponse(
+            {
+                "security_policies_resource": {
+                    "security_policy_list": [
+                        {
+                            "id": r["id"],
+                            "name": r["name"],
+                            "description": r["description"],
+                            "create_date": r["create_date"],
+                            "last_update_date": r["create_date"],
+                            "status": "ACTIVE",
+                            "ownership_type": "SYSTEM",
+                        }
+                        for r in rows
+                    ]
+                }
+            }
+        )
 
     # ---- /_sandbox activity ----
 
@@ -463,7 +641,9 @@ class DamSandbox:
         row = self._asset_row(request.path_params["id"])
         if row is None:
             return _not_found(request.path_params["id"])
-        return JSONResponse({"asset_id": self.add_version(row["original_asset_id"], body.get("by", "designer"))})
+        return JSONResponse(
+            {"asset_id": self.add_version(row["original_asset_id"], body.get("by", "designer"))}
+        )
 
     async def admin_approval(self, request: Request) -> Response:
         body = await json_body(request)
@@ -471,13 +651,19 @@ class DamSandbox:
         if row is None:
             return _not_found(request.path_params["id"])
         try:
-            sets = self._approval_sets(row, body.get("status", "approved"), body.get("by", "approver@publisher.example"),
-                                       body.get("at") or now_ts())
+            sets = self._approval_sets(
+                row,
+                body.get("status", "approved"),
+                body.get("by", "approver@publisher.example"),
+                body.get("at") or now_ts(),
+            )
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         with self.db.tx() as conn:
-            conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
-                         (*sets.values(), row["asset_id"]))
+            conn.execute(
+                f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
+                (*sets.values(), row["asset_id"]),
+            )
         return JSONResponse({"asset": asset_json(self._asset_row(row["asset_id"]))})  # type: ignore[arg-type]
 
     async def admin_create(self, request: Request) -> Response:
@@ -486,13 +672,17 @@ class DamSandbox:
             role = AssetRole(body["role"])
         except (KeyError, ValueError) as exc:
             return JSONResponse({"error": f"role required: {exc}"}, status_code=400)
-        asset_id = self.add_asset(role, body.get("isbn"), body.get("work_id"), body.get("name", f"new {role.value}"))
+        asset_id = self.add_asset(
+            role, body.get("isbn"), body.get("work_id"), body.get("name", f"new {role.value}")
+        )
         return JSONResponse({"asset_id": asset_id})
 
     async def admin_delete(self, request: Request) -> Response:
         with self.db.tx() as conn:
-            n = conn.execute("UPDATE assets SET deleted = 1, modified_at = ? WHERE asset_id = ?",
-                             (now_ts(), request.path_params["id"])).rowcount
+            n = conn.execute(
+                "UPDATE assets SET deleted = 1, modified_at = ? WHERE asset_id = ?",
+                (now_ts(), request.path_params["id"]),
+            ).rowcount
         return JSONResponse({"deleted": n})
 
     async def admin_activity(self, request: Request) -> Response:
@@ -512,19 +702,28 @@ class DamSandbox:
                 status = rng.choice(("approved", "approved", "rejected"))
                 sets = self._approval_sets(row, status, "approver@publisher.example", now_ts())
                 with self.db.tx() as conn:
-                    conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
-                                 (*sets.values(), row["asset_id"]))
+                    conn.execute(
+                        f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
+                        (*sets.values(), row["asset_id"]),
+                    )
                 touched.append(row["asset_id"])
         return JSONResponse({"changed_asset_ids": touched})
 
     async def admin_stats(self, _request: Request) -> Response:
         counts = {
             "asset_versions": self.db.query("SELECT COUNT(*) AS n FROM assets WHERE deleted = 0")[0]["n"],
-            "assets": self.db.query("SELECT COUNT(*) AS n FROM assets WHERE deleted = 0 AND latest = 1")[0]["n"],
+            "assets": self.db.query("SELECT COUNT(*) AS n FROM assets WHERE deleted = 0 AND latest = 1")[0][
+                "n"
+            ],
             "collections": self.db.query("SELECT COUNT(*) AS n FROM collections")[0]["n"],
         }
-        return JSONResponse({"counts": counts, "faults": self.injector.describe(),
-                             "catalog": {k: self.db.meta(k) for k in ("works", "seed", "anchor", "dirt_rate")}})
+        return JSONResponse(
+            {
+                "counts": counts,
+                "faults": self.injector.describe(),
+                "catalog": {k: self.db.meta(k) for k in ("works", "seed", "anchor", "dirt_rate")},
+            }
+        )
 
     def app(self) -> Starlette:
         v6 = "/otmmapi/v6"
@@ -557,12 +756,16 @@ class DamSandbox:
 
 
 def _fault(status: int, message: str, code: str) -> JSONResponse:
-    return JSONResponse({"fault": {"faultstring": message, "detail": {"errorcode": code}}}, status_code=status)
+    return JSONResponse(
+        {"fault": {"faultstring": message, "detail": {"errorcode": code}}}, status_code=status
+    )
 
 
 def _not_found(asset_id: str) -> JSONResponse:
-    return JSONResponse({"exception_body": {"message": f"asset {asset_id} not found", "http_response_code": 404}},
-                        status_code=404)
+    return JSONResponse(
+        {"exception_body": {"message": f"asset {asset_id} not found", "http_response_code": 404}},
+        status_code=404,
+    )
 
 
 def open_dam_db(data_dir: Path) -> StateDB:

@@ -53,7 +53,11 @@ class FaultInjector:
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
-            return {"rules": [asdict(r) for r in self.rules], "fired": dict(self.fired), "requests": self.requests}
+            return {
+                "rules": [asdict(r) for r in self.rules],
+                "fired": dict(self.fired),
+                "requests": self.requests,
+            }
 
     def pick(self, path: str) -> FaultRule | None:
         with self.lock:
@@ -106,7 +110,9 @@ async def _error(send: Send, rule: FaultRule) -> None:
         headers.append((b"retry-after", f"{rule.retry_after:g}".encode()))
         body["error"]["message"] = "rate limit exceeded"
     if rule.mode == "expired_token":
-        headers.append((b"www-authenticate", b'Bearer error="invalid_token", error_description="token expired"'))
+        headers.append(
+            (b"www-authenticate", b'Bearer error="invalid_token", error_description="token expired"')
+        )
         body = {"error": "invalid_token", "error_description": "The access token expired"}
     payload = json.dumps(body).encode()
     headers.append((b"content-length", str(len(payload)).encode()))
@@ -116,8 +122,13 @@ async def _error(send: Send, rule: FaultRule) -> None:
 
 async def _drop(send: Send) -> None:
     # Promise a body, send a fragment, then fail: the server closes the socket mid-reply.
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"data": ', "more_body": True})
     raise ConnectionAbortedError("injected dropped connection")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ class SandboxConfig:
     consonance_api_key: str = "sandboxconsonancekey0000000000001"
     dam_tenant: str = "sandbox-tenant"
     dam_client_id: str = "consodam-sandbox-client"
-    dam_client_secret: str = "sandbox-dam-secret"  # noqa: S105 - a well-known sandbox credential
+    dam_client_secret: str = "sandbox-dam-secret"
     token_ttl: int = 3600
 
     def env(self) -> dict[str, str]:
@@ -52,7 +51,9 @@ def ensure_catalog(config: SandboxConfig) -> CatalogStats | None:
     consonance, dam = open_consonance_db(config.data_dir), open_dam_db(config.data_dir)
     try:
         seeded = consonance.meta("works")
-        spec = CatalogSpec(works=config.works, seed=config.seed, anchor=config.anchor, dirt_rate=config.dirt_rate)
+        spec = CatalogSpec(
+            works=config.works, seed=config.seed, anchor=config.anchor, dirt_rate=config.dirt_rate
+        )
         if seeded is not None:
             if (seeded, consonance.meta("seed")) != (str(config.works), str(config.seed)):
                 raise SystemExit(
@@ -73,18 +74,28 @@ def free_port() -> int:
 
 
 def build_apps(config: SandboxConfig) -> tuple[ConsonanceSandbox, DamSandbox]:
-    consonance = ConsonanceSandbox(open_consonance_db(config.data_dir), config.consonance_api_key,
-                                   FaultInjector(seed=config.seed))
-    dam = DamSandbox(open_dam_db(config.data_dir), config.dam_tenant, config.dam_client_id,
-                     config.dam_client_secret, FaultInjector(seed=config.seed + 1), token_ttl=config.token_ttl)
+    consonance = ConsonanceSandbox(
+        open_consonance_db(config.data_dir), config.consonance_api_key, FaultInjector(seed=config.seed)
+    )
+    dam = DamSandbox(
+        open_dam_db(config.data_dir),
+        config.dam_tenant,
+        config.dam_client_id,
+        config.dam_client_secret,
+        FaultInjector(seed=config.seed + 1),
+        token_ttl=config.token_ttl,
+    )
     return consonance, dam
 
 
 async def serve(config: SandboxConfig, announce: bool = True) -> None:
     consonance, dam = build_apps(config)
     servers = [
-        uvicorn.Server(uvicorn.Config(app.app(), host=HOST, port=port, log_level="warning", access_log=False,
-                                      timeout_keep_alive=30))
+        uvicorn.Server(
+            uvicorn.Config(
+                app.app(), host=HOST, port=port, log_level="warning", access_log=False, timeout_keep_alive=30
+            )
+        )
         for app, port in ((consonance, config.consonance_port), (dam, config.dam_port))
     ]
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # injected drops are not server errors

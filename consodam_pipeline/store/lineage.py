@@ -177,10 +177,16 @@ class LineageStore:
         )
         moment = to_naive_utc(observed_at)
         to_close = pl.concat([changed["id"], removed["id"]]).to_list()
-        close = sa.update(record_history).where(record_history.c.id == sa.bindparam("row_id")).values(valid_to=moment)
+        close = (
+            sa.update(record_history)
+            .where(record_history.c.id == sa.bindparam("row_id"))
+            .values(valid_to=moment)
+        )
         for chunk in _chunks(to_close, 20_000):
             conn.execute(close, [{"row_id": rid} for rid in chunk])
-        to_open = pl.concat([added, changed], how="vertical_relaxed").select("record_key", "content_hash", "payload")
+        to_open = pl.concat([added, changed], how="vertical_relaxed").select(
+            "record_key", "content_hash", "payload"
+        )
         recorded = utcnow()
         for start in range(0, to_open.height, 20_000):
             conn.execute(
@@ -209,7 +215,9 @@ class LineageStore:
     def current_records(self, entity: str) -> pl.DataFrame:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(record_history.c.record_key, record_history.c.content_hash, record_history.c.payload)
+                sa.select(
+                    record_history.c.record_key, record_history.c.content_hash, record_history.c.payload
+                )
                 .where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
                 .order_by(record_history.c.record_key)
             ).all()
@@ -273,7 +281,9 @@ class LineageStore:
                 "occurred_at": to_naive_utc(e.occurred_at),
                 "recorded_at": recorded,
                 "run_id": e.run_id,
-                "before_json": None if e.before is None else json.dumps(e.before, sort_keys=True, default=str),
+                "before_json": None
+                if e.before is None
+                else json.dumps(e.before, sort_keys=True, default=str),
                 "after_json": None if e.after is None else json.dumps(e.after, sort_keys=True, default=str),
             }
             for e in events
@@ -291,7 +301,9 @@ class LineageStore:
         if until is not None:
             query = query.where(audit_ledger.c.occurred_at <= to_naive_utc(until))
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(audit_ledger.c.occurred_at, audit_ledger.c.event_id)).mappings()
+            rows = conn.execute(
+                query.order_by(audit_ledger.c.occurred_at, audit_ledger.c.event_id)
+            ).mappings()
             return [dict(r) for r in rows]
 
     def ledger_size(self) -> int:

@@ -23,7 +23,7 @@ def engine_for(url: str) -> sa.Engine:
         return _ENGINES[key]
 
 
-class LineageStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
+class LineageStoreResource(dg.ConfigurableResource):
     """Row-level histories, the audit ledger, quarantine and cursors. Empty url: CONSODAM_STORE_URL or SQLite."""
 
     url: str = ""

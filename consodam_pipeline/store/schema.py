@@ -10,7 +10,9 @@ metadata = sa.MetaData()
 record_history = sa.Table(
     "record_history",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     sa.Column("entity", sa.String(40), nullable=False),
     sa.Column("record_key", sa.String(200), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),

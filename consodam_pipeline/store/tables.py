@@ -45,7 +45,7 @@ def exists(path: str) -> bool:
     return Path(path.removeprefix("file://")).exists() if _is_local(path) else True
 
 
-class PolarsParquetIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
     base_path: str = ""
 
     def _root(self) -> str:
@@ -53,7 +53,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
 
     def path_for(self, asset_key: dg.AssetKey, partition: str | None = None) -> str:
         stem = "/".join(asset_key.path)
-        return f"{self._root()}/{stem}.parquet" if partition is None else f"{self._root()}/{stem}/{partition}.parquet"
+        return (
+            f"{self._root()}/{stem}.parquet"
+            if partition is None
+            else f"{self._root()}/{stem}/{partition}.parquet"
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
         if obj is None:

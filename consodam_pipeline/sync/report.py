@@ -11,17 +11,27 @@ import polars as pl
 from consodam_pipeline.store.lineage import SnapshotDiff
 
 _DAGSTER_TYPES = {
-    pl.String: "string", pl.Int64: "int", pl.Int32: "int", pl.UInt64: "int", pl.Boolean: "bool",
-    pl.Date: "date", pl.Datetime: "datetime", pl.Float64: "float",
+    pl.String: "string",
+    pl.Int64: "int",
+    pl.Int32: "int",
+    pl.UInt64: "int",
+    pl.Boolean: "bool",
+    pl.Date: "date",
+    pl.Datetime: "datetime",
+    pl.Float64: "float",
 }
 
 
 def column_schema(frame: pl.DataFrame, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
     descriptions = descriptions or {}
-    return dg.TableSchema(columns=[
-        dg.TableColumn(name, _DAGSTER_TYPES.get(dtype.base_type(), str(dtype)), description=descriptions.get(name))
-        for name, dtype in frame.schema.items()
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name, _DAGSTER_TYPES.get(dtype.base_type(), str(dtype)), description=descriptions.get(name)
+            )
+            for name, dtype in frame.schema.items()
+        ]
+    )
 
 
 def sample(keys: Sequence[str], n: int = 10) -> str:
@@ -31,12 +41,16 @@ def sample(keys: Sequence[str], n: int = 10) -> str:
 
 def diff_metadata(diff: SnapshotDiff) -> dict[str, Any]:
     return {
-        "added": len(diff.added), "changed": len(diff.changed), "removed": len(diff.removed),
+        "added": len(diff.added),
+        "changed": len(diff.changed),
+        "removed": len(diff.removed),
         "unchanged": diff.unchanged,
     }
 
 
-def summary_markdown(title: str, rows: Sequence[tuple[str, Any]], notes: Sequence[str] = ()) -> dg.MetadataValue:
+def summary_markdown(
+    title: str, rows: Sequence[tuple[str, Any]], notes: Sequence[str] = ()
+) -> dg.MetadataValue:
     lines = [f"### {title}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     if notes:
         lines += ["", *(f"- {n}" for n in notes)]

@@ -64,11 +64,21 @@ def commit_batch(
 ) -> SnapshotDiff:
     with store.engine.begin() as conn:
         diff = store.apply_snapshot(
-            conn, entity, batch.frame(), observed_at=observed_at, complete=batch.complete, run_id=run_id,
+            conn,
+            entity,
+            batch.frame(),
+            observed_at=observed_at,
+            complete=batch.complete,
+            run_id=run_id,
             keep_open=batch.quarantined_keys,
         )
         store.quarantine_records(
-            conn, source, batch.quarantined, run_id=run_id, complete=batch.complete, checked_keys=batch.seen_keys
+            conn,
+            source,
+            batch.quarantined,
+            run_id=run_id,
+            complete=batch.complete,
+            checked_keys=batch.seen_keys,
         )
         for name, value in cursors.items():
             store.set_cursor(conn, name, value, run_id)

@@ -21,6 +21,7 @@ from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_f
 CHANGED_SINCE_CURSOR = "consonance.products.changed_since"
 FULL_AT_CURSOR = "consonance.products.full_reconciliation_at"
 
+
 @dg.asset(
     group_name="ingest",
     kinds={"consonance", "polars"},
@@ -38,24 +39,47 @@ def title_metadata_snapshot(
     store = lineage.store()
     last_day = store.get_cursor(CHANGED_SINCE_CURSOR)
     full = last_day is None or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
-    since = None if full or last_day is None else date.fromisoformat(last_day) - timedelta(days=config.lookback_days)
+    since = (
+        None
+        if full or last_day is None
+        else date.fromisoformat(last_day) - timedelta(days=config.lookback_days)
+    )
     with consonance.client() as client:
         batch = collect(
-            client.iter_product_pages(changed_since=since), IngestBatch(complete=full), edition_record,
+            client.iter_product_pages(changed_since=since),
+            IngestBatch(complete=full),
+            edition_record,
             key=lambda p: str(p.id),
         )
         requests, retries = client.http.requests, client.http.retries
     cursors = {CHANGED_SINCE_CURSOR: started.date().isoformat()}
     if full:
         cursors[FULL_AT_CURSOR] = started.isoformat()
-    diff = commit_batch(store, entity=ENTITY, source=SOURCE, batch=batch, observed_at=started,
-                        run_id=context.run_id, cursors=cursors)
+    diff = commit_batch(
+        store,
+        entity=ENTITY,
+        source=SOURCE,
+        batch=batch,
+        observed_at=started,
+        run_id=context.run_id,
+        cursors=cursors,
+    )
     frame = typed_editions(payload_frame(store, ENTITY, EDITION_SCHEMA))
-    context.log.info(f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
-                     f"{len(batch.quarantined_keys)} quarantined")
-    return dg.Output(frame, metadata=ingest_metadata(
-        title="Title metadata snapshot", frame=frame, diff=diff, batch=batch,
-        mode="full reconciliation" if full else "incremental",
-        window="everything" if since is None else f"changedSince {since.isoformat()}",
-        requests=requests, retries=retries, column_docs=COLUMN_DOCS,
-    ))
+    context.log.info(
+        f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
+        f"{len(batch.quarantined_keys)} quarantined"
+    )
+    return dg.Output(
+        frame,
+        metadata=ingest_metadata(
+            title="Title metadata snapshot",
+            frame=frame,
+            diff=diff,
+            batch=batch,
+            mode="full reconciliation" if full else "incremental",
+            window="everything" if since is None else f"changedSince {since.isoformat()}",
+            requests=requests,
+            retries=retries,
+            column_docs=COLUMN_DOCS,
+        ),
+    )

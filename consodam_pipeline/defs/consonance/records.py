@@ -94,8 +94,9 @@ def edition_record(product: Product) -> tuple[dict[str, Any] | None, list[str]]:
             SalesRightsType.parse(product.row_sales_rights_type_code)
     except UnknownCodeError as exc:
         reasons.append(f"unknown_code: {exc}")
-    publication = _date(product.publication_date, "publication date", reasons,
-                        required=status not in NO_DATE_STATUSES)
+    publication = _date(
+        product.publication_date, "publication date", reasons, required=status not in NO_DATE_STATUSES
+    )
     embargo = _date(product.sales_embargo_date, "sales embargo date", reasons, required=False)
     if reasons or form is None or status is None:
         return None, reasons

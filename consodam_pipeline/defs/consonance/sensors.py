@@ -17,7 +17,9 @@ PROBE_DAYS = 1  # changedSince is date-granular: today and yesterday cover any t
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests title_metadata_snapshot when Consonance's recent-changes window changes.",
 )
-def consonance_change_sensor(context: dg.SensorEvaluationContext, consonance: ConsonanceResource) -> dg.SensorResult:
+def consonance_change_sensor(
+    context: dg.SensorEvaluationContext, consonance: ConsonanceResource
+) -> dg.SensorResult:
     since = (datetime.now(UTC) - timedelta(days=PROBE_DAYS)).date()
     with consonance.client() as client:
         changes = [

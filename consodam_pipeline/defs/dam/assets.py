@@ -30,8 +30,10 @@ from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_f
 MODIFIED_CURSOR = "dam.assets.modified_after"
 FULL_AT_CURSOR = "dam.assets.full_reconciliation_at"
 
+
 def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 def split_orphans(
     store: LineageStore, versions: pl.DataFrame, editions: pl.DataFrame, run_id: str
@@ -44,13 +46,17 @@ def split_orphans(
     )
     orphans = versions.filter(orphan)
     rows = [
-        (r["asset_id"], f"orphan_tag: tagged ISBN {r['isbn13']} / work {r['work_id']} matches no edition",
-         f'{{"asset_id": "{r["asset_id"]}"}}')
+        (
+            r["asset_id"],
+            f"orphan_tag: tagged ISBN {r['isbn13']} / work {r['work_id']} matches no edition",
+            f'{{"asset_id": "{r["asset_id"]}"}}',
+        )
         for r in orphans.select("asset_id", "isbn13", "work_id").iter_rows(named=True)
     ]
     with store.engine.begin() as conn:
         store.quarantine_records(conn, ORPHAN_SOURCE, rows, run_id=run_id, complete=True)
     return versions.filter(~orphan), orphans.height
+
 
 @dg.asset(
     group_name="ingest",
@@ -75,26 +81,51 @@ def dam_asset_inventory(
         if full or high_water is None:
             pages = client.iter_asset_pages(all_versions=True)
         else:
-            since = _ts(datetime.fromisoformat(high_water.replace("Z", "+00:00"))
-                        - timedelta(seconds=config.lookback_seconds))
+            since = _ts(
+                datetime.fromisoformat(high_water.replace("Z", "+00:00"))
+                - timedelta(seconds=config.lookback_seconds)
+            )
             pages = chunked(client.search([modified_after(since)], all_versions=True), client.page_size)
-        batch = collect(pages, IngestBatch(complete=full), version_record, key=lambda a: a.asset_id,
-                        watermark=lambda a: a.date_last_updated)
+        batch = collect(
+            pages,
+            IngestBatch(complete=full),
+            version_record,
+            key=lambda a: a.asset_id,
+            watermark=lambda a: a.date_last_updated,
+        )
         requests, retries = client.http.requests, client.http.retries
     new_high = max(high_water or "", batch.high_water)
     cursors = {MODIFIED_CURSOR: new_high} if new_high else {}
     if full:
         cursors[FULL_AT_CURSOR] = started.isoformat()
-    diff = commit_batch(store, entity=ENTITY, source=SOURCE, batch=batch, observed_at=started,
-                        run_id=context.run_id, cursors=cursors)
+    diff = commit_batch(
+        store,
+        entity=ENTITY,
+        source=SOURCE,
+        batch=batch,
+        observed_at=started,
+        run_id=context.run_id,
+        cursors=cursors,
+    )
     versions = typed_inventory(payload_frame(store, ENTITY, VERSION_SCHEMA))
     frame, orphan_count = split_orphans(store, versions, title_metadata_snapshot, context.run_id)
-    return dg.Output(frame, metadata=ingest_metadata(
-        title="DAM asset inventory", frame=frame, diff=diff, batch=batch,
-        mode="full reconciliation" if full else "incremental",
-        window="everything" if since is None else f"modified after {since}",
-        requests=requests, retries=retries, column_docs=COLUMN_DOCS,
-        extra={"orphan_tagged_versions": orphan_count, "high_water_mark": new_high or "—",
-               "assets": frame["original_asset_id"].n_unique(),
-               "approved_versions": frame.filter(pl.col("approval_status") == "approved").height},
-    ))
+    return dg.Output(
+        frame,
+        metadata=ingest_metadata(
+            title="DAM asset inventory",
+            frame=frame,
+            diff=diff,
+            batch=batch,
+            mode="full reconciliation" if full else "incremental",
+            window="everything" if since is None else f"modified after {since}",
+            requests=requests,
+            retries=retries,
+            column_docs=COLUMN_DOCS,
+            extra={
+                "orphan_tagged_versions": orphan_count,
+                "high_water_mark": new_high or "—",
+                "assets": frame["original_asset_id"].n_unique(),
+                "approved_versions": frame.filter(pl.col("approval_status") == "approved").height,
+            },
+        ),
+    )

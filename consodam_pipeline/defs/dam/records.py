@@ -14,8 +14,20 @@ from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
 ENTITY = "dam_asset_version"
 SOURCE = "dam"
 ORPHAN_SOURCE = "dam_tags"
-KNOWN_FIELDS = {FIELD + f for f in ("ROLE", "ISBN", "WORK_ID", "APPROVAL_STATUS", "APPROVED_BY", "APPROVED_AT",
-                                     "LICENSE_FROM", "LICENSE_UNTIL", "APPROVAL_HISTORY")}
+KNOWN_FIELDS = {
+    FIELD + f
+    for f in (
+        "ROLE",
+        "ISBN",
+        "WORK_ID",
+        "APPROVAL_STATUS",
+        "APPROVED_BY",
+        "APPROVED_AT",
+        "LICENSE_FROM",
+        "LICENSE_UNTIL",
+        "APPROVAL_HISTORY",
+    )
+}
 
 VERSION_SCHEMA: dict[str, pl.DataType] = {
     "asset_id": pl.String(),

@@ -27,6 +27,8 @@ def dam_change_sensor(context: dg.SensorEvaluationContext, dam: OpenTextDamResou
     high_water = cursor.high_water or _ts(now - LOOKBACK)
     since = _ts(datetime.fromisoformat(high_water.replace("Z", "+00:00")) - LOOKBACK)
     with dam.client() as client:
-        changes = [(a.asset_id, a.date_last_updated or "") for a in client.search([modified_after(since)], slim=True)]
+        changes = [
+            (a.asset_id, a.date_last_updated or "") for a in client.search([modified_after(since)], slim=True)
+        ]
     newest = max([high_water, *(c[1] for c in changes)])
     return decide(context, asset_key=INVENTORY, changes=changes, cursor=cursor, high_water=newest)

@@ -16,7 +16,9 @@ def upgrade() -> None:
     schema = context.config.attributes.get("schema")
     op.create_table(
         "record_history",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("entity", sa.String(40), nullable=False),
         sa.Column("record_key", sa.String(200), nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
