@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource, Product
 from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource, condition
 from consodam_tests.support import Sandbox
@@ -61,7 +61,7 @@ def test_retry_after_is_honoured(sandbox: Sandbox) -> None:
     sandbox.fault("consonance", mode="429", count=2, retry_after=0.7)
     with consonance(sandbox).client() as client:
         client.http.sleep = lambda s: sleeps.append(s)
-        assert client.products_page({"after": 0})
+        assert client.products_page({"after": 0}, PRODUCT_FIELDS, Product)
     assert sleeps == [0.7, 0.7]
 
 
@@ -71,7 +71,7 @@ def test_exhausted_retries_name_the_endpoint_without_secrets(
     sandbox.fault("consonance", mode="503", count=3)
     caplog.set_level(logging.DEBUG)
     with consonance(sandbox, max_attempts=3).client() as client, pytest.raises(ApiError) as info:
-        client.products_page({"after": 0})
+        client.products_page({"after": 0}, PRODUCT_FIELDS, Product)
     error = info.value
     assert error.endpoint == "POST /graphql" and error.attempts == 3 and error.status == 503
     assert "POST /graphql failed after 3 attempt(s): HTTP 503" in str(error)
@@ -91,7 +91,7 @@ def test_bad_credentials_fail_fast_and_redacted(sandbox: Sandbox) -> None:
         ConsonanceResource(url=sandbox.consonance_url, api_key="wrong-key-12345678").client() as client,
         pytest.raises(ApiError, match="401"),
     ):
-        client.products_page({})
+        client.products_page({}, PRODUCT_FIELDS, Product)
 
 
 def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
@@ -100,7 +100,7 @@ def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
         consonance(sandbox, timeout_s=0.3, max_attempts=2).client() as client,
         pytest.raises(ApiError) as info,
     ):
-        client.products_page({"after": 0})
+        client.products_page({"after": 0}, PRODUCT_FIELDS, Product)
     assert "timed out" in str(info.value) and info.value.attempts == 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,12 +86,22 @@ class Product(_Camel):
     work: Work
 
 
-class _ProductsData(BaseModel):
-    products: list[Product]
+class ProductStamp(_Camel):
+    """The cheap probe shape: which product, and when it last changed."""
+
+    id: int
+    updated_at: str | None = None
 
 
-class ProductsResponse(BaseModel):
-    data: _ProductsData | None = None
+M = TypeVar("M", bound=BaseModel)
+
+
+class _ProductsData(BaseModel, Generic[M]):
+    products: list[M]
+
+
+class ProductsResponse(BaseModel, Generic[M]):
+    data: _ProductsData[M] | None = None
     errors: list[dict[str, Any]] | None = None
 
 
@@ -145,49 +155,62 @@ class ConsonanceClient:
             raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
         return response.data or {}
 
-    def products_page(self, search: dict[str, Any], fields: str = PRODUCT_FIELDS) -> list[Product]:
+    def products_page(self, search: dict[str, Any], fields: str, model: type[M]) -> list[M]:
         query = (
             "query Products($search: ProductSearchAttributes, $limit: Int) {"
             f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
         )
-        response: ProductsResponse = self.http.call(
+        shape = ProductsResponse[model]  # type: ignore[valid-type]
+        response = self.http.call(
             "POST",
             "/graphql",
             json={"query": query, "variables": {"search": search, "limit": self.page_size}},
             headers=self._bearer,
-            decode=lambda r: ProductsResponse.model_validate_json(r.content),
+            decode=lambda r: shape.model_validate_json(r.content),
         )
         if response.errors or response.data is None:
             reason = "; ".join(str(e.get("message")) for e in response.errors or []) or "no data"
             raise ApiError("POST /graphql products", 1, reason)
-        return response.data.products
+        return list(response.data.products)
 
-    def iter_product_pages(
+    def iter_pages(
         self,
+        model: type[M],
+        fields: str,
         *,
         changed_since: date | None = None,
         search: dict[str, Any] | None = None,
-        fields: str = PRODUCT_FIELDS,
-    ) -> Iterator[list[Product]]:
+    ) -> Iterator[list[M]]:
         """Keyset paging by id; the next page is fetched while the caller works on the current one."""
         base = dict(search or {})
         if changed_since is not None:
             base["changedSince"] = changed_since.isoformat()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consonance-prefetch") as pool:
-            pending: Future[list[Product]] = pool.submit(self.products_page, {**base, "after": 0}, fields)
+            pending: Future[list[M]] = pool.submit(self.products_page, {**base, "after": 0}, fields, model)
             while True:
                 page = pending.result()
                 if len(page) < self.page_size:
                     if page:
                         yield page
                     return
-                pending = pool.submit(self.products_page, {**base, "after": page[-1].id}, fields)
+                last_id = page[-1].id  # type: ignore[attr-defined]
+                pending = pool.submit(self.products_page, {**base, "after": last_id}, fields, model)
                 yield page
+
+    def iter_product_pages(
+        self, *, changed_since: date | None = None, search: dict[str, Any] | None = None
+    ) -> Iterator[list[Product]]:
+        return self.iter_pages(Product, PRODUCT_FIELDS, changed_since=changed_since, search=search)
+
+    def iter_product_stamps(self, *, changed_since: date | None = None) -> Iterator[list[ProductStamp]]:
+        return self.iter_pages(ProductStamp, PROBE_FIELDS, changed_since=changed_since)
 
     def products_by_isbn(self, isbns: Sequence[str]) -> list[Product]:
         found: list[Product] = []
         for start in range(0, len(isbns), self.page_size):
-            found += self.products_page({"isbn13In": list(isbns[start : start + self.page_size])})
+            found += self.products_page(
+                {"isbn13In": list(isbns[start : start + self.page_size])}, PRODUCT_FIELDS, Product
+            )
         return found
 
     def update_product(self, product_id: int, **changes: Any) -> dict[str, Any]:

@@ -46,6 +46,9 @@ def connect_store(url: str | None = None, *, migrate: bool = True) -> sa.Engine:
     """An engine on the store, migrated to the latest schema version."""
     url = normalize_url(url or store_url())
     if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:

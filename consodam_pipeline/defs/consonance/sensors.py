@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from consodam_pipeline.clients.consonance import PROBE_FIELDS, ConsonanceResource
+from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.defs.probe import ProbeCursor, decide
 
 TITLES = dg.AssetKey("title_metadata_snapshot")
@@ -24,7 +24,7 @@ def consonance_change_sensor(
     with consonance.client() as client:
         changes = [
             (str(p.id), p.updated_at or "")
-            for page in client.iter_product_pages(changed_since=since, fields=PROBE_FIELDS)
+            for page in client.iter_product_stamps(changed_since=since)
             for p in page
         ]
     return decide(context, asset_key=TITLES, changes=changes, cursor=ProbeCursor.parse(context.cursor))

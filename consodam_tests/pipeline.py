@@ -1,0 +1,67 @@
+"""Running consodam's assets in tests: resources pointed at a sandbox, stores in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
+from consodam_pipeline.defs.dam.assets import dam_asset_inventory
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_tests.support import Sandbox
+
+INGEST = [title_metadata_snapshot, dam_asset_inventory]
+
+
+def resources(sandbox: Sandbox, home: Path, *, fast_retries: bool = True, **client: Any) -> dict[str, Any]:
+    tuning: dict[str, Any] = {"retry_base_delay_s": 0.01} if fast_retries else {}
+    tuning.update(client)
+    return {
+        "consonance": ConsonanceResource(
+            url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"], page_size=100, **tuning
+        ),
+        "dam": OpenTextDamResource(url=sandbox.dam_url, page_size=250, **tuning),
+        "lineage": LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}"),
+        "io_manager": PolarsParquetIOManager(base_path=str(home / "tables")),
+    }
+
+
+def ingest(
+    sandbox: Sandbox,
+    home: Path,
+    instance: dg.DagsterInstance | None = None,
+    *,
+    full_refresh: bool = False,
+    assets: list[Any] | None = None,
+    **client: Any,
+) -> dg.ExecuteInJobResult:
+    selected = assets or INGEST
+    config = {"full_refresh": full_refresh}
+    run_config = {"ops": {a.key.to_python_identifier(): {"config": config} for a in selected}}
+    return dg.materialize(
+        INGEST,
+        selection=selected,
+        instance=instance,
+        resources=resources(sandbox, home, **client),
+        run_config=run_config,
+    )
+
+
+def table(home: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(home / "tables" / f"{name}.parquet")
+
+
+def store(home: Path) -> LineageStore:
+    return LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}").store()
+
+
+def metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}

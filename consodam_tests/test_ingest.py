@@ -1,0 +1,234 @@
+"""Ingest assets against the sandboxes over HTTP: incremental equals full, faults lose nothing, crashes
+leave history and cursor consistent, bad records land in quarantine with their reasons."""
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from consodam_pipeline.clients.http import ApiError
+from consodam_pipeline.defs.consonance.assets import CHANGED_SINCE_CURSOR, title_metadata_snapshot
+from consodam_pipeline.defs.dam.assets import dam_asset_inventory
+from consodam_pipeline.domain.isbn import make_isbn13
+from consodam_tests.pipeline import ingest, metadata, store, table
+from consodam_tests.support import Sandbox
+
+
+def frames(home: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return (
+        table(home, "title_metadata_snapshot").sort("product_id"),
+        table(home, "dam_asset_inventory").sort("asset_id"),
+    )
+
+
+def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.columns == b.columns
+    assert a.height == b.height
+    assert a.equals(b), "snapshots differ"
+
+
+def test_full_then_incremental_equals_full(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    home = tmp_path / "incremental"
+    first = ingest(fresh_sandbox, home)
+    assert metadata(first, "title_metadata_snapshot")["mode"] == "full reconciliation"
+    changed = fresh_sandbox.admin("consonance", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 1})
+    touched = fresh_sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 2})
+    second = ingest(fresh_sandbox, home)
+    titles = metadata(second, "title_metadata_snapshot")
+    assert titles["mode"] == "incremental"
+    # a rights edit can also repair a quarantined record, which then counts as added
+    assert 0 < titles["changed"] + titles["added"] <= len(changed["changed_product_ids"])
+    inventory = metadata(second, "dam_asset_inventory")
+    assert inventory["mode"] == "incremental" and inventory["added"] + inventory["changed"] > 0
+    assert inventory["added"] + inventory["changed"] <= len(touched["changed_asset_ids"])
+    reference = tmp_path / "reference"
+    ingest(fresh_sandbox, reference)
+    for incremental, full in zip(frames(home), frames(reference), strict=True):
+        assert_same(incremental, full)
+
+
+def test_faults_lose_and_duplicate_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    ingest(sandbox, clean)
+    for which in ("consonance", "dam"):
+        for mode in ("429", "500", "502", "503", "drop", "truncated"):
+            sandbox.fault(which, mode=mode, rate=0.1 / 6, retry_after=0.05)
+        sandbox.fault(which, mode="slow", rate=0.02, delay=1.5)
+    sandbox.fault("dam", mode="expired_token", rate=0.03)
+    faulty = tmp_path / "faulty"
+    result = ingest(sandbox, faulty, timeout_s=1.0, max_attempts=12)
+    assert metadata(result, "title_metadata_snapshot")["http_retries"] > 0
+    fired = sum(sandbox.admin("dam", "GET", "/_sandbox/faults")["fired"].values())
+    assert fired > 0
+    for got, expected in zip(frames(faulty), frames(clean), strict=True):
+        assert_same(got, expected)
+        key = "product_id" if "product_id" in got.columns else "asset_id"
+        assert got[key].is_unique().all()
+    history = store(faulty)
+    assert history.count_open("edition") == frames(clean)[0].height
+
+
+KILLER = """
+import sys, dagster as dg
+from pathlib import Path
+from consodam_tests.pipeline import ingest
+from consodam_tests.support import Sandbox
+from consodam_pipeline.clients.http import ApiError
+from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
+sandbox = Sandbox(Path(sys.argv[1]), consonance_port=int(sys.argv[2]), dam_port=int(sys.argv[3]))
+print("running", flush=True)
+ingest(sandbox, Path(sys.argv[4]), assets=[title_metadata_snapshot])
+"""
+
+
+def test_killed_run_leaves_history_and_cursor_consistent(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    fresh_sandbox.fault("consonance", mode="slow", rate=1.0, delay=0.4)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            str(fresh_sandbox.data_dir),
+            str(fresh_sandbox.consonance_port),
+            str(fresh_sandbox.dam_port),
+            str(home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "running"
+    time.sleep(3.0)  # mid-way through the pages
+    served = fresh_sandbox.admin("consonance", "GET", "/_sandbox/faults")["fired"].get("slow", 0)
+    child.kill()
+    child.wait(10)
+    assert served >= 1
+    fresh_sandbox.clear_faults()
+    lineage = store(home)
+    assert lineage.get_cursor(CHANGED_SINCE_CURSOR) is None  # nothing committed: the next run starts over
+    assert lineage.count_open("edition") == 0
+    ingest(fresh_sandbox, home, assets=[title_metadata_snapshot])
+    reference = tmp_path / "reference"
+    ingest(fresh_sandbox, reference, assets=[title_metadata_snapshot])
+    assert_same(table(home, "title_metadata_snapshot"), table(reference, "title_metadata_snapshot"))
+    assert lineage.get_cursor(CHANGED_SINCE_CURSOR) == datetime.now(UTC).date().isoformat()
+
+
+def product_ids(sandbox: Sandbox, n: int) -> list[int]:
+    data = sandbox.graphql("{ products(limit: 50) { id isbn { isbn13 } } }")["data"]["products"]
+    return [int(p["id"]) for p in data[:n]]
+
+
+def test_bad_records_land_in_quarantine_with_reasons(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "clean-sandbox", dirt_rate=0.0).start()
+    try:
+        bad_isbn, bad_territory, bad_date, no_date, fine = product_ids(sandbox, 5)
+        edit = "/_sandbox/products/{}"
+        sandbox.admin("consonance", "POST", edit.format(bad_isbn), json={"isbn13": "9780306406158"})
+        sandbox.admin(
+            "consonance",
+            "POST",
+            edit.format(bad_territory),
+            json={"forSaleCountryCodes": ["GB", "XX"], "isForSaleWorldwide": False},
+        )
+        sandbox.admin("consonance", "POST", edit.format(bad_date), json={"publicationDate": "2024-02-30"})
+        sandbox.admin(
+            "consonance",
+            "POST",
+            edit.format(no_date),
+            json={"publicationDate": None, "onixPublishingStatusCode": "04"},
+        )
+        orphan = sandbox.admin(
+            "dam",
+            "POST",
+            "/_sandbox/assets",
+            json={"role": "front_cover", "isbn": make_isbn13("555555555", "979")},
+        )["asset_id"]
+        home = tmp_path / "home"
+        result = ingest(sandbox, home)
+        lineage = store(home)
+        reasons = {
+            (r["record_key"], r["reason"].split(":")[0])
+            for r in lineage.open_quarantine().iter_rows(named=True)
+        }
+        assert (str(bad_isbn), "invalid_isbn") in reasons
+        assert (str(bad_territory), "unknown_territory") in reasons
+        assert (str(bad_date), "malformed_date") in reasons
+        assert (str(no_date), "missing_date") in reasons
+        assert (orphan, "orphan_tag") in reasons
+        detail = lineage.open_quarantine("consonance").filter(pl.col("record_key") == str(bad_isbn))[
+            "reason"
+        ][0]
+        assert "bad check digit 8, expected 7" in detail
+        titles = table(home, "title_metadata_snapshot")
+        total = sandbox.admin("consonance", "GET", "/_sandbox/stats")["counts"]["products"]
+        assert titles.height == total - 4 and fine in titles["product_id"].to_list()
+        assert orphan not in table(home, "dam_asset_inventory")["asset_id"].to_list()
+        meta = metadata(result, "title_metadata_snapshot")
+        assert meta["quarantined_by_kind"] == {
+            "invalid_isbn": 1,
+            "unknown_territory": 1,
+            "malformed_date": 1,
+            "missing_date": 1,
+        }
+        sandbox.admin("consonance", "POST", edit.format(bad_date), json={"publicationDate": "2024-02-28"})
+        ingest(sandbox, home)
+        assert str(bad_date) not in lineage.open_quarantine("consonance")["record_key"].to_list()
+        assert bad_date in table(home, "title_metadata_snapshot")["product_id"].to_list()
+    finally:
+        sandbox.stop()
+
+
+def test_full_reconciliation_notices_deletions(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ingest(fresh_sandbox, home)
+    victim = product_ids(fresh_sandbox, 1)[0]
+    before = datetime.now(UTC)
+    fresh_sandbox.admin("consonance", "DELETE", f"/_sandbox/products/{victim}")
+    ingest(fresh_sandbox, home, assets=[title_metadata_snapshot])
+    assert (
+        victim in table(home, "title_metadata_snapshot")["product_id"].to_list()
+    )  # incremental cannot see it
+    result = ingest(fresh_sandbox, home, full_refresh=True, assets=[title_metadata_snapshot])
+    assert metadata(result, "title_metadata_snapshot")["removed"] == 1
+    assert victim not in table(home, "title_metadata_snapshot")["product_id"].to_list()
+    lineage = store(home)
+    assert lineage.as_of("edition", str(victim), before) is not None  # history keeps what was there
+    assert lineage.as_of("edition", str(victim), datetime.now(UTC)) is None
+
+
+def test_metadata_tells_what_changed(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = ingest(sandbox, tmp_path / "home")
+    for asset in ("title_metadata_snapshot", "dam_asset_inventory"):
+        meta = metadata(result, asset)
+        assert meta["dagster/row_count"] > 0 and meta["added"] == meta["dagster/row_count"] + (
+            meta.get("orphan_tagged_versions", 0)
+        )
+        columns = [c.name for c in meta["dagster/column_schema"].columns]
+        assert ("isbn13" in columns) and ("added" in meta["summary"])
+    assert "CONSONANCE_API_KEY" not in json.dumps(
+        {k: str(v) for k, v in metadata(result, "dam_asset_inventory").items()}
+    )
+    assert "sandbox-dam-secret" not in str(metadata(result, "dam_asset_inventory"))
+
+
+@pytest.mark.parametrize("asset", [title_metadata_snapshot, dam_asset_inventory])
+def test_exhausted_retries_fail_the_run_with_the_endpoint(
+    sandbox: Sandbox, tmp_path: Path, asset: object
+) -> None:
+    which = "consonance" if asset is title_metadata_snapshot else "dam"
+    sandbox.fault(which, mode="503", rate=1.0)
+    home = tmp_path / "home"
+    if which == "dam":
+        ingest(sandbox, home, assets=[title_metadata_snapshot])
+    with pytest.raises(ApiError) as info:
+        ingest(sandbox, home, assets=[asset], max_attempts=2)
+    assert "failed after 2 attempt(s): HTTP 503" in str(info.value)
+    assert info.value.endpoint.startswith("POST /") and info.value.attempts == 2
+    assert httpx.get(f"{sandbox.consonance_url}/_sandbox/stats").status_code == 200

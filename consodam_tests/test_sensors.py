@@ -1,0 +1,79 @@
+"""Change sensors: a simulated change leads to a run request for exactly the affected asset; no change, no run."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
+from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+from consodam_tests.pipeline import ingest
+from consodam_tests.support import Sandbox
+
+
+def tick(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None, sandbox: Sandbox
+) -> dg.SensorResult:
+    resources = {
+        "consonance": ConsonanceResource(
+            url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"]
+        ),
+        "dam": OpenTextDamResource(url=sandbox.dam_url),
+    }
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def requested(result: dg.SensorResult) -> list[list[dg.AssetKey]]:
+    return [list(r.asset_selection or []) for r in result.run_requests or []]
+
+
+def test_consonance_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        first = tick(consonance_change_sensor, instance, None, fresh_sandbox)
+        assert requested(first) == [
+            [dg.AssetKey("title_metadata_snapshot")]
+        ]  # never materialized: initial load
+        ingest(fresh_sandbox, tmp_path / "home", instance)
+        quiet = tick(consonance_change_sensor, instance, first.cursor, fresh_sandbox)
+        assert not quiet.run_requests and quiet.skip_reason
+        product = fresh_sandbox.graphql("{ products(limit: 1) { id } }")["data"]["products"][0]["id"]
+        fresh_sandbox.admin(
+            "consonance",
+            "POST",
+            f"/_sandbox/products/{product}",
+            json={"forSaleCountryCodes": ["GB"], "isForSaleWorldwide": False},
+        )
+        changed = tick(consonance_change_sensor, instance, quiet.cursor, fresh_sandbox)
+        assert requested(changed) == [[dg.AssetKey("title_metadata_snapshot")]]
+        run_key = changed.run_requests[0].run_key  # type: ignore[index]
+        assert run_key and run_key.startswith("title_metadata_snapshot:")
+        again = tick(consonance_change_sensor, instance, changed.cursor, fresh_sandbox)
+        assert not again.run_requests
+        fresh_sandbox.admin(
+            "consonance", "POST", f"/_sandbox/products/{product}", json={"fullTitle": "Renamed"}
+        )
+        next_change = tick(consonance_change_sensor, instance, again.cursor, fresh_sandbox)
+        assert next_change.run_requests and next_change.run_requests[0].run_key != run_key
+
+
+def test_dam_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        ingest(fresh_sandbox, tmp_path / "home", instance)
+        first = tick(dam_change_sensor, instance, None, fresh_sandbox)
+        assert not first.run_requests
+        token = fresh_sandbox.dam_token()
+        import httpx
+
+        asset = httpx.get(
+            f"{fresh_sandbox.dam_url}/otmmapi/v6/assets",
+            params={"limit": 1},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["assets_resource"]["asset_list"][0]
+        fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{asset['asset_id']}/versions", json={})
+        changed = tick(dam_change_sensor, instance, first.cursor, fresh_sandbox)
+        assert requested(changed) == [[dg.AssetKey("dam_asset_inventory")]]
+        assert not tick(dam_change_sensor, instance, changed.cursor, fresh_sandbox).run_requests
