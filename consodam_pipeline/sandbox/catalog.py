@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 
 from consodam_pipeline.domain.isbn import make_isbn13
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
+from consodam_pipeline.domain.timestamps import format_ts
 from consodam_pipeline.sandbox.state import StateDB
 
 IMPRINTS = (
@@ -164,8 +165,7 @@ def _isbn_for(product_id: int, seed: int) -> str:
     return make_isbn13(f"{core:09d}", "978")
 
 
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+_ts = format_ts
 
 
 class _WorkBuilder:

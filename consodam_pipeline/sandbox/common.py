@@ -10,11 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from consodam_pipeline.domain import timestamps
 from consodam_pipeline.sandbox.faults import FaultInjector, FaultRule
 
-
-def now_ts() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+now_ts = timestamps.now_ts
 
 
 def today() -> str:

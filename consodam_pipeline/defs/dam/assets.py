@@ -1,6 +1,6 @@
 """dam_asset_inventory: every DAM asset version with role, tags, approval state and license window."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -23,16 +23,13 @@ from consodam_pipeline.defs.ingest import (
     reconciliation_due,
     utcnow,
 )
+from consodam_pipeline.domain.timestamps import format_ts, parse_ts
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_frame
 
 MODIFIED_CURSOR = "dam.assets.modified_after"
 FULL_AT_CURSOR = "dam.assets.full_reconciliation_at"
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def split_orphans(
@@ -81,10 +78,7 @@ def dam_asset_inventory(
         if full or high_water is None:
             pages = client.iter_asset_pages(all_versions=True)
         else:
-            since = _ts(
-                datetime.fromisoformat(high_water.replace("Z", "+00:00"))
-                - timedelta(seconds=config.lookback_seconds)
-            )
+            since = format_ts(parse_ts(high_water) - timedelta(seconds=config.lookback_seconds))
             pages = chunked(client.search([modified_after(since)], all_versions=True), client.page_size)
         batch = collect(
             pages,

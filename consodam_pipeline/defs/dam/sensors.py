@@ -6,13 +6,10 @@ import dagster as dg
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified_after
 from consodam_pipeline.defs.probe import ProbeCursor, decide
+from consodam_pipeline.domain.timestamps import format_ts, parse_ts
 
 INVENTORY = dg.AssetKey("dam_asset_inventory")
 LOOKBACK = timedelta(seconds=120)  # DAM timestamps have second granularity; re-read a short window
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dg.sensor(
@@ -24,8 +21,8 @@ def _ts(moment: datetime) -> str:
 def dam_change_sensor(context: dg.SensorEvaluationContext, dam: OpenTextDamResource) -> dg.SensorResult:
     cursor = ProbeCursor.parse(context.cursor)
     now = datetime.now(UTC)
-    high_water = cursor.high_water or _ts(now - LOOKBACK)
-    since = _ts(datetime.fromisoformat(high_water.replace("Z", "+00:00")) - LOOKBACK)
+    high_water = cursor.high_water or format_ts(now - LOOKBACK)
+    since = format_ts(parse_ts(high_water) - LOOKBACK)
     with dam.client() as client:
         changes = [
             (a.asset_id, a.date_last_updated or "") for a in client.search([modified_after(since)], slim=True)
