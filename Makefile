@@ -33,7 +33,7 @@ demo: setup
 
 dev: setup
 	@cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
-	$(UV) run --frozen dagster dev -w workspace.yaml
+	$(UV) run --frozen consodam dev
 
 sandbox: setup
 	$(UV) run --frozen consodam sandbox

@@ -62,5 +62,34 @@ def sandbox(
         asyncio.run(serve(config))
 
 
+@main.command()
+@click.option("--works", default=2000, show_default=True, help="Size of the demo catalog.")
+def demo(works: int) -> None:
+    """Start the sandboxes, run the main job twice with real change between, and say where to look."""
+    from consodam_pipeline.demo import run_demo
+
+    run_demo(works)
+
+
+@main.command()
+@click.option("--works", default=2000, show_default=True, help="Size of the demo catalog.")
+def dev(works: int) -> None:
+    """Start the sandboxes, then `dagster dev` on the workspace (Ctrl-C stops both)."""
+    import os
+    import subprocess
+    import sys
+
+    from consodam_pipeline.demo import demo_sandbox, ensure_dagster_home
+
+    ensure_dagster_home()
+    with demo_sandbox(works) as sandbox:
+        click.echo(f"sandboxes up: {sandbox.consonance_url} {sandbox.dam_url}")
+        env = {**os.environ, **sandbox.env}
+        with contextlib.suppress(KeyboardInterrupt):
+            subprocess.run(
+                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"], env=env, check=False
+            )
+
+
 if __name__ == "__main__":
     main()

@@ -11,13 +11,24 @@ import polars as pl
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
+from consodam_pipeline.defs.consonance.checks import (
+    editions_have_valid_unique_isbns,
+    quarantined_title_records,
+)
 from consodam_pipeline.defs.dam.assets import dam_asset_inventory
+from consodam_pipeline.defs.dam.checks import approvals_are_attributed, quarantined_dam_records
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_tests.support import Sandbox
 
 INGEST = [title_metadata_snapshot, dam_asset_inventory]
+CHECKS = [
+    editions_have_valid_unique_isbns,
+    quarantined_title_records,
+    approvals_are_attributed,
+    quarantined_dam_records,
+]
 
 
 def resources(sandbox: Sandbox, home: Path, *, fast_retries: bool = True, **client: Any) -> dict[str, Any]:

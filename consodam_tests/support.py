@@ -8,16 +8,13 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
+from consodam_pipeline.sandbox.process import SandboxProcess
 
 ANCHOR = "2026-11-01"
 
@@ -29,119 +26,11 @@ def free_port() -> int:
 
 
 @dataclass
-class Sandbox:
-    data_dir: Path
-    works: int = 300
-    seed: int = 11
+class Sandbox(SandboxProcess):
+    """Test sandboxes: a pinned anchor date and a visible share of dirty records."""
+
     dirt_rate: float = 0.02
-    token_ttl: int = 3600
-    consonance_port: int = field(default_factory=free_port)
-    dam_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[str] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "CONSONANCE_URL": f"http://127.0.0.1:{self.consonance_port}",
-            "CONSONANCE_API_KEY": "sandboxconsonancekey0000000000001",
-            "OTDAM_URL": f"http://127.0.0.1:{self.dam_port}",
-            "OTDAM_TENANT": "sandbox-tenant",
-            "OTDAM_CLIENT_ID": "consodam-sandbox-client",
-            "OTDAM_CLIENT_SECRET": "sandbox-dam-secret",
-        }
-
-    @property
-    def consonance_url(self) -> str:
-        return self.env["CONSONANCE_URL"]
-
-    @property
-    def dam_url(self) -> str:
-        return self.env["OTDAM_URL"]
-
-    def start(self) -> Sandbox:
-        cmd = [
-            sys.executable,
-            "-m",
-            "consodam_pipeline.cli",
-            "sandbox",
-            "--works",
-            str(self.works),
-            "--seed",
-            str(self.seed),
-            "--anchor",
-            ANCHOR,
-            "--dirt-rate",
-            str(self.dirt_rate),
-            "--data-dir",
-            str(self.data_dir),
-            "--consonance-port",
-            str(self.consonance_port),
-            "--dam-port",
-            str(self.dam_port),
-            "--token-ttl",
-            str(self.token_ttl),
-        ]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if "sandboxes ready" in line:
-                return self
-            if not line and self.process.poll() is not None:
-                raise RuntimeError(f"sandbox exited with {self.process.returncode}")
-        raise RuntimeError("sandbox did not start within 120 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def restart(self) -> Sandbox:
-        self.stop()
-        return self.start()
-
-    # ---- admin API helpers ----
-
-    def admin(self, which: str, method: str, path: str, **kwargs: Any) -> Any:
-        base = self.consonance_url if which == "consonance" else self.dam_url
-        response = httpx.request(method, base + path, timeout=30, **kwargs)
-        response.raise_for_status()
-        return response.json()
-
-    def fault(self, which: str, **rule: Any) -> None:
-        self.admin(which, "POST", "/_sandbox/faults", json=rule)
-
-    def clear_faults(self) -> None:
-        for which in ("consonance", "dam"):
-            self.admin(which, "DELETE", "/_sandbox/faults")
-
-    def dam_token(self) -> str:
-        response = httpx.post(
-            f"{self.dam_url}/tenants/sandbox-tenant/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "consodam-sandbox-client",
-                "client_secret": "sandbox-dam-secret",
-            },
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
-        response = httpx.post(
-            f"{self.consonance_url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {self.env['CONSONANCE_API_KEY']}"},
-            timeout=30,
-        )
-        response.raise_for_status()
-        return response.json()
+    anchor: str | None = ANCHOR
 
 
 @contextmanager

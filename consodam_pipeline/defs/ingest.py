@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 from pydantic import BaseModel
 
-from consodam_pipeline.store.lineage import SnapshotDiff
+from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
 from consodam_pipeline.sync.report import (
     column_schema,
     diff_metadata,
@@ -76,6 +76,7 @@ def ingest_metadata(
     requests: int,
     retries: int,
     column_docs: Mapping[str, str],
+    quarantined_open: int,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_kind = quarantine_counts([q[1] for q in batch.quarantined])
@@ -102,6 +103,7 @@ def ingest_metadata(
         "dagster/column_schema": column_schema(frame, column_docs),
         **diff_metadata(diff),
         "quarantined": len(batch.quarantined_keys),
+        "quarantined_open": quarantined_open,
         "quarantined_by_kind": by_kind,
         "mode": mode,
         "window": window,
@@ -122,3 +124,9 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def open_quarantined(store: LineageStore, *sources: str) -> int:
+    """Distinct records currently held back for these sources (every reason counted once per record)."""
+    rows = store.open_quarantine()
+    return int(rows.filter(pl.col("source").is_in(list(sources)))["record_key"].n_unique())

@@ -14,7 +14,14 @@ from consodam_pipeline.defs.consonance.records import (
     edition_record,
     typed_editions,
 )
-from consodam_pipeline.defs.ingest import IngestConfig, collect, ingest_metadata, reconciliation_due, utcnow
+from consodam_pipeline.defs.ingest import (
+    IngestConfig,
+    collect,
+    ingest_metadata,
+    open_quarantined,
+    reconciliation_due,
+    utcnow,
+)
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_frame
 
@@ -81,5 +88,6 @@ def title_metadata_snapshot(
             requests=requests,
             retries=retries,
             column_docs=COLUMN_DOCS,
+            quarantined_open=open_quarantined(store, SOURCE),
         ),
     )

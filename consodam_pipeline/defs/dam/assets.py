@@ -20,6 +20,7 @@ from consodam_pipeline.defs.ingest import (
     chunked,
     collect,
     ingest_metadata,
+    open_quarantined,
     reconciliation_due,
     utcnow,
 )
@@ -115,6 +116,7 @@ def dam_asset_inventory(
             requests=requests,
             retries=retries,
             column_docs=COLUMN_DOCS,
+            quarantined_open=open_quarantined(store, SOURCE, ORPHAN_SOURCE),
             extra={
                 "orphan_tagged_versions": orphan_count,
                 "high_water_mark": new_high or "—",

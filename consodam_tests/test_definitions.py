@@ -1,0 +1,65 @@
+"""The code location loads, validates, and its lineage matches the reviewed snapshot.
+
+Set CONSODAM_UPDATE_SNAPSHOTS=1 to rewrite the snapshot after an intended change to the graph.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from consodam_pipeline.definitions import defs
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+ROOT = Path(__file__).parent.parent
+
+
+def graph_summary() -> dict[str, Any]:
+    loaded = defs()
+    graph = loaded.resolve_asset_graph()
+    assets: dict[str, Any] = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        condition = node.automation_condition
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "automation_condition": condition.get_label() or type(condition).__name__ if condition else None,
+            "checks": sorted(c.name for c in node.check_keys),
+            "materializable": node.is_materializable,
+        }
+    sensors = {
+        s.name: {"default_status": s.default_status.value}
+        for s in sorted(loaded.get_repository_def().sensor_defs, key=lambda s: s.name)
+    }
+    jobs = sorted(j.name for j in loaded.get_repository_def().get_all_jobs() if not j.name.startswith("__"))
+    return {"assets": assets, "sensors": sensors, "jobs": jobs}
+
+
+def test_asset_graph_matches_snapshot() -> None:
+    current = graph_summary()
+    if os.environ.get("CONSODAM_UPDATE_SNAPSHOTS") or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_every_sensor_runs_by_default() -> None:
+    statuses = graph_summary()["sensors"]
+    assert "consodam_automation" in statuses
+    assert {s["default_status"] for s in statuses.values()} == {dg.DefaultSensorStatus.RUNNING.value}
+
+
+def test_definitions_validate_from_the_workspace() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
