@@ -91,5 +91,26 @@ def dev(works: int) -> None:
             )
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks that print a table and write JSON; figures are ratios against a same-run baseline."""
+
+
+@bench.command("ingest")
+@click.option("--works", default=2000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here."
+)
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
+)
+def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """(a) transfer floor, (b) full ingest, (c) incremental after 0.1% change, (d) one sensor tick."""
+    from consodam_pipeline.bench.ingest import run
+
+    run(works, seed, json_path, workdir)
+
+
 if __name__ == "__main__":
     main()

@@ -167,7 +167,7 @@ class DamClient:
         self.http.redact.secrets.append(token.access_token)
         self.token_fetches += 1
 
-    def _auth(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         with self._token_lock:
             if self._token is None or time.monotonic() > self._expires_at - self.REFRESH_MARGIN_S:
                 self._fetch_token()
@@ -180,7 +180,7 @@ class DamClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.http.call(
-            method, f"/otmmapi/v6{path}", headers=self._auth, on_unauthorized=self._refresh, **kwargs
+            method, f"/otmmapi/v6{path}", headers=self.auth_headers, on_unauthorized=self._refresh, **kwargs
         )
 
     # ---- reads ----

@@ -1,0 +1,89 @@
+"""Timing, peak memory and the printed/JSON report shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from consodam_pipeline.sandbox.process import SandboxProcess
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Measure:
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+@contextmanager
+def measured(interval: float = 0.05) -> Iterator[Measure]:
+    """Wall time and the peak resident memory of this process while the block runs."""
+    result = Measure(peak_rss_mb=rss_mb())
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            result.peak_rss_mb = max(result.peak_rss_mb, rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        result.peak_rss_mb = max(result.peak_rss_mb, rss_mb())
+
+
+@dataclass
+class Report:
+    title: str
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, name: str, seconds: float, detail: str = "", memory: float | None = None) -> None:
+        self.rows.append((name, f"{seconds:.3f}", detail, "" if memory is None else f"{memory:.0f}"))
+
+    def emit(self, json_path: Path | None) -> None:
+        click.echo(f"\n{self.title}")
+        click.echo(f"{'measurement':44} {'seconds':>10}  {'peak MB':>8}  detail")
+        for name, seconds, detail, memory in self.rows:
+            click.echo(f"{name:44} {seconds:>10}  {memory:>8}  {detail}")
+        click.echo("")
+        for key, value in self.figures.items():
+            click.echo(f"{key:32} {value}")
+        if json_path is not None:
+            json_path.write_text(json.dumps(self.figures, indent=2, sort_keys=True) + "\n")
+            click.echo(f"\nwrote {json_path}")
+
+
+def bench_sandbox(works: int, seed: int, workdir: Path) -> SandboxProcess:
+    """A sandbox on a private copy of a pristine catalog (generated once per size and seed)."""
+    pristine = workdir / f"pristine-{works}-{seed}"
+    if not (pristine / "consonance.sqlite").exists():
+        with SandboxProcess(pristine, works=works, seed=seed, startup_timeout_s=900):
+            pass
+    live = workdir / "live"
+    shutil.rmtree(live, ignore_errors=True)
+    live.mkdir(parents=True)
+    for name in ("consonance.sqlite", "dam.sqlite"):
+        shutil.copy(pristine / name, live / name)
+    return SandboxProcess(live, works=works, seed=seed, startup_timeout_s=900)

@@ -1,0 +1,172 @@
+"""`consodam bench ingest`: transfer floor vs. full ingest vs. incremental ingest vs. one sensor tick."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+
+from consodam_pipeline.bench.common import Report, bench_sandbox, measured
+from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.sandbox.process import SandboxProcess
+
+
+def transfer_floor(sandbox: SandboxProcess, consonance: ConsonanceResource, dam: OpenTextDamResource) -> int:
+    """Download every page the ingest downloads, same sizes and concurrency, without reading them."""
+    pages = 0
+    query = (
+        "query Products($search: ProductSearchAttributes, $limit: Int) {"
+        f" products(productSearch: $search, limit: $limit) {{ {PRODUCT_FIELDS} }} }}"
+    )
+    headers = {"Authorization": f"Bearer {consonance.api_key}"}
+    with httpx.Client(base_url=consonance.url, timeout=60) as client:
+        after = 0
+        while True:  # sandbox ids are dense, so the next `after` is known without parsing the page
+            body = client.post(
+                "/graphql",
+                headers=headers,
+                json={
+                    "query": query,
+                    "variables": {"search": {"after": after}, "limit": consonance.page_size},
+                },
+            ).content
+            pages += 1
+            after += consonance.page_size
+            if body.count(b'"fullTitle"') < consonance.page_size:
+                break
+    with dam.client() as dam_client:
+        total = dam_client.assets_page(0, all_versions=True).assets_resource.total_number_of_items
+        token = dam_client.auth_headers()
+    with httpx.Client(base_url=dam.url, timeout=60) as http, ThreadPoolExecutor(max_workers=2) as pool:
+
+        def fetch(offset: int) -> int:
+            params: dict[str, str | int] = {
+                "after": offset,
+                "limit": dam.page_size,
+                "load_type": "metadata",
+                "versions": "all",
+            }
+            return len(http.get("/otmmapi/v6/assets", params=params, headers=token).content)
+
+        pages += len(list(pool.map(fetch, range(0, total, dam.page_size))))
+    return pages
+
+
+def materialize_ingest(instance: dg.DagsterInstance, home: Path, **config: Any) -> dict[str, dict[str, Any]]:
+    from consodam_pipeline.definitions import defs
+
+    job = defs().resolve_job_def("consodam_sync")
+    result = job.execute_in_process(instance=instance)
+    assert result.success
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        out[materialization.asset_key.to_user_string()] = {
+            k: v.value for k, v in materialization.metadata.items() if isinstance(v.value, int | float | str)
+        }
+    return out
+
+
+def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    report = Report(f"consodam bench ingest --works {works} (seed {seed})")
+    with measured() as generation:
+        sandbox = bench_sandbox(works, seed, workdir)
+    report.row("catalog ready (generate once, then copy)", generation.seconds)
+    home = Path(tempfile.mkdtemp(prefix="consodam-bench-"))
+    saved = dict(os.environ)
+    with sandbox:
+        os.environ.update({**sandbox.env, "CONSODAM_HOME": str(home)})
+        os.environ.pop("CONSODAM_STORE_URL", None)
+        os.environ.pop("CONSODAM_TABLES_PATH", None)
+        try:
+            consonance = ConsonanceResource(url=sandbox.consonance_url)
+            dam = OpenTextDamResource(url=sandbox.dam_url)
+            stats = sandbox.admin("dam", "GET", "/_sandbox/stats")["counts"]
+            products = sandbox.admin("consonance", "GET", "/_sandbox/stats")["counts"]["products"]
+            records = products + stats["asset_versions"]
+            with measured() as floor:
+                pages = transfer_floor(sandbox, consonance, dam)
+            report.row(
+                "(a) transfer floor: download every page",
+                floor.seconds,
+                f"{pages} pages, {records / floor.seconds:,.0f} records/s",
+                floor.peak_rss_mb,
+            )
+            with dg.instance_for_test() as instance:
+                with measured() as full:
+                    first = materialize_ingest(instance, home)
+                report.row(
+                    "(b) full ingest (both systems)",
+                    full.seconds,
+                    f"{records / full.seconds:,.0f} records/s",
+                    full.peak_rss_mb,
+                )
+                changes = max(1, products // 1000), max(1, stats["assets"] // 1000)
+                sandbox.admin(
+                    "consonance", "POST", "/_sandbox/activity", json={"changes": changes[0], "seed": 1}
+                )
+                sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": changes[1], "seed": 2})
+                with measured() as incremental:
+                    second = materialize_ingest(instance, home)
+                touched = sum(second[k]["added"] + second[k]["changed"] for k in second)
+                report.row(
+                    "(c) incremental ingest after 0.1% changed",
+                    incremental.seconds,
+                    f"{touched} records added/changed",
+                    incremental.peak_rss_mb,
+                )
+                tick_s = sensor_ticks(instance, sandbox, report)
+            report.figures.update(
+                {
+                    "works": works,
+                    "editions": products,
+                    "dam_asset_versions": stats["asset_versions"],
+                    "transfer_floor_s": round(floor.seconds, 3),
+                    "full_ingest_s": round(full.seconds, 3),
+                    "incremental_ingest_s": round(incremental.seconds, 3),
+                    "full_vs_transfer_ratio": round(full.seconds / floor.seconds, 3),
+                    "incremental_vs_full_ratio": round(incremental.seconds / full.seconds, 4),
+                    "sensor_tick_s": round(tick_s, 3),
+                    "peak_rss_mb": round(
+                        max(full.peak_rss_mb, incremental.peak_rss_mb, floor.peak_rss_mb), 1
+                    ),
+                    "full_records_per_s": round(records / full.seconds),
+                    "quarantined_first_run": {k: v.get("quarantined_open") for k, v in first.items()},
+                }
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    report.emit(json_path)
+
+
+def sensor_ticks(instance: dg.DagsterInstance, sandbox: SandboxProcess, report: Report) -> float:
+    from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
+    from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+
+    resources = {
+        "consonance": ConsonanceResource(url=sandbox.consonance_url),
+        "dam": OpenTextDamResource(url=sandbox.dam_url),
+    }
+    slowest = 0.0
+    for sensor in (consonance_change_sensor, dam_change_sensor):
+        cursor = None
+        for label in ("first tick", "tick after changes"):
+            if label == "tick after changes":
+                sandbox.admin("consonance", "POST", "/_sandbox/activity", json={"changes": 20, "seed": 9})
+                sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": 20, "seed": 9})
+            start = time.perf_counter()
+            result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            elapsed = time.perf_counter() - start
+            cursor = result.cursor  # type: ignore[union-attr]
+            requests = len(result.run_requests or [])  # type: ignore[union-attr]
+            report.row(f"(d) {sensor.name}: {label}", elapsed, f"{requests} run request(s)")
+            slowest = max(slowest, elapsed)
+    return slowest
