@@ -112,5 +112,19 @@ def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path) -
     run(works, seed, json_path, workdir)
 
 
+@bench.command("sandbox")
+@click.option("--works", default=2000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
+)
+def bench_sandbox_pages(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """Catalog generation time and page latency of both sandboxes (500 per page)."""
+    from consodam_pipeline.bench.sandbox import run
+
+    run(works, seed, json_path, workdir)
+
+
 if __name__ == "__main__":
     main()
