@@ -46,11 +46,12 @@ def test_consonance_listing_survives_faults(sandbox: Sandbox) -> None:
 
 def test_dam_listing_survives_faults_and_expiring_tokens(sandbox: Sandbox) -> None:
     with dam(sandbox).client() as client:
-        clean = sorted(a.asset_id for page in client.iter_asset_pages() for a in page)
+        clean = sorted(a for page in client.iter_asset_frames() for a in page["asset_id"])
+    sandbox.fault("dam", mode="expired_token", count=1, path_prefix="/otmmapi")
     inject_mixed(sandbox, "dam")
     sandbox.fault("dam", mode="expired_token", rate=0.03)
     with dam(sandbox, timeout_s=1.0, max_attempts=10).client() as client:
-        faulty = [a.asset_id for page in client.iter_asset_pages() for a in page]
+        faulty = [a for page in client.iter_asset_frames() for a in page["asset_id"]]
         fetches = client.token_fetches
     assert sorted(faulty) == clean and len(set(faulty)) == len(faulty)
     assert fetches >= 2  # a 401 made the client fetch a fresh token
@@ -106,7 +107,7 @@ def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
 
 def test_dam_search_lock_update_and_jobs(fresh_sandbox: Sandbox) -> None:
     with dam(fresh_sandbox).client() as client:
-        first = next(client.iter_asset_pages(all_versions=False))[0]
+        first = client.assets_page(0, all_versions=False).assets_resource.asset_list[0]
         isbn = first.fields()[FIELD + "ISBN"]
         hits = list(client.search([condition(FIELD + "ISBN", isbn)]))
         assert hits and all(h.fields()[FIELD + "ISBN"] == isbn for h in hits)

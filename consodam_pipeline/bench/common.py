@@ -75,12 +75,18 @@ class Report:
             click.echo(f"\nwrote {json_path}")
 
 
-def bench_sandbox(works: int, seed: int, workdir: Path) -> SandboxProcess:
+def bench_sandbox(works: int, seed: int, workdir: Path, report: Report | None = None) -> SandboxProcess:
     """A sandbox on a private copy of a pristine catalog (generated once per size and seed)."""
     pristine = workdir / f"pristine-{works}-{seed}"
     if not (pristine / "consonance.sqlite").exists():
-        with SandboxProcess(pristine, works=works, seed=seed, startup_timeout_s=900):
+        with (
+            measured() as generation,
+            SandboxProcess(pristine, works=works, seed=seed, startup_timeout_s=900),
+        ):
             pass
+        if report is not None:
+            report.row("catalog generated (incl. process start)", generation.seconds)
+            report.figures["catalog_generation_s"] = round(generation.seconds, 1)
     live = workdir / "live"
     shutil.rmtree(live, ignore_errors=True)
     live.mkdir(parents=True)

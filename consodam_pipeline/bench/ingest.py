@@ -76,9 +76,7 @@ def materialize_ingest(instance: dg.DagsterInstance, home: Path, **config: Any) 
 
 def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     report = Report(f"consodam bench ingest --works {works} (seed {seed})")
-    with measured() as generation:
-        sandbox = bench_sandbox(works, seed, workdir)
-    report.row("catalog ready (generate once, then copy)", generation.seconds)
+    sandbox = bench_sandbox(works, seed, workdir, report)
     home = Path(tempfile.mkdtemp(prefix="consodam-bench-"))
     saved = dict(os.environ)
     with sandbox:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from consodam_pipeline.bench.common import Report, bench_sandbox, measured
+from consodam_pipeline.bench.common import Report, bench_sandbox
 from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, SANDBOX_KEY
 
 
@@ -23,9 +23,7 @@ def _timed(fn: object, repeats: int) -> list[float]:
 
 def run(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: int = 20) -> None:
     report = Report(f"consodam bench sandbox --works {works} (seed {seed})")
-    with measured() as generation:
-        sandbox = bench_sandbox(works, seed, workdir)
-    report.row("catalog ready (generate once, then copy)", generation.seconds)
+    sandbox = bench_sandbox(works, seed, workdir, report)
     with sandbox:
         query = (
             "query P($s: ProductSearchAttributes, $l: Int) {"
@@ -69,6 +67,5 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: i
         "graphql_500_products_median_s": round(statistics.median(graphql), 4),
         "graphql_500_products_max_s": round(max(graphql), 4),
         "dam_500_versions_median_s": round(statistics.median(dam), 4),
-        "catalog_generation_s": round(generation.seconds, 1),
     })  # fmt: skip
     report.emit(json_path)

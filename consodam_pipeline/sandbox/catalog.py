@@ -423,6 +423,9 @@ def seed_catalog(
         products.clear()
         assets.clear()
 
+    indexes = {db: db.drop_indexes() for db in (consonance, dam)}
+    for db in indexes:
+        db.conn.execute("PRAGMA synchronous=OFF")  # a crash mid-seed just means seeding again
     for work, prods, asts in iter_catalog(spec, stats):
         works.append(work)
         products.extend(prods)
@@ -430,6 +433,9 @@ def seed_catalog(
         if len(works) >= batch_works:
             flush()
     flush()
+    for db, ddl in indexes.items():
+        db.create_indexes(ddl)
+        db.conn.execute("PRAGMA synchronous=NORMAL")
     with dam.tx() as d:
         d.executemany(
             "INSERT OR IGNORE INTO folders VALUES (?,?,?)",

@@ -48,8 +48,10 @@ class FaultInjector:
             self.rules.append(rule)
 
     def clear(self) -> None:
+        """Remove every rule and reset the counters."""
         with self.lock:
             self.rules.clear()
+            self.fired.clear()
 
     def describe(self) -> dict[str, Any]:
         with self.lock:

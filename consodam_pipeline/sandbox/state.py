@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CONSONANCE_DDL = """
+CONSONANCE_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS works (
     id INTEGER PRIMARY KEY, title TEXT NOT NULL, subtitle TEXT, contributions TEXT NOT NULL
@@ -32,10 +32,6 @@ CREATE TABLE IF NOT EXISTS products (
     changed_on TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS ix_products_changed ON products(changed_on, id);
-CREATE INDEX IF NOT EXISTS ix_products_isbn ON products(isbn13);
-CREATE INDEX IF NOT EXISTS ix_products_work ON products(work_id);
-CREATE INDEX IF NOT EXISTS ix_products_pub ON products(publication_date);
 CREATE TABLE IF NOT EXISTS supporting_resources (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     product_ids TEXT NOT NULL,
@@ -46,10 +42,18 @@ CREATE TABLE IF NOT EXISTS supporting_resources (
     filename TEXT,
     created_at TEXT NOT NULL
 );
+"""
+CONSONANCE_INDEXES = """
+CREATE INDEX IF NOT EXISTS ix_products_changed ON products(changed_on, id);
+CREATE INDEX IF NOT EXISTS ix_products_isbn ON products(isbn13);
+CREATE INDEX IF NOT EXISTS ix_products_work ON products(work_id);
+CREATE INDEX IF NOT EXISTS ix_products_pub ON products(publication_date);
 CREATE INDEX IF NOT EXISTS ix_sr_work ON supporting_resources(work_id);
 """
+CONSONANCE_DDL = CONSONANCE_TABLES + CONSONANCE_INDEXES
 
-DAM_DDL = """
+
+DAM_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assets (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,10 +80,6 @@ CREATE TABLE IF NOT EXISTS assets (
     locked_by TEXT,
     deleted INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS ix_assets_original ON assets(original_asset_id, version);
-CREATE INDEX IF NOT EXISTS ix_assets_modified ON assets(modified_at);
-CREATE INDEX IF NOT EXISTS ix_assets_isbn ON assets(isbn);
-CREATE INDEX IF NOT EXISTS ix_assets_latest ON assets(latest, seq);
 CREATE TABLE IF NOT EXISTS folders (
     folder_id TEXT PRIMARY KEY, name TEXT NOT NULL, parent_id TEXT
 );
@@ -101,6 +101,13 @@ CREATE TABLE IF NOT EXISTS review_tasks (
     status TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT
 );
 """
+DAM_INDEXES = """
+CREATE INDEX IF NOT EXISTS ix_assets_original ON assets(original_asset_id, version);
+CREATE INDEX IF NOT EXISTS ix_assets_modified ON assets(modified_at);
+CREATE INDEX IF NOT EXISTS ix_assets_isbn ON assets(isbn);
+CREATE INDEX IF NOT EXISTS ix_assets_latest ON assets(latest, seq);
+"""
+DAM_DDL = DAM_TABLES + DAM_INDEXES
 
 
 class StateDB:
@@ -134,6 +141,19 @@ class StateDB:
     def meta(self, key: str) -> str | None:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
+
+    def drop_indexes(self) -> list[str]:
+        """Drop secondary indexes (bulk loads are faster without them); returns their DDL to recreate."""
+        rows = self.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        with self.lock:
+            for row in rows:
+                self.conn.execute(f'DROP INDEX "{row["name"]}"')
+        return [row["sql"] for row in rows]
+
+    def create_indexes(self, ddl: list[str]) -> None:
+        with self.lock:
+            for statement in ddl:
+                self.conn.execute(statement)
 
     def close(self) -> None:
         self.conn.close()

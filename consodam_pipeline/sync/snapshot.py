@@ -6,6 +6,7 @@ crash after it repeats nothing (the rows are there and the diff of a replay is e
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff, content_hash
+from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
 
 
 @dataclass
@@ -29,11 +30,13 @@ class IngestBatch:
     seen_keys: list[str] = field(default_factory=list)
     pages: int = 0
     high_water: str = ""
+    frames: list[pl.DataFrame] = field(default_factory=list)
 
     def add(self, key: str, record: Mapping[str, Any]) -> None:
+        payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
         self.keys.append(key)
-        self.hashes.append(content_hash(record))
-        self.payloads.append(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str))
+        self.hashes.append(hashlib.sha256(payload.encode()).hexdigest())
+        self.payloads.append(payload)
         self.seen_keys.append(key)
 
     def reject(self, key: str, reasons: Iterable[str], raw: Mapping[str, Any]) -> None:
@@ -41,11 +44,25 @@ class IngestBatch:
         self.quarantined.extend((key, reason, payload) for reason in reasons)
         self.seen_keys.append(key)
 
+    def add_frame(self, key_column: str, records: pl.DataFrame) -> None:
+        """Good records as columns: payload is the row as JSON (column order), hashed like `add`."""
+        payloads = records.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+        hashes = [hashlib.sha256(p.encode()).hexdigest() for p in payloads]
+        keys = records[key_column]
+        self.frames.append(pl.DataFrame({"record_key": keys, "content_hash": hashes, "payload": payloads}))
+        self.seen_keys.extend(keys.to_list())
+
+    def reject_frame(self, rejected: pl.DataFrame) -> None:
+        """Rejected rows as columns: record_key, reason, payload."""
+        self.quarantined.extend(rejected.select("record_key", "reason", "payload").iter_rows())
+        self.seen_keys.extend(rejected["record_key"].unique().to_list())
+
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(
+        listed = pl.DataFrame(
             {"record_key": self.keys, "content_hash": self.hashes, "payload": self.payloads},
             schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String},
         )
+        return pl.concat([listed, *self.frames]) if self.frames else listed
 
     @property
     def quarantined_keys(self) -> list[str]:

@@ -12,13 +12,11 @@ from consodam_pipeline.defs.dam.records import (
     ORPHAN_SOURCE,
     SOURCE,
     VERSION_SCHEMA,
+    normalize_versions,
     typed_inventory,
-    version_record,
 )
 from consodam_pipeline.defs.ingest import (
     IngestConfig,
-    chunked,
-    collect,
     ingest_metadata,
     open_quarantined,
     reconciliation_due,
@@ -77,17 +75,17 @@ def dam_asset_inventory(
     since = None
     with dam.client() as client:
         if full or high_water is None:
-            pages = client.iter_asset_pages(all_versions=True)
+            pages = client.iter_asset_frames(all_versions=True)
         else:
             since = format_ts(parse_ts(high_water) - timedelta(seconds=config.lookback_seconds))
-            pages = chunked(client.search([modified_after(since)], all_versions=True), client.page_size)
-        batch = collect(
-            pages,
-            IngestBatch(complete=full),
-            version_record,
-            key=lambda a: a.asset_id,
-            watermark=lambda a: a.date_last_updated,
-        )
+            pages = client.search_frames([modified_after(since)], all_versions=True)
+        batch = IngestBatch(complete=full)
+        for page in pages:
+            good, rejected = normalize_versions(page)
+            batch.add_frame("asset_id", good)
+            batch.reject_frame(rejected)
+            batch.pages += 1
+            batch.high_water = max(batch.high_water, str(page["date_last_updated"].max() or ""))
         requests, retries = client.http.requests, client.http.retries
     new_high = max(high_water or "", batch.high_water)
     cursors = {MODIFIED_CURSOR: new_high} if new_high else {}

@@ -1,34 +1,31 @@
-"""DAM asset version → inventory record, with the reasons a version cannot be accepted."""
-
-from __future__ import annotations
-
-from datetime import date, datetime
-from typing import Any
+"""DAM asset version pages → inventory rows, vectorised, with the reasons a version cannot be accepted."""
 
 import polars as pl
 
-from consodam_pipeline.clients.opentext_dam import FIELD, DamAsset
-from consodam_pipeline.domain.isbn import InvalidISBNError, normalize_isbn
+from consodam_pipeline.clients.opentext_dam import FIELD
+from consodam_pipeline.domain.isbn import InvalidISBNError, isbn13_valid_expr, normalize_isbn
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
 
 ENTITY = "dam_asset_version"
 SOURCE = "dam"
 ORPHAN_SOURCE = "dam_tags"
-KNOWN_FIELDS = {
-    FIELD + f
-    for f in (
-        "ROLE",
-        "ISBN",
-        "WORK_ID",
-        "APPROVAL_STATUS",
-        "APPROVED_BY",
-        "APPROVED_AT",
-        "LICENSE_FROM",
-        "LICENSE_UNTIL",
-        "APPROVAL_HISTORY",
-    )
+HISTORY_FIELD = FIELD + "APPROVAL_HISTORY"
+SCALAR_FIELDS = {
+    FIELD + "ROLE": "role",
+    FIELD + "ISBN": "isbn_raw",
+    FIELD + "WORK_ID": "work_id_raw",
+    FIELD + "APPROVAL_STATUS": "approval_status",
+    FIELD + "APPROVED_BY": "approved_by",
+    FIELD + "APPROVED_AT": "approved_at",
+    FIELD + "LICENSE_FROM": "license_from",
+    FIELD + "LICENSE_UNTIL": "license_until",
 }
+KNOWN_FIELDS = {*SCALAR_FIELDS, HISTORY_FIELD}
+TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+DAY = r"^\d{4}-\d{2}-\d{2}$"
 
+HISTORY_ENTRY = pl.Struct({"status": pl.String(), "by": pl.String(), "at": pl.String()})
+TAG = pl.Struct({"id": pl.String(), "value": pl.String()})
 VERSION_SCHEMA: dict[str, pl.DataType] = {
     "asset_id": pl.String(),
     "original_asset_id": pl.String(),
@@ -41,11 +38,11 @@ VERSION_SCHEMA: dict[str, pl.DataType] = {
     "approval_status": pl.String(),
     "approved_by": pl.String(),
     "approved_at": pl.String(),
-    "approval_history": pl.List(pl.Struct({"status": pl.String(), "by": pl.String(), "at": pl.String()})),
+    "approval_history": pl.List(HISTORY_ENTRY),
     "license_from": pl.String(),
     "license_until": pl.String(),
     "security_policy_ids": pl.List(pl.Int64()),
-    "tags": pl.String(),
+    "tags": pl.List(TAG),
     "modified_at": pl.String(),
 }
 
@@ -55,75 +52,141 @@ COLUMN_DOCS = {
     "role": "asset role (ONIX List 158 content type + List 159 mode)",
     "isbn13": "edition the asset is tagged with (null: shared by the work)",
     "is_latest": "the newest version of its asset",
-    "tags": "other metadata fields as JSON (title tags, restrictions written by consodam)",
+    "tags": "other metadata fields (title tags, restrictions written by consodam)",
 }
 
 
-def _timestamp(value: Any, label: str, reasons: list[str]) -> str | None:
-    if value in (None, ""):
-        return None
-    try:
-        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return str(value)
-    except ValueError:
-        reasons.append(f"malformed_date: {label} {value!r}")
-        return None
+def _scalar_columns(elements: pl.DataFrame) -> pl.DataFrame:
+    scalars = elements.filter(pl.col("metadata_element_list").is_null()).select(
+        "asset_id", "id", pl.col("value").struct.field("value").struct.field("value").alias("v")
+    )
+    known = scalars.filter(pl.col("id").is_in(list(SCALAR_FIELDS)))
+    wide = (
+        known.pivot(on="id", index="asset_id", values="v", aggregate_function="first")
+        if known.height
+        else (elements.select("asset_id").unique())
+    )
+    missing = [pl.lit(None, pl.String).alias(f) for f in SCALAR_FIELDS if f not in wide.columns]
+    wide = wide.with_columns(missing).rename(SCALAR_FIELDS)
+    tags = (
+        scalars.filter(~pl.col("id").is_in(list(KNOWN_FIELDS)) & pl.col("v").is_not_null())
+        .sort("asset_id", "id")
+        .group_by("asset_id", maintain_order=True)
+        .agg(pl.struct(pl.col("id"), pl.col("v").alias("value")).alias("tags"))
+    )
+    return wide.join(tags, on="asset_id", how="left")
 
 
-def _day(value: Any, label: str, reasons: list[str]) -> str | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        reasons.append(f"malformed_date: {label} {value!r} is not YYYY-MM-DD")
-        return None
+def _history(elements: pl.DataFrame) -> pl.DataFrame:
+    table = elements.filter(pl.col("id") == HISTORY_FIELD).select(
+        "asset_id", pl.col("metadata_element_list").alias("column")
+    )
+    cells = (
+        table.explode("column")
+        .unnest("column")
+        .select(
+            "asset_id",
+            pl.col("id").str.extract(r"_([A-Z]+)$").str.to_lowercase().alias("name"),
+            pl.col("values")
+            .list.eval(pl.element().struct.field("value").struct.field("value"))
+            .alias("values"),
+        )
+        .with_columns(pl.int_ranges(pl.col("values").list.len()).alias("row"))
+        .explode("values", "row")
+        .drop_nulls("row")
+    )
+    if cells.height == 0:
+        return pl.DataFrame(schema={"asset_id": pl.String, "approval_history": pl.List(HISTORY_ENTRY)})
+    rows = cells.pivot(on="name", index=["asset_id", "row"], values="values", aggregate_function="first")
+    rows = rows.with_columns(
+        [pl.lit(None, pl.String).alias(c) for c in ("status", "by", "at") if c not in rows.columns]
+    )
+    return (
+        rows.sort("asset_id", "row")
+        .group_by("asset_id", maintain_order=True)
+        .agg(pl.struct("status", "by", "at").alias("approval_history"))
+    )
 
 
-def version_record(asset: DamAsset) -> tuple[dict[str, Any] | None, list[str]]:
-    fields = asset.fields()
-    reasons: list[str] = []
-    role = fields.get(FIELD + "ROLE")
-    if role not in AssetRole._value2member_map_:
-        reasons.append(f"unknown_code: asset role {role!r}")
-    status = fields.get(FIELD + "APPROVAL_STATUS")
-    if status not in ApprovalStatus._value2member_map_:
-        reasons.append(f"unknown_code: approval status {status!r}")
-    isbn13 = None
-    if fields.get(FIELD + "ISBN"):
+STATUSES = [s.value for s in ApprovalStatus]
+
+
+def _is_day(column: str) -> pl.Expr:
+    return pl.col(column).str.contains(DAY) & pl.col(column).str.to_date(strict=False).is_not_null()
+
+
+def _normalize_slow_isbns(raw: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The rare tags the vectorised path cannot take (ISBN-10, odd spellings, invalid): one by one."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for value in raw:
         try:
-            isbn13 = normalize_isbn(fields[FIELD + "ISBN"])
+            out[value] = (normalize_isbn(value), None)
         except InvalidISBNError as exc:
-            reasons.append(f"invalid_isbn: tag {exc.reason} ({fields[FIELD + 'ISBN']!r})")
-    work_id = fields.get(FIELD + "WORK_ID")
-    if work_id is not None and not str(work_id).isdigit():
-        reasons.append(f"unknown_code: work id {work_id!r}")
-    record = {
-        "asset_id": asset.asset_id,
-        "original_asset_id": asset.original_asset_id or asset.asset_id,
-        "version": asset.version,
-        "name": asset.name,
-        "mime_type": asset.mime_type,
-        "role": role,
-        "isbn13": isbn13,
-        "work_id": int(work_id) if work_id is not None and str(work_id).isdigit() else None,
-        "approval_status": status,
-        "approved_by": fields.get(FIELD + "APPROVED_BY"),
-        "approved_at": _timestamp(fields.get(FIELD + "APPROVED_AT"), "approved at", reasons),
-        "approval_history": fields.get(FIELD + "APPROVAL_HISTORY") or [],
-        "license_from": _day(fields.get(FIELD + "LICENSE_FROM"), "license from", reasons),
-        "license_until": _day(fields.get(FIELD + "LICENSE_UNTIL"), "license until", reasons),
-        "security_policy_ids": sorted(p.id for p in asset.security_policy_list),
-        "tags": _tags(fields),
-        "modified_at": asset.date_last_updated,
-    }
-    return (None, reasons) if reasons else (record, [])
+            out[value] = (None, f"invalid_isbn: tag {exc.reason} ({value!r})")
+    return out
 
 
-def _tags(fields: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps({k: v for k, v in sorted(fields.items()) if k not in KNOWN_FIELDS}, sort_keys=True)
+def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(good rows in VERSION_SCHEMA, rejected rows: record_key, reason, payload)."""
+    elements = assets.select("asset_id", "elements").explode("elements").unnest("elements").drop_nulls("id")
+    frame = (
+        assets.select("asset_id", "original_asset_id", "version", "name", "mime_type", "policies",
+                      pl.col("date_last_updated").alias("modified_at"))
+        .join(_scalar_columns(elements), on="asset_id", how="left")
+        .join(_history(elements), on="asset_id", how="left")
+        .with_columns(pl.col("isbn_raw").str.replace_all(r"[\s\-]", "").alias("isbn_clean"))
+        .with_columns(isbn13_valid_expr("isbn_clean").alias("isbn_fast"))
+    )  # fmt: skip
+    slow = (
+        frame.filter(pl.col("isbn_raw").is_not_null() & ~pl.col("isbn_fast"))["isbn_raw"].unique().to_list()
+    )
+    fixes = _normalize_slow_isbns(slow)
+    fix_frame = pl.DataFrame(
+        {"isbn_raw": list(fixes), "isbn_fixed": [v[0] for v in fixes.values()],
+         "isbn_reason": [v[1] for v in fixes.values()]},
+        schema={"isbn_raw": pl.String, "isbn_fixed": pl.String, "isbn_reason": pl.String},
+    )  # fmt: skip
+    frame = frame.join(fix_frame, on="isbn_raw", how="left").with_columns(
+        pl.when(pl.col("isbn_fast"))
+        .then(pl.col("isbn_clean"))
+        .otherwise(pl.col("isbn_fixed"))
+        .alias("isbn13"),
+        pl.col("work_id_raw").cast(pl.Int64, strict=False).alias("work_id"),
+    )
+    reasons = pl.concat_list(
+        pl.when(~pl.col("role").is_in([r.value for r in AssetRole]) | pl.col("role").is_null())
+        .then(pl.format("unknown_code: asset role '{}'", pl.col("role").fill_null("none"))),
+        pl.when(~pl.col("approval_status").is_in(STATUSES) | pl.col("approval_status").is_null())
+        .then(pl.format("unknown_code: approval status '{}'", pl.col("approval_status").fill_null("none"))),
+        pl.col("isbn_reason"),
+        pl.when(pl.col("work_id_raw").is_not_null() & pl.col("work_id").is_null())
+        .then(pl.format("unknown_code: work id '{}'", pl.col("work_id_raw"))),
+        pl.when(pl.col("approved_at").is_not_null() & ~pl.col("approved_at").str.contains(TIMESTAMP))
+        .then(pl.format("malformed_date: approved at '{}'", pl.col("approved_at"))),
+        *[
+            pl.when(pl.col(c).is_not_null() & ~_is_day(c))
+            .then(pl.format("malformed_date: {} '{}' is not YYYY-MM-DD", pl.lit(c.replace("_", " ")), pl.col(c)))
+            for c in ("license_from", "license_until")
+        ],
+    ).list.drop_nulls().alias("reasons")  # fmt: skip
+    frame = frame.with_columns(
+        reasons,
+        pl.col("approval_history").fill_null(pl.lit([], dtype=pl.List(HISTORY_ENTRY))),
+        pl.col("tags").fill_null(pl.lit([], dtype=pl.List(TAG))),
+        pl.col("policies").list.sort().alias("security_policy_ids"),
+    )
+    good = frame.filter(pl.col("reasons").list.len() == 0).select(
+        [pl.col(name).cast(dtype) for name, dtype in VERSION_SCHEMA.items()]
+    )
+    bad = frame.filter(pl.col("reasons").list.len() > 0)
+    rejected = bad.select(
+        pl.col("asset_id").alias("record_key"),
+        pl.col("reasons").alias("reason"),
+        pl.struct(pl.all().exclude("reasons", "isbn_clean", "isbn_fast", "isbn_fixed", "isbn_reason"))
+        .struct.json_encode()
+        .alias("payload"),
+    ).explode("reason")
+    return good, rejected
 
 
 def typed_inventory(frame: pl.DataFrame) -> pl.DataFrame:
