@@ -36,7 +36,7 @@ def test_slow_reply_outlasts_the_client_timeout(sandbox: Sandbox) -> None:
 
 def test_dropped_connection(sandbox: Sandbox) -> None:
     sandbox.fault("consonance", mode="drop", count=1)
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # a cut reply or a reset, by timing
         call(sandbox)
     assert call(sandbox).status_code == 200
 

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import polars as pl
 import pytest
@@ -35,11 +36,16 @@ def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 def test_full_then_incremental_equals_full(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
     home = tmp_path / "incremental"
-    first = ingest(fresh_sandbox, home)
-    assert metadata(first, "title_metadata_snapshot")["mode"] == "full reconciliation"
-    changed = fresh_sandbox.admin("consonance", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 1})
-    touched = fresh_sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 2})
-    second = ingest(fresh_sandbox, home)
+    with dg.instance_for_test() as instance:
+        first = ingest(fresh_sandbox, home, instance)
+        assert metadata(first, "title_metadata_snapshot")["mode"] == "full reconciliation"
+        changed = fresh_sandbox.admin(
+            "consonance", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 1}
+        )
+        touched = fresh_sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": 25, "seed": 2})
+        second = ingest(fresh_sandbox, home, instance)
+    for asset in ("title_metadata_snapshot", "dam_asset_inventory"):  # the cheap path was taken
+        assert metadata(second, asset)["snapshot_built_from"] == "previous snapshot + changes"
     titles = metadata(second, "title_metadata_snapshot")
     assert titles["mode"] == "incremental"
     # a rights edit can also repair a quarantined record, which then counts as added
@@ -169,7 +175,14 @@ def test_bad_records_land_in_quarantine_with_reasons(tmp_path: Path) -> None:
         titles = table(home, "title_metadata_snapshot")
         total = sandbox.admin("consonance", "GET", "/_sandbox/stats")["counts"]["products"]
         assert titles.height == total - 4 and fine in titles["product_id"].to_list()
-        assert orphan not in table(home, "dam_asset_inventory")["asset_id"].to_list()
+        inventory = table(home, "dam_asset_inventory")
+        assert inventory.filter(pl.col("asset_id") == orphan)["orphan_tag"].to_list() == [True]
+        flagged = inventory.filter(pl.col("orphan_tag"))  # also covers of the quarantined editions
+        known = set(titles["isbn13"].to_list())
+        assert not known & set(flagged["isbn13"].drop_nulls().to_list())
+        assert (
+            not inventory.filter(~pl.col("orphan_tag"))["isbn13"].drop_nulls().is_in(list(known)).not_().any()
+        )
         meta = metadata(result, "title_metadata_snapshot")
         assert meta["quarantined_by_kind"] == {
             "invalid_isbn": 1,
@@ -207,9 +220,7 @@ def test_metadata_tells_what_changed(sandbox: Sandbox, tmp_path: Path) -> None:
     result = ingest(sandbox, tmp_path / "home")
     for asset in ("title_metadata_snapshot", "dam_asset_inventory"):
         meta = metadata(result, asset)
-        assert meta["dagster/row_count"] > 0 and meta["added"] == meta["dagster/row_count"] + (
-            meta.get("orphan_tagged_versions", 0)
-        )
+        assert meta["dagster/row_count"] > 0 and meta["added"] == meta["dagster/row_count"]
         columns = [c.name for c in meta["dagster/column_schema"].columns]
         assert ("isbn13" in columns) and ("added" in meta["summary"])
     assert "CONSONANCE_API_KEY" not in json.dumps(

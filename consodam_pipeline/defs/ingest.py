@@ -11,6 +11,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
+from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, read_parquet
 from consodam_pipeline.sync.report import (
     column_schema,
     diff_metadata,
@@ -18,7 +19,7 @@ from consodam_pipeline.sync.report import (
     sample,
     summary_markdown,
 )
-from consodam_pipeline.sync.snapshot import IngestBatch
+from consodam_pipeline.sync.snapshot import IngestBatch, snapshot_cursor
 
 Item = TypeVar("Item", bound=BaseModel)
 T = TypeVar("T")
@@ -50,19 +51,32 @@ def collect(
     batch: IngestBatch,
     to_record: Callable[[Item], tuple[dict[str, Any] | None, list[str]]],
     key: Callable[[Item], str],
-    watermark: Callable[[Item], str | None] | None = None,
 ) -> IngestBatch:
+    """Per-record normalisation, one typed frame per page."""
     for page in pages:
         batch.pages += 1
+        good = []
         for item in page:
-            if watermark is not None:
-                batch.high_water = max(batch.high_water, watermark(item) or "")
             record, reasons = to_record(item)
             if record is None:
                 batch.reject(key(item), reasons, item.model_dump(mode="json"))
             else:
-                batch.add(key(item), record)
+                good.append(record)
+        batch.add_records(good)
     return batch
+
+
+def previous_snapshot(
+    context: dg.AssetExecutionContext, io_manager: PolarsParquetIOManager, store: LineageStore, entity: str
+) -> pl.DataFrame | None:
+    """The last snapshot, only if it is exactly what the store committed last (same run): else None and the
+    caller rebuilds from the store. Read before this run commits."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    committed = store.get_cursor(snapshot_cursor(entity))
+    path = io_manager.path_for(context.asset_key)
+    if event is None or committed is None or event.run_id != committed or not exists(path):
+        return None
+    return read_parquet(path)
 
 
 def ingest_metadata(

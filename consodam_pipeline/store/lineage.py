@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -152,18 +152,22 @@ class LineageStore:
         complete: bool,
         run_id: str | None = None,
         keep_open: Sequence[str] = (),
+        payloads: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> SnapshotDiff:
         """Fold a batch of current records (record_key, content_hash, payload) into history.
 
         Changed records close their open version and open a new one at `observed_at`. With
         `complete=True` the batch is the whole population, so open records absent from it are closed
         (deletions), except those in `keep_open` (present at the source but quarantined this time: their
-        last good version stays current). Re-applying the same batch writes nothing.
+        last good version stays current). Re-applying the same batch writes nothing. `records` carries a
+        payload column, or `payloads` renders (record_key, payload) for the rows to open, chunk by chunk.
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
         current = self.open_hashes(conn, entity, keys)
-        joined = records.join(current, on="record_key", how="full", coalesce=True)
+        joined = records.select("record_key", "content_hash").join(
+            current, on="record_key", how="full", coalesce=True
+        )
         added = joined.filter(pl.col("old_hash").is_null())
         changed = joined.filter(
             pl.col("old_hash").is_not_null()
@@ -184,11 +188,14 @@ class LineageStore:
         )
         for chunk in _chunks(to_close, 20_000):
             conn.execute(close, [{"row_id": rid} for rid in chunk])
-        to_open = pl.concat([added, changed], how="vertical_relaxed").select(
-            "record_key", "content_hash", "payload"
+        to_open = pl.concat([added, changed], how="vertical_relaxed").select("record_key", "content_hash")
+        render = payloads or (
+            lambda rows: rows.join(records.select("record_key", "payload"), on="record_key")
         )
         recorded = utcnow()
         for start in range(0, to_open.height, 20_000):
+            block = to_open.slice(start, 20_000)
+            rendered = block.join(render(block).select("record_key", "payload"), on="record_key")
             conn.execute(
                 record_history.insert(),
                 [
@@ -202,7 +209,9 @@ class LineageStore:
                         "run_id": run_id,
                         "recorded_at": recorded,
                     }
-                    for key, digest, payload in to_open.slice(start, 20_000).iter_rows()
+                    for key, digest, payload in rendered.select(
+                        "record_key", "content_hash", "payload"
+                    ).iter_rows()
                 ],
             )
         return SnapshotDiff(
@@ -211,6 +220,18 @@ class LineageStore:
             removed=removed["record_key"].to_list(),
             unchanged=joined.height - added.height - changed.height - removed.height,
         )
+
+    def iter_open_payloads(self, entity: str, chunk: int = 50_000) -> Iterator[list[str]]:
+        """Payloads of every open record, streamed in chunks so memory stays flat at any catalog size."""
+        query = (
+            sa.select(record_history.c.payload)
+            .where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
+            .order_by(record_history.c.record_key)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk).execute(query)
+            for rows in result.partitions():
+                yield [r[0] for r in rows]
 
     def current_records(self, entity: str) -> pl.DataFrame:
         with self.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""Committing an ingest batch: history rows, quarantine and cursors in one transaction.
+"""Committing an ingest batch (history rows, quarantine and cursors in one transaction) and building the
+current snapshot from it.
 
 A crash before the commit loses nothing (the cursor has not moved, the next run fetches again); a
 crash after it repeats nothing (the rows are there and the diff of a replay is empty).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,55 +19,70 @@ import polars as pl
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
 
 
+def render_payloads(records: pl.DataFrame) -> pl.Series:
+    """Each row as JSON, fields in schema order: the stored payload and the input of the content hash."""
+    return records.select(pl.struct(pl.all()).struct.json_encode().alias("payload")).to_series()
+
+
 @dataclass
 class IngestBatch:
-    """What one ingest fetched: good records, quarantined ones with reasons, and whether it is complete."""
+    """What one ingest fetched: good records as typed pages, rejected ones with reasons, completeness."""
 
     complete: bool
-    keys: list[str] = field(default_factory=list)
-    hashes: list[str] = field(default_factory=list)
-    payloads: list[str] = field(default_factory=list)
-    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
-    seen_keys: list[str] = field(default_factory=list)
+    key_column: str
+    schema: Mapping[str, pl.DataType]
     pages: int = 0
     high_water: str = ""
-    frames: list[pl.DataFrame] = field(default_factory=list)
+    typed: list[pl.DataFrame] = field(default_factory=list)
+    hashes: list[pl.DataFrame] = field(default_factory=list)
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
+    seen_keys: list[str] = field(default_factory=list)
 
-    def add(self, key: str, record: Mapping[str, Any]) -> None:
-        payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-        self.keys.append(key)
-        self.hashes.append(hashlib.sha256(payload.encode()).hexdigest())
-        self.payloads.append(payload)
-        self.seen_keys.append(key)
+    def add_frame(self, records: pl.DataFrame) -> None:
+        records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
+        digests = [hashlib.sha256(p.encode()).hexdigest() for p in render_payloads(records)]
+        keys = records[self.key_column].cast(pl.String)
+        self.typed.append(records)
+        self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
+        self.seen_keys.extend(keys.to_list())
+
+    def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
+        if records:
+            self.add_frame(pl.DataFrame(list(records), schema=dict(self.schema)))
 
     def reject(self, key: str, reasons: Iterable[str], raw: Mapping[str, Any]) -> None:
         payload = json.dumps(raw, sort_keys=True, default=str)
         self.quarantined.extend((key, reason, payload) for reason in reasons)
         self.seen_keys.append(key)
 
-    def add_frame(self, key_column: str, records: pl.DataFrame) -> None:
-        """Good records as columns: payload is the row as JSON (column order), hashed like `add`."""
-        payloads = records.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
-        hashes = [hashlib.sha256(p.encode()).hexdigest() for p in payloads]
-        keys = records[key_column]
-        self.frames.append(pl.DataFrame({"record_key": keys, "content_hash": hashes, "payload": payloads}))
-        self.seen_keys.extend(keys.to_list())
-
     def reject_frame(self, rejected: pl.DataFrame) -> None:
         """Rejected rows as columns: record_key, reason, payload."""
         self.quarantined.extend(rejected.select("record_key", "reason", "payload").iter_rows())
         self.seen_keys.extend(rejected["record_key"].unique().to_list())
 
-    def frame(self) -> pl.DataFrame:
-        listed = pl.DataFrame(
-            {"record_key": self.keys, "content_hash": self.hashes, "payload": self.payloads},
-            schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String},
+    def hash_frame(self) -> pl.DataFrame:
+        empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
+        return pl.concat([empty, *self.hashes])
+
+    def records(self) -> pl.DataFrame:
+        return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed])
+
+    def payloads_for(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """(record_key, payload) for the given keys, rendered on demand so the batch holds no JSON."""
+        chosen = self.records().filter(
+            pl.col(self.key_column).cast(pl.String).is_in(rows["record_key"].implode())
         )
-        return pl.concat([listed, *self.frames]) if self.frames else listed
+        return pl.DataFrame(
+            {"record_key": chosen[self.key_column].cast(pl.String), "payload": render_payloads(chosen)}
+        )
 
     @property
     def quarantined_keys(self) -> list[str]:
         return sorted({q[0] for q in self.quarantined})
+
+
+def snapshot_cursor(entity: str) -> str:
+    return f"snapshot.{entity}.run_id"
 
 
 def commit_batch(
@@ -81,14 +97,9 @@ def commit_batch(
 ) -> SnapshotDiff:
     with store.engine.begin() as conn:
         diff = store.apply_snapshot(
-            conn,
-            entity,
-            batch.frame(),
-            observed_at=observed_at,
-            complete=batch.complete,
-            run_id=run_id,
-            keep_open=batch.quarantined_keys,
-        )
+            conn, entity, batch.hash_frame(), observed_at=observed_at, complete=batch.complete, run_id=run_id,
+            keep_open=batch.quarantined_keys, payloads=batch.payloads_for,
+        )  # fmt: skip
         store.quarantine_records(
             conn,
             source,
@@ -99,13 +110,37 @@ def commit_batch(
         )
         for name, value in cursors.items():
             store.set_cursor(conn, name, value, run_id)
+        if run_id:
+            store.set_cursor(conn, snapshot_cursor(entity), run_id, run_id)
     return diff
 
 
 def payload_frame(store: LineageStore, entity: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """The current record of every open key, decoded into typed columns (vectorised JSON decode)."""
-    current = store.current_records(entity)
+    """The current record of every open key, decoded into typed columns chunk by chunk (bounded memory)."""
     struct = pl.Struct([pl.Field(name, dtype) for name, dtype in schema.items()])
-    if current.height == 0:
-        return pl.DataFrame(schema=dict(schema))
-    return current.select(pl.col("payload").str.json_decode(struct).alias("record")).unnest("record")
+    frames = [
+        pl.DataFrame({"payload": chunk}, schema={"payload": pl.String})
+        .select(pl.col("payload").str.json_decode(struct).alias("record"))
+        .unnest("record")
+        for chunk in store.iter_open_payloads(entity)
+    ]
+    return pl.concat([pl.DataFrame(schema=dict(schema)), *frames])
+
+
+def current_snapshot(
+    store: LineageStore,
+    batch: IngestBatch,
+    diff: SnapshotDiff,
+    previous: pl.DataFrame | None,
+    entity: str,
+) -> pl.DataFrame:
+    """The open records after this commit: the previous snapshot with this batch's changes applied, or (when
+    there is no trustworthy previous snapshot) everything decoded from the store."""
+    if previous is None:
+        return payload_frame(store, entity, batch.schema)
+    key = pl.col(batch.key_column).cast(pl.String)
+    touched = pl.Series([*diff.added, *diff.changed, *diff.removed], dtype=pl.String).implode()
+    fresh_keys = pl.Series([*diff.added, *diff.changed], dtype=pl.String).implode()
+    kept = previous.select([pl.col(n).cast(t) for n, t in batch.schema.items()]).filter(~key.is_in(touched))
+    fresh = batch.records().filter(key.is_in(fresh_keys))
+    return pl.concat([kept, fresh])

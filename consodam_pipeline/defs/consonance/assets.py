@@ -19,11 +19,13 @@ from consodam_pipeline.defs.ingest import (
     collect,
     ingest_metadata,
     open_quarantined,
+    previous_snapshot,
     reconciliation_due,
     utcnow,
 )
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_frame
+from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, current_snapshot
 
 CHANGED_SINCE_CURSOR = "consonance.products.changed_since"
 FULL_AT_CURSOR = "consonance.products.full_reconciliation_at"
@@ -33,17 +35,19 @@ FULL_AT_CURSOR = "consonance.products.full_reconciliation_at"
     group_name="ingest",
     kinds={"consonance", "polars"},
     pool="consonance_api",
-    description="Every edition's current record from Consonance (GraphQL), incremental with a lookback window; "
-    "history in the lineage store, bad records in quarantine.",
+    description="Every edition's current record from Consonance (GraphQL), incremental with a lookback "
+    "window; history in the lineage store, bad records in quarantine.",
 )
 def title_metadata_snapshot(
     context: dg.AssetExecutionContext,
     config: IngestConfig,
     consonance: ConsonanceResource,
     lineage: LineageStoreResource,
+    io_manager: dg.ResourceParam[PolarsParquetIOManager],
 ) -> dg.Output[pl.DataFrame]:
     started = utcnow()
     store = lineage.store()
+    previous = previous_snapshot(context, io_manager, store, ENTITY)
     last_day = store.get_cursor(CHANGED_SINCE_CURSOR)
     full = last_day is None or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
     since = (
@@ -54,7 +58,7 @@ def title_metadata_snapshot(
     with consonance.client() as client:
         batch = collect(
             client.iter_product_pages(changed_since=since),
-            IngestBatch(complete=full),
+            IngestBatch(complete=full, key_column="product_id", schema=EDITION_SCHEMA),
             edition_record,
             key=lambda p: str(p.id),
         )
@@ -71,7 +75,7 @@ def title_metadata_snapshot(
         run_id=context.run_id,
         cursors=cursors,
     )
-    frame = typed_editions(payload_frame(store, ENTITY, EDITION_SCHEMA))
+    frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY))
     context.log.info(
         f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
         f"{len(batch.quarantined_keys)} quarantined"
@@ -89,5 +93,6 @@ def title_metadata_snapshot(
             retries=retries,
             column_docs=COLUMN_DOCS,
             quarantined_open=open_quarantined(store, SOURCE),
+            extra={"snapshot_built_from": "store" if previous is None else "previous snapshot + changes"},
         ),
     )

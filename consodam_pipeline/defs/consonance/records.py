@@ -129,7 +129,11 @@ def edition_record(product: Product) -> tuple[dict[str, Any] | None, list[str]]:
 
 def typed_editions(frame: pl.DataFrame) -> pl.DataFrame:
     """Decoded payloads → the snapshot's column types (dates as dates), sorted by product id."""
-    return frame.with_columns(
-        pl.col("publication_date").str.to_date(strict=False),
-        pl.col("embargo_date").str.to_date(strict=False),
-    ).sort("product_id")
+    return (
+        frame.select(list(EDITION_SCHEMA))
+        .with_columns(
+            pl.col("publication_date").str.to_date(strict=False),
+            pl.col("embargo_date").str.to_date(strict=False),
+        )
+        .sort("product_id")
+    )

@@ -1,5 +1,6 @@
 """dam_asset_inventory: every DAM asset version with role, tags, approval state and license window."""
 
+import json
 from datetime import timedelta
 
 import dagster as dg
@@ -19,39 +20,42 @@ from consodam_pipeline.defs.ingest import (
     IngestConfig,
     ingest_metadata,
     open_quarantined,
+    previous_snapshot,
     reconciliation_due,
     utcnow,
 )
 from consodam_pipeline.domain.timestamps import format_ts, parse_ts
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, payload_frame
+from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, current_snapshot
 
 MODIFIED_CURSOR = "dam.assets.modified_after"
 FULL_AT_CURSOR = "dam.assets.full_reconciliation_at"
 
 
-def split_orphans(
+def flag_orphans(
     store: LineageStore, versions: pl.DataFrame, editions: pl.DataFrame, run_id: str
 ) -> tuple[pl.DataFrame, int]:
-    """Versions tagged with an ISBN or work no edition has go to quarantine until that edition exists."""
+    """Versions tagged with an ISBN or work that no edition has: flagged, and quarantined until it exists."""
     known_isbns = editions["isbn13"].unique().implode()
     known_works = editions["work_id"].unique().implode()
     orphan = (pl.col("isbn13").is_not_null() & ~pl.col("isbn13").is_in(known_isbns)) | (
         pl.col("work_id").is_not_null() & ~pl.col("work_id").is_in(known_works)
     )
-    orphans = versions.filter(orphan)
+    flagged = versions.with_columns(orphan.alias("orphan_tag"))
+    orphans = flagged.filter(pl.col("orphan_tag"))
     rows = [
         (
             r["asset_id"],
             f"orphan_tag: tagged ISBN {r['isbn13']} / work {r['work_id']} matches no edition",
-            f'{{"asset_id": "{r["asset_id"]}"}}',
+            json.dumps({"asset_id": r["asset_id"], "isbn13": r["isbn13"], "work_id": r["work_id"]}),
         )
         for r in orphans.select("asset_id", "isbn13", "work_id").iter_rows(named=True)
     ]
     with store.engine.begin() as conn:
         store.quarantine_records(conn, ORPHAN_SOURCE, rows, run_id=run_id, complete=True)
-    return versions.filter(~orphan), orphans.height
+    return flagged, orphans.height
 
 
 @dg.asset(
@@ -59,30 +63,33 @@ def split_orphans(
     kinds={"opentext", "polars"},
     pool="dam_api",
     description="Every DAM asset version (OTMM v6 shape) with role, ISBN/work tags, approval state and history, "
-    "license window; incremental by modified-since with a lookback window.",
+    "license window; incremental by modified-since with a lookback window. Versions tagged with an ISBN or "
+    "work no edition has are flagged orphan_tag (and quarantined).",
 )
 def dam_asset_inventory(
     context: dg.AssetExecutionContext,
     config: IngestConfig,
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
+    io_manager: dg.ResourceParam[PolarsParquetIOManager],
     title_metadata_snapshot: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     started = utcnow()
     store = lineage.store()
+    previous = previous_snapshot(context, io_manager, store, ENTITY)
     high_water = store.get_cursor(MODIFIED_CURSOR)
     full = high_water is None or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
     since = None
+    batch = IngestBatch(complete=full, key_column="asset_id", schema=VERSION_SCHEMA)
     with dam.client() as client:
         if full or high_water is None:
             pages = client.iter_asset_frames(all_versions=True)
         else:
             since = format_ts(parse_ts(high_water) - timedelta(seconds=config.lookback_seconds))
             pages = client.search_frames([modified_after(since)], all_versions=True)
-        batch = IngestBatch(complete=full)
         for page in pages:
             good, rejected = normalize_versions(page)
-            batch.add_frame("asset_id", good)
+            batch.add_frame(good)
             batch.reject_frame(rejected)
             batch.pages += 1
             batch.high_water = max(batch.high_water, str(page["date_last_updated"].max() or ""))
@@ -100,8 +107,8 @@ def dam_asset_inventory(
         run_id=context.run_id,
         cursors=cursors,
     )
-    versions = typed_inventory(payload_frame(store, ENTITY, VERSION_SCHEMA))
-    frame, orphan_count = split_orphans(store, versions, title_metadata_snapshot, context.run_id)
+    versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
+    frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run_id)
     return dg.Output(
         frame,
         metadata=ingest_metadata(
@@ -120,6 +127,7 @@ def dam_asset_inventory(
                 "high_water_mark": new_high or "—",
                 "assets": frame["original_asset_id"].n_unique(),
                 "approved_versions": frame.filter(pl.col("approval_status") == "approved").height,
+                "snapshot_built_from": "store" if previous is None else "previous snapshot + changes",
             },
         ),
     )

@@ -52,6 +52,7 @@ COLUMN_DOCS = {
     "role": "asset role (ONIX List 158 content type + List 159 mode)",
     "isbn13": "edition the asset is tagged with (null: shared by the work)",
     "is_latest": "the newest version of its asset",
+    "orphan_tag": "tagged with an ISBN or work no edition has (held in quarantine; excluded downstream)",
     "tags": "other metadata fields (title tags, restrictions written by consodam)",
 }
 
@@ -190,8 +191,12 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 
 
 def typed_inventory(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(
-        (pl.col("version") == pl.col("version").max().over("original_asset_id")).alias("is_latest"),
-        pl.col("license_from").str.to_date(strict=False),
-        pl.col("license_until").str.to_date(strict=False),
-    ).sort("original_asset_id", "version")
+    return (
+        frame.select(list(VERSION_SCHEMA))
+        .with_columns(
+            (pl.col("version") == pl.col("version").max().over("original_asset_id")).alias("is_latest"),
+            pl.col("license_from").str.to_date(strict=False),
+            pl.col("license_until").str.to_date(strict=False),
+        )
+        .sort("original_asset_id", "version")
+    )
