@@ -233,6 +233,17 @@ class LineageStore:
             for rows in result.partitions():
                 yield [r[0] for r in rows]
 
+    def open_payloads(self, entity: str, keys: Sequence[str]) -> list[str]:
+        """Payloads of the open versions of the given records (those that have one)."""
+        query = sa.select(record_history.c.payload).where(
+            record_history.c.entity == entity, record_history.c.valid_to.is_(None)
+        )
+        payloads: list[str] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                payloads += conn.execute(query.where(record_history.c.record_key.in_(chunk))).scalars().all()
+        return payloads
+
     def current_records(self, entity: str) -> pl.DataFrame:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -65,7 +65,7 @@ class IngestBatch:
         return pl.concat([empty, *self.hashes])
 
     def records(self) -> pl.DataFrame:
-        return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed])
+        return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed], rechunk=False)
 
     def payloads_for(self, rows: pl.DataFrame) -> pl.DataFrame:
         """(record_key, payload) for the given keys, rendered on demand so the batch holds no JSON."""
@@ -115,15 +115,20 @@ def commit_batch(
     return diff
 
 
-def payload_frame(store: LineageStore, entity: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """The current record of every open key, decoded into typed columns chunk by chunk (bounded memory)."""
+def _decode(payloads: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     struct = pl.Struct([pl.Field(name, dtype) for name, dtype in schema.items()])
-    frames = [
-        pl.DataFrame({"payload": chunk}, schema={"payload": pl.String})
+    if not payloads:
+        return pl.DataFrame(schema=dict(schema))
+    return (
+        pl.DataFrame({"payload": payloads}, schema={"payload": pl.String})
         .select(pl.col("payload").str.json_decode(struct).alias("record"))
         .unnest("record")
-        for chunk in store.iter_open_payloads(entity)
-    ]
+    )
+
+
+def payload_frame(store: LineageStore, entity: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """The current record of every open key, decoded into typed columns chunk by chunk (bounded memory)."""
+    frames = [_decode(chunk, schema) for chunk in store.iter_open_payloads(entity)]
     return pl.concat([pl.DataFrame(schema=dict(schema)), *frames])
 
 
@@ -134,8 +139,13 @@ def current_snapshot(
     previous: pl.DataFrame | None,
     entity: str,
 ) -> pl.DataFrame:
-    """The open records after this commit: the previous snapshot with this batch's changes applied, or (when
-    there is no trustworthy previous snapshot) everything decoded from the store."""
+    """The open records after this commit, without reading the whole history back:
+    - a complete batch is the population, plus quarantined records whose last good version stays open;
+    - otherwise the previous snapshot with this batch's changes applied;
+    - with no trustworthy previous snapshot, everything decoded from the store (the slow, safe path)."""
+    if batch.complete:
+        kept = _decode(store.open_payloads(entity, batch.quarantined_keys), batch.schema)
+        return pl.concat([batch.records(), kept], rechunk=False)
     if previous is None:
         return payload_frame(store, entity, batch.schema)
     key = pl.col(batch.key_column).cast(pl.String)
