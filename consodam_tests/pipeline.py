@@ -76,3 +76,47 @@ def store(home: Path) -> LineageStore:
 def metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
     events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def edition_assets() -> list[Any]:
+    from consodam_pipeline.defs.editions import edition_changes
+    from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
+    from consodam_pipeline.defs.tags.assets import dam_title_tags
+
+    return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags]
+
+
+def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
+    from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
+    from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+
+    return dg.Definitions(
+        assets=[*INGEST, *edition_assets()],
+        asset_checks=CHECKS,
+        sensors=[consonance_change_sensor, dam_change_sensor],
+        resources=resources(sandbox, home),
+    )
+
+
+def sync_partitions(
+    sandbox: Sandbox,
+    home: Path,
+    instance: dg.DagsterInstance,
+    keys: list[str],
+    selection: list[Any] | None = None,
+) -> dg.ExecuteInJobResult:
+    """One run over the given partitions of the edition-level assets (a single-run backfill)."""
+    from consodam_pipeline.defs.editions import period_keys
+
+    ordered = [k for k in period_keys() if k in set(keys)]
+    tags = {
+        "dagster/asset_partition_range_start": ordered[0],
+        "dagster/asset_partition_range_end": ordered[-1],
+    }
+    if len(ordered) == 1:
+        tags = {"dagster/partition": ordered[0]}
+    selected = selection or edition_assets()[1:]
+    return dg.materialize(
+        [*INGEST, *edition_assets()], selection=selected, instance=instance,
+        resources=resources(sandbox, home), tags=tags,
+    )  # fmt: skip

@@ -222,3 +222,63 @@ def is_empty_expr(prefix: str) -> pl.Expr:
 
 def country_count_expr(prefix: str) -> pl.Expr:
     return pl.sum_horizontal(pl.col(c).bitwise_count_ones().cast(pl.Int32) for c in word_columns(prefix))
+
+
+def _code_table() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "code": list(COUNTRY_CODES),
+            "word": [i // 64 for i in range(len(COUNTRY_CODES))],
+            "bit": pl.Series([1 << (i % 64) for i in range(len(COUNTRY_CODES))], dtype=pl.UInt64),
+        }
+    )
+
+
+def masks_from_code_lists(frame: pl.DataFrame, column: str, prefix: str) -> pl.DataFrame:
+    """Add the four mask words of a list-of-codes column (WORLD = every country), vectorised.
+
+    Unknown codes are ignored here: ingest quarantines them before a frame gets this far.
+    """
+    indexed = frame.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), pl.col(column).cast(pl.List(pl.String))
+    )
+    exploded = indexed.explode(column).drop_nulls(column)
+    world = exploded.filter(pl.col(column) == WORLD).select("_row").unique()
+    bits = (
+        exploded.join(_code_table(), left_on=column, right_on="code")
+        .group_by("_row", "word")
+        .agg(pl.col("bit").sum())
+    )
+    words = indexed.select("_row")
+    for i in range(WORDS):
+        part = bits.filter(pl.col("word") == i).select("_row", pl.col("bit").alias(f"{prefix}_w{i}"))
+        words = words.join(part, on="_row", how="left")
+    full = TerritorySet.world().words()
+    words = words.with_columns(
+        [
+            pl.when(pl.col("_row").is_in(world["_row"].implode()))
+            .then(pl.lit(full[i], dtype=pl.UInt64))
+            .otherwise(pl.col(f"{prefix}_w{i}").fill_null(0))
+            .alias(f"{prefix}_w{i}")
+            for i in range(WORDS)
+        ]
+    )
+    return pl.concat([frame, words.sort("_row").drop("_row")], how="horizontal")
+
+
+def world_exprs(prefix: str) -> list[pl.Expr]:
+    return [
+        pl.lit(w, dtype=pl.UInt64).alias(f"{prefix}_w{i}") for i, w in enumerate(TerritorySet.world().words())
+    ]
+
+
+def complement_exprs(source: str, out: str) -> list[pl.Expr]:
+    full = TerritorySet.world().words()
+    return [
+        (pl.lit(full[i], dtype=pl.UInt64) & ~pl.col(f"{source}_w{i}")).alias(f"{out}_w{i}")
+        for i in range(WORDS)
+    ]
+
+
+def describe_words(words: Sequence[int]) -> str:
+    return TerritorySet.from_words(words).describe()

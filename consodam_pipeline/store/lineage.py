@@ -69,10 +69,13 @@ class AuditEvent:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     run_id: str | None = None
+    identity: str | None = None  # when set, names the event instead of its time (writes replayed later)
 
     @property
     def event_id(self) -> str:
         """Derived from what happened (not when we saw it), so a replay maps to the same id."""
+        if self.identity is not None:
+            return content_hash([self.event_type, self.identity])[:40]
         identity = [
             self.event_type,
             to_naive_utc(self.occurred_at).isoformat(),
@@ -284,6 +287,20 @@ class LineageStore:
                 .order_by(record_history.c.valid_from, record_history.c.id)
             ).mappings()
             return [dict(r) for r in rows]
+
+    def open_versions(self, entity: str, keys: Sequence[str]) -> pl.DataFrame:
+        """(record_key, last_hash, last_at) of the open version of each given record."""
+        cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.valid_from]
+        query = sa.select(*cols).where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                rows.extend(conn.execute(query.where(record_history.c.record_key.in_(chunk))))
+        return pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={"record_key": pl.String, "last_hash": pl.String, "last_at": pl.Datetime("us")},
+            orient="row",
+        )
 
     def count_open(self, entity: str) -> int:
         with self.engine.connect() as conn:

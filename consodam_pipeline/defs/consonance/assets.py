@@ -1,5 +1,6 @@
 """title_metadata_snapshot: every edition's current record from Consonance, fetched incrementally."""
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -14,6 +15,7 @@ from consodam_pipeline.defs.consonance.records import (
     edition_record,
     typed_editions,
 )
+from consodam_pipeline.defs.editions import all_periods, change_events, periods_for_works
 from consodam_pipeline.defs.ingest import (
     IngestConfig,
     collect,
@@ -23,6 +25,7 @@ from consodam_pipeline.defs.ingest import (
     reconciliation_due,
     utcnow,
 )
+from consodam_pipeline.store.lineage import SnapshotDiff
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, current_snapshot
@@ -44,7 +47,7 @@ def title_metadata_snapshot(
     consonance: ConsonanceResource,
     lineage: LineageStoreResource,
     io_manager: dg.ResourceParam[PolarsParquetIOManager],
-) -> dg.Output[pl.DataFrame]:
+) -> Iterator[dg.AssetMaterialization | dg.Output[pl.DataFrame]]:
     started = utcnow()
     store = lineage.store()
     previous = previous_snapshot(context, io_manager, store, ENTITY)
@@ -80,7 +83,9 @@ def title_metadata_snapshot(
         f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
         f"{len(batch.quarantined_keys)} quarantined"
     )
-    return dg.Output(
+    periods = changed_periods(diff, frame, previous)
+    yield from change_events(periods, "consonance", {})
+    yield dg.Output(
         frame,
         metadata=ingest_metadata(
             title="Title metadata snapshot",
@@ -93,6 +98,23 @@ def title_metadata_snapshot(
             retries=retries,
             column_docs=COLUMN_DOCS,
             quarantined_open=open_quarantined(store, SOURCE),
-            extra={"snapshot_built_from": "store" if previous is None else "previous snapshot + changes"},
+            extra={
+                "snapshot_built_from": "store" if previous is None else "previous snapshot + changes",
+                "periods_touched": len(periods),
+            },
         ),
     )
+
+
+def changed_periods(diff: SnapshotDiff, now: pl.DataFrame, before: pl.DataFrame | None) -> list[str]:
+    """Periods of the works whose editions changed, before and after (a moved date touches both)."""
+    if before is None:
+        return all_periods(now)
+    keys = pl.Series([*diff.added, *diff.changed, *diff.removed]).cast(pl.Int64).implode()
+    works = set(now.filter(pl.col("product_id").is_in(keys))["work_id"].to_list())
+    works |= set(before.filter(pl.col("product_id").is_in(keys))["work_id"].to_list())
+    periods = set(periods_for_works(now, sorted(works)))
+    periods |= set(
+        periods_for_works(before.with_columns(pl.col("publication_date").cast(pl.Date)), sorted(works))
+    )
+    return sorted(periods)

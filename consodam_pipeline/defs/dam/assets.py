@@ -1,6 +1,7 @@
 """dam_asset_inventory: every DAM asset version with role, tags, approval state and license window."""
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -16,6 +17,7 @@ from consodam_pipeline.defs.dam.records import (
     normalize_versions,
     typed_inventory,
 )
+from consodam_pipeline.defs.editions import all_periods, change_events, periods_for_works
 from consodam_pipeline.defs.ingest import (
     IngestConfig,
     ingest_metadata,
@@ -73,7 +75,7 @@ def dam_asset_inventory(
     lineage: LineageStoreResource,
     io_manager: dg.ResourceParam[PolarsParquetIOManager],
     title_metadata_snapshot: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+) -> Iterator[dg.AssetMaterialization | dg.Output[pl.DataFrame]]:
     started = utcnow()
     store = lineage.store()
     previous = previous_snapshot(context, io_manager, store, ENTITY)
@@ -109,7 +111,15 @@ def dam_asset_inventory(
     )
     versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
     frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run_id)
-    return dg.Output(
+    if previous is None:
+        periods = all_periods(title_metadata_snapshot)
+    else:
+        keys = pl.Series([*diff.added, *diff.changed, *diff.removed], dtype=pl.String).implode()
+        works = frame.filter(pl.col("asset_id").is_in(keys))["work_id"].drop_nulls().to_list()
+        works += previous.filter(pl.col("asset_id").is_in(keys))["work_id"].drop_nulls().to_list()
+        periods = periods_for_works(title_metadata_snapshot, sorted(set(works)))
+    yield from change_events(periods, "dam", {})
+    yield dg.Output(
         frame,
         metadata=ingest_metadata(
             title="DAM asset inventory",
@@ -128,6 +138,7 @@ def dam_asset_inventory(
                 "assets": frame["original_asset_id"].n_unique(),
                 "approved_versions": frame.filter(pl.col("approval_status") == "approved").height,
                 "snapshot_built_from": "store" if previous is None else "previous snapshot + changes",
+                "periods_touched": len(periods),
             },
         ),
     )

@@ -1,0 +1,251 @@
+"""rights_matrix (F4 derived) and dam_access_restrictions (F4 sync), partitioned by publication period."""
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes, state_json
+from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
+from consodam_pipeline.defs.rights.matrix import asset_grants
+from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
+from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
+from consodam_pipeline.domain.territories import TerritorySet, word_columns
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.tables import PARTITION_COLUMN
+from consodam_pipeline.sync.report import column_schema, summary_markdown
+
+RIGHTS_FIELD = "CONSODAM.RIGHTS."
+INTERNAL, PUBLIC, EMBARGOED = 1, 2, 3  # the DAM's security policies (see /otmmapi/v6/securitypolicies)
+RESTRICTION_ENTITY = "dam_restriction"
+
+
+def works_in(editions: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    periods = work_periods(editions).filter(pl.col("period").is_in(keys))
+    return editions.join(periods.select("work_id"), on="work_id", how="semi")
+
+
+def partition_slice(
+    editions: pl.DataFrame, inventory: pl.DataFrame, keys: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The editions and asset versions owned by these periods (a work and all its assets live in one)."""
+    owned = works_in(editions, keys)
+    versions = inventory.filter(
+        pl.col("work_id").is_in(owned["work_id"].implode())
+        | pl.col("isbn13").is_in(owned["isbn13"].implode())
+    )
+    return owned, versions
+
+
+CHECK_SAMPLE = 5000
+
+
+@dg.asset(
+    partitions_def=publication_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[EDITION_CHANGES],
+    automation_condition=on_updates_of(EDITION_CHANGES),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "grants_follow_the_rules",
+            asset="rights_matrix",
+            blocking=True,
+            description="A sample of rows recomputed one by one with the scalar rules agrees.",
+        ),
+        dg.AssetCheckSpec(
+            "no_grant_before_embargo",
+            asset="rights_matrix",
+            blocking=True,
+            description="No asset is granted before its edition's sales embargo lifts.",
+        ),
+        dg.AssetCheckSpec(
+            "assets_without_rights_source",
+            asset="rights_matrix",
+            description="Newest approved versions that no edition grants anywhere.",
+        ),
+    ],
+    group_name="rights",
+    kinds={"polars"},
+    description="Edition × DAM asset version → where (territory mask) and when (window) it may be seen and "
+    "downloaded, and why not where it may not. Rules: consodam_pipeline/domain/rights.py.",
+)
+def rights_matrix(
+    context: dg.AssetExecutionContext,
+    title_metadata_snapshot: pl.DataFrame,
+    dam_asset_inventory: pl.DataFrame,
+):
+    keys = list(context.partition_keys)
+    editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, keys)
+    matrix = build_matrix(editions, versions)
+    granted = matrix.filter(pl.col("visible"))
+    denied = matrix.filter(~pl.col("visible")).group_by("denied_reason").len().sort("len", descending=True)
+    problems = violations(matrix, editions, versions, CHECK_SAMPLE)
+    breaches = embargo_breaches(matrix)
+    return dg.MaterializeResult(
+        value=matrix.rename({"period": PARTITION_COLUMN}),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="grants_follow_the_rules",
+                passed=not problems,
+                metadata={
+                    "rows_checked": min(matrix.height, CHECK_SAMPLE),
+                    "disagreements": len(problems),
+                    "examples": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:10]) or "none"),
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name="no_grant_before_embargo",
+                passed=breaches.height == 0,
+                metadata={"breaches": breaches.height},
+            ),
+            no_rights_source(matrix, versions),
+        ],
+        metadata={
+            "dagster/row_count": matrix.height,
+            "dagster/column_schema": column_schema(matrix),
+            "partitions": len(keys),
+            "granted_rows": granted.height,
+            "downloadable_rows": matrix.filter(pl.col("downloadable")).height,
+            "denied_by_reason": {str(r): int(n) for r, n in denied.iter_rows()},
+            "summary": summary_markdown(
+                "Rights matrix",
+                [
+                    ("periods", ", ".join(keys[:6]) + (" …" if len(keys) > 6 else "")),
+                    ("edition × version rows", matrix.height),
+                    ("granted", granted.height),
+                ]
+                + [(f"denied: {r}", n) for r, n in denied.iter_rows()],
+            ),
+        },
+    )
+
+
+def no_rights_source(matrix: pl.DataFrame, versions: pl.DataFrame) -> dg.AssetCheckResult:
+    newest = versions.filter(pl.col("approval_status") == "approved").filter(
+        pl.col("version") == pl.col("version").max().over("original_asset_id")
+    )
+    granted = matrix.filter(pl.col("visible"))["asset_id"].unique().implode()
+    orphans = newest.filter(pl.col("orphan_tag")).height
+    ungranted = newest.filter(~pl.col("orphan_tag") & ~pl.col("asset_id").is_in(granted)).height
+    return dg.AssetCheckResult(
+        check_name="assets_without_rights_source",
+        passed=orphans + ungranted == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"orphan_tagged": orphans, "no_edition_grants_them": ungranted},
+    )
+
+
+def desired_restrictions(grants: pl.DataFrame, today: date) -> pl.DataFrame:
+    """Per asset version: the DAM fields and security policy its grant calls for (as JSON state)."""
+    rows = []
+    for row in grants.iter_rows(named=True):
+        if not row["visible"]:
+            rows.append(state_json({"fields": {}, "policies": [INTERNAL]}))
+            continue
+        territory = TerritorySet.from_words([row[c] for c in word_columns("grant")]).describe()
+        start, end = row["grant_from"], row["grant_until"]
+        live = (start is None or start <= today) and (end is None or end >= today)
+        waiting = start is not None and start > today
+        policy = PUBLIC if live and row["downloadable"] else EMBARGOED if waiting else INTERNAL
+        fields = {
+            RIGHTS_FIELD + "COUNTRIES": territory,
+            RIGHTS_FIELD + "VISIBLE_FROM": start.isoformat() if start else "",
+            RIGHTS_FIELD + "VISIBLE_UNTIL": end.isoformat() if end else "",
+            RIGHTS_FIELD + "DOWNLOADABLE": "true" if row["downloadable"] else "false",
+        }
+        rows.append(state_json({"fields": fields, "policies": [policy]}))
+    return grants.select("asset_id").with_columns(pl.Series("desired", rows, dtype=pl.String))
+
+
+def observed_state(inventory: pl.DataFrame, prefix: str, with_policies: bool) -> pl.DataFrame:
+    """What the DAM showed at the last ingest, in the same JSON shape as the desired state."""
+    rows = []
+    for row in inventory.select("tags", "security_policy_ids").iter_rows(named=True):
+        fields = {t["id"]: t["value"] for t in row["tags"] or [] if t["id"].startswith(prefix)}
+        state: dict[str, Any] = {"fields": fields}
+        if with_policies:
+            state["policies"] = sorted(row["security_policy_ids"] or [])
+        rows.append(state_json(state))
+    return inventory.select(
+        "asset_id", "version", "work_id", "isbn13", pl.col("modified_at").alias("observed_at")
+    ).with_columns(pl.Series("observed", rows, dtype=pl.String))
+
+
+def restriction_request(state: dict[str, Any]) -> tuple[dict[str, Any], list[int] | None]:
+    """Desired state → PATCH body; fields no longer wanted are cleared (value None)."""
+    values: dict[str, Any] = {
+        RIGHTS_FIELD + f: None for f in ("COUNTRIES", "VISIBLE_FROM", "VISIBLE_UNTIL", "DOWNLOADABLE")
+    }
+    values.update(state["fields"])
+    return values, list(state["policies"])
+
+
+@dg.asset(
+    partitions_def=publication_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=on_updates_of("rights_matrix"),
+    group_name="rights",
+    kinds={"opentext"},
+    pool="dam_api",
+    description="Pushes the rights matrix to the DAM: RIGHTS_* metadata and a security policy per asset "
+    "version (Public when visible and downloadable now, Embargoed before the window, Internal otherwise). "
+    "Writes only what differs; every write is in the audit ledger with before and after.",
+)
+def dam_access_restrictions(
+    context: dg.AssetExecutionContext,
+    rights_matrix: pl.DataFrame,
+    dam_asset_inventory: pl.DataFrame,
+    dam: OpenTextDamResource,
+    lineage: LineageStoreResource,
+) -> dg.Output[pl.DataFrame]:
+    store = lineage.store()
+    grants = asset_grants(rights_matrix.rename({PARTITION_COLUMN: "period"}) if PARTITION_COLUMN in
+                          rights_matrix.columns else rights_matrix)  # fmt: skip
+    today = datetime.now(UTC).date()
+    desired = desired_restrictions(grants, today)
+    observed = observed_state(
+        dam_asset_inventory.join(desired.select("asset_id"), on="asset_id", how="semi"), RIGHTS_FIELD, True
+    )
+    plan = plan_writes(store, RESTRICTION_ENTITY, observed.join(desired, on="asset_id"))
+    with dam.client() as client:
+        result = execute_writes(client, plan, restriction_request)
+    events = record_writes(store, plan, result, "restriction_applied", context.run_id)
+    report = (
+        plan.rows.select("asset_id", "version", "work_id", "isbn13", "desired", "write")
+        .with_columns(
+            pl.col("asset_id").is_in(pl.Series(result.written, dtype=pl.String).implode()).alias("written"),
+            pl.col("asset_id")
+            .map_elements(lambda a: result.failed.get(a), return_dtype=pl.String)
+            .alias("failure"),
+        )
+        .join(grants.select("asset_id", "period"), on="asset_id", how="left")
+        .rename({"period": PARTITION_COLUMN})
+    )
+    context.log.info(f"restrictions: {len(result.written)} written, {len(result.failed)} failed")
+    return dg.Output(
+        report,
+        metadata={
+            "dagster/row_count": report.height,
+            "planned_writes": plan.to_write.height,
+            "written": len(result.written),
+            "failed": len(result.failed),
+            "already_right": result.adopted,
+            "ledger_events": events,
+            "failures": dg.MetadataValue.md(
+                "\n".join(f"- `{a}`: {e}" for a, e in list(result.failed.items())[:10]) or "none"
+            ),
+            "summary": summary_markdown(
+                "DAM access restrictions",
+                [
+                    ("asset versions", report.height),
+                    ("written", len(result.written)),
+                    ("failed (retried next run)", len(result.failed)),
+                    ("ledger events", events),
+                ],
+                [f"written: {json.dumps(result.written[:5])}"],
+            ),
+        },
+    )

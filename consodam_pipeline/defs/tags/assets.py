@@ -1,0 +1,125 @@
+"""dam_title_tags (F3): title metadata from Consonance written into each DAM asset's metadata."""
+
+import dagster as dg
+import polars as pl
+
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes
+from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
+from consodam_pipeline.defs.rights.assets import observed_state, partition_slice
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.tables import PARTITION_COLUMN
+from consodam_pipeline.sync.report import summary_markdown
+
+TAG_FIELD = "CONSODAM.TAG."
+TAGS = ("TITLE", "CONTRIBUTORS", "IMPRINT", "ISBN", "FORMAT", "PUBLICATION_DATE", "TERRITORY")
+TAG_ENTITY = "dam_title_tags"
+
+
+def edition_tags(editions: pl.DataFrame) -> pl.DataFrame:
+    """One row of tag values per edition."""
+    contributors = pl.col("contributors").list.eval(
+        pl.concat_str(
+            pl.element().struct.field("name"), pl.lit(" ("), pl.element().struct.field("role"), pl.lit(")")
+        )
+    )
+    return editions.select(
+        "isbn13",
+        "work_id",
+        pl.col("title").alias("TITLE"),
+        contributors.list.join("; ").alias("CONTRIBUTORS"),
+        pl.col("imprint").fill_null("").alias("IMPRINT"),
+        pl.col("isbn13").alias("ISBN"),
+        pl.col("product_form").alias("FORMAT"),
+        pl.col("publication_date").cast(pl.String).fill_null("").alias("PUBLICATION_DATE"),
+        pl.col("sales_rights").fill_null("").alias("TERRITORY"),
+    )
+
+
+def desired_tags(editions: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
+    """(asset_id, desired) for the newest version of every asset: an edition's cover carries its edition's
+    tags; a work-wide asset carries every edition's, joined with '; ' in ISBN order."""
+    per_edition = edition_tags(editions)
+    per_work = (
+        per_edition.sort("ISBN")
+        .group_by("work_id")
+        .agg(
+            pl.col("TITLE").first(),
+            pl.col("CONTRIBUTORS").first(),
+            pl.col("IMPRINT").unique(maintain_order=True).str.join("; "),
+            *[pl.col(c).str.join("; ") for c in ("ISBN", "FORMAT", "PUBLICATION_DATE", "TERRITORY")],
+        )
+    )
+    latest = versions.filter(pl.col("is_latest") & ~pl.col("orphan_tag"))
+    specific = (
+        latest.filter(pl.col("isbn13").is_not_null())
+        .select("asset_id", "isbn13")
+        .join(per_edition.drop("work_id"), on="isbn13")
+    )
+    shared = (
+        latest.filter(pl.col("isbn13").is_null()).select("asset_id", "work_id").join(per_work, on="work_id")
+    )
+    tags = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
+    fields = pl.struct([pl.col(t).alias(TAG_FIELD + t) for t in TAGS])
+    return tags.select(
+        "asset_id", pl.struct(fields.alias("fields")).struct.json_encode().alias("desired")
+    ).sort("asset_id")
+
+
+def tag_request(state: dict[str, object]) -> tuple[dict[str, object], None]:
+    return dict(state["fields"]), None  # type: ignore[call-overload]
+
+
+@dg.asset(
+    partitions_def=publication_periods,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[EDITION_CHANGES],
+    automation_condition=on_updates_of(EDITION_CHANGES),
+    group_name="tags",
+    kinds={"opentext"},
+    pool="dam_api",
+    description="ISBN, title, contributors, imprint, format, publication date and rights territory written "
+    "into each asset's newest version (lock → update → unlock), only where they differ.",
+)
+def dam_title_tags(
+    context: dg.AssetExecutionContext,
+    title_metadata_snapshot: pl.DataFrame,
+    dam_asset_inventory: pl.DataFrame,
+    dam: OpenTextDamResource,
+    lineage: LineageStoreResource,
+) -> dg.Output[pl.DataFrame]:
+    keys = list(context.partition_keys)
+    editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, keys)
+    desired = desired_tags(editions, versions)
+    observed = observed_state(
+        versions.join(desired.select("asset_id"), on="asset_id", how="semi"), TAG_FIELD, False
+    )
+    store = lineage.store()
+    plan = plan_writes(store, TAG_ENTITY, observed.join(desired, on="asset_id"))
+    with dam.client() as client:
+        result = execute_writes(client, plan, tag_request)
+    events = record_writes(store, plan, result, "tags_written", context.run_id)
+    periods = work_periods(editions)
+    report = (
+        plan.rows.select("asset_id", "version", "work_id", "isbn13", "desired", "write")
+        .with_columns(
+            pl.col("asset_id").is_in(pl.Series(result.written, dtype=pl.String).implode()).alias("written")
+        )
+        .join(periods, on="work_id", how="left")
+        .rename({"period": PARTITION_COLUMN})
+    )
+    return dg.Output(
+        report,
+        metadata={
+            "dagster/row_count": report.height,
+            "planned_writes": plan.to_write.height,
+            "written": len(result.written),
+            "failed": len(result.failed),
+            "already_right": result.adopted,
+            "ledger_events": events,
+            "summary": summary_markdown(
+                "DAM title tags",
+                [("assets", report.height), ("written", len(result.written)), ("failed", len(result.failed))],
+            ),
+        },
+    )

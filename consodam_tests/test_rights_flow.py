@@ -1,0 +1,122 @@
+"""Rights and tags against the sandboxes: the first sync, idempotency, and a rights change flowing
+through sensor and automation to exactly the affected partition and assets."""
+
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import polars as pl
+
+from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
+from consodam_pipeline.defs.editions import period_keys
+from consodam_pipeline.defs.rights.assets import RIGHTS_FIELD
+from consodam_pipeline.defs.tags.assets import TAG_FIELD
+from consodam_tests.pipeline import (
+    all_definitions,
+    ingest,
+    metadata,
+    resources,
+    store,
+    sync_partitions,
+    table,
+)
+from consodam_tests.support import Sandbox
+
+ALL = period_keys()
+
+
+def dam_fields(sandbox: Sandbox, asset_id: str) -> tuple[dict[str, str], list[int]]:
+    token = sandbox.dam_token()
+    asset = httpx.get(f"{sandbox.dam_url}/otmmapi/v6/assets/{asset_id}",
+                      headers={"Authorization": f"Bearer {token}"}).json()["asset_resource"]["asset"]  # fmt: skip
+    fields = {
+        e["id"]: e["value"]["value"]["value"]
+        for e in asset["metadata"]["metadata_element_list"]
+        if e["id"].startswith(("CONSODAM.RIGHTS.", "CONSODAM.TAG.")) and e.get("value", {}).get("value")
+    }
+    return fields, [p["id"] for p in asset["security_policy_list"]]
+
+
+def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox", works=120, dirt_rate=0.0).start()
+    home = tmp_path / "home"
+    try:
+        with dg.instance_for_test() as instance:
+            ingest(sandbox, home, instance)
+            first = sync_partitions(sandbox, home, instance, ALL)
+            checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+            assert checks["grants_follow_the_rules"] and checks["no_grant_before_embargo"]
+            restrictions = metadata(first, "dam_access_restrictions")
+            tags = metadata(first, "dam_title_tags")
+            assert restrictions["written"] > 0 and restrictions["failed"] == 0
+            assert tags["written"] > 0 and tags["failed"] == 0
+            matrix = pl.read_parquet(home / "tables" / "rights_matrix").filter(pl.col("visible"))
+            sample = matrix.row(0, named=True)
+            fields, policies = dam_fields(sandbox, sample["asset_id"])
+            assert fields[RIGHTS_FIELD + "COUNTRIES"] and policies in ([1], [2], [3])
+            assert fields[TAG_FIELD + "TITLE"]
+            ledger = store(home).ledger_size()
+            assert ledger == restrictions["written"] + tags["written"]
+
+            again = sync_partitions(sandbox, home, instance, ALL)
+            assert metadata(again, "dam_access_restrictions")["written"] == 0
+            assert metadata(again, "dam_title_tags")["written"] == 0
+            assert store(home).ledger_size() == ledger
+
+            definitions = all_definitions(sandbox, home)
+            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+            assert tick.total_requested == 0  # nothing changed, nothing requested
+
+            titles = table(home, "title_metadata_snapshot")
+            target = titles.filter(pl.col("for_sale_worldwide")).row(0, named=True)
+            sandbox.admin("consonance", "POST", f"/_sandbox/products/{target['product_id']}",
+                          json={"isForSaleWorldwide": False, "forSaleCountryCodes": ["GB", "IE"],
+                                "notForSaleCountryCodes": []})  # fmt: skip
+            probe = dg.build_sensor_context(instance=instance, resources={"consonance": resources(sandbox, home)[
+                "consonance"]})  # fmt: skip
+            sensor = consonance_change_sensor(probe)
+            assert isinstance(sensor, dg.SensorResult) and sensor.run_requests
+            ingest(sandbox, home, instance, assets=[definitions_asset("title_metadata_snapshot")])
+            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
+            period = periods_of(home, target["work_id"])
+            requested = tick.get_requested_partitions(dg.AssetKey("rights_matrix"))
+            assert requested == {period}  # exactly the partition holding that edition
+            assert tick.get_requested_partitions(dg.AssetKey("dam_access_restrictions")) == {period}
+            before = store(home).ledger_size()
+            result = sync_partitions(sandbox, home, instance, [period])
+            written = metadata(result, "dam_access_restrictions")["written"]
+            assert written > 0
+            events = store(home).ledger_size() - before
+            assert events >= written
+            work_assets = (
+                table(home, "dam_asset_inventory")
+                .filter((pl.col("work_id") == target["work_id"]) | (pl.col("isbn13") == target["isbn13"]))[
+                    "asset_id"
+                ]
+                .to_list()
+            )
+            changed = (
+                pl.read_parquet(home / "tables" / "dam_access_restrictions" / f"{period}.parquet")
+                .filter(pl.col("written"))["asset_id"]
+                .to_list()
+            )
+            assert changed and set(changed) <= set(work_assets)
+            fields, _ = dam_fields(sandbox, changed[0])
+            assert (
+                fields[RIGHTS_FIELD + "COUNTRIES"] in ("GB IE",) or "GB" in fields[RIGHTS_FIELD + "COUNTRIES"]
+            )
+    finally:
+        sandbox.stop()
+
+
+def definitions_asset(name: str) -> object:
+    from consodam_tests.pipeline import INGEST
+
+    return next(a for a in INGEST if a.key.to_user_string() == name)
+
+
+def periods_of(home: Path, work_id: int) -> str:
+    from consodam_pipeline.defs.editions import work_periods
+
+    periods = work_periods(table(home, "title_metadata_snapshot")).filter(pl.col("work_id") == work_id)
+    return str(periods["period"][0])
