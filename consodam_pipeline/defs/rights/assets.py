@@ -72,7 +72,7 @@ CHECK_SAMPLE = 5000
     description="Edition × DAM asset version → where (territory mask) and when (window) it may be seen and "
     "downloaded, and why not where it may not. Rules: consodam_pipeline/domain/rights.py.",
 )
-def rights_matrix(
+def rights_matrix(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     title_metadata_snapshot: pl.DataFrame,
     dam_asset_inventory: pl.DataFrame,
