@@ -63,7 +63,7 @@ def sandbox(
 
 
 @main.command()
-@click.option("--works", default=2000, show_default=True, help="Size of the demo catalog.")
+@click.option("--works", default=1000, show_default=True, help="Size of the demo catalog.")
 def demo(works: int) -> None:
     """Start the sandboxes, run the main job twice with real change between, and say where to look."""
     from consodam_pipeline.demo import run_demo
@@ -72,7 +72,7 @@ def demo(works: int) -> None:
 
 
 @main.command()
-@click.option("--works", default=2000, show_default=True, help="Size of the demo catalog.")
+@click.option("--works", default=1000, show_default=True, help="Size of the demo catalog.")
 def dev(works: int) -> None:
     """Start the sandboxes, then `dagster dev` on the workspace (Ctrl-C stops both)."""
     import os

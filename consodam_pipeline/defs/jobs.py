@@ -1,4 +1,4 @@
-"""The main job: every unpartitioned consodam asset and its checks, in dependency order."""
+"""The main jobs: ingest (unpartitioned) and the edition-level sync (partitioned by publication period)."""
 
 import dagster as dg
 
@@ -6,4 +6,11 @@ consodam_sync = dg.define_asset_job(
     "consodam_sync",
     selection=dg.AssetSelection.groups("ingest"),
     description="Ingest both systems (incremental; a full reconciliation when due) and run the checks.",
+)
+
+consodam_editions = dg.define_asset_job(
+    "consodam_editions",
+    selection=dg.AssetSelection.groups("rights", "tags"),
+    description="Rights matrix, DAM access restrictions and title tags for the chosen publication periods; "
+    "a backfill of every period runs as one run.",
 )

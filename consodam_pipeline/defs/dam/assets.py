@@ -111,13 +111,7 @@ def dam_asset_inventory(
     )
     versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
     frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run_id)
-    if previous is None:
-        periods = all_periods(title_metadata_snapshot)
-    else:
-        keys = pl.Series([*diff.added, *diff.changed, *diff.removed], dtype=pl.String).implode()
-        works = frame.filter(pl.col("asset_id").is_in(keys))["work_id"].drop_nulls().to_list()
-        works += previous.filter(pl.col("asset_id").is_in(keys))["work_id"].drop_nulls().to_list()
-        periods = periods_for_works(title_metadata_snapshot, sorted(set(works)))
+    periods = changed_periods(frame, previous, title_metadata_snapshot)
     yield from change_events(periods, "dam", {})
     yield dg.Output(
         frame,
@@ -142,3 +136,20 @@ def dam_asset_inventory(
             },
         ),
     )
+
+
+# What the edition-level assets read from a version; our own writes (tags, restrictions, policies) are not in
+# it, so the DAM changes consodam itself makes do not send the edition graph round again.
+RELEVANT = ["asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status",
+            "approved_at", "license_from", "license_until", "orphan_tag"]  # fmt: skip
+
+
+def changed_periods(now: pl.DataFrame, before: pl.DataFrame | None, editions: pl.DataFrame) -> list[str]:
+    if before is None:
+        return all_periods(editions)
+    new_rows = now.select(RELEVANT).join(before.select(RELEVANT), on=RELEVANT, how="anti", nulls_equal=True)
+    gone_rows = before.select(RELEVANT).join(now.select(RELEVANT), on=RELEVANT, how="anti", nulls_equal=True)
+    works = pl.concat([new_rows["work_id"], gone_rows["work_id"]]).drop_nulls().unique().to_list()
+    isbns = pl.concat([new_rows["isbn13"], gone_rows["isbn13"]]).drop_nulls().unique().implode()
+    works += editions.filter(pl.col("isbn13").is_in(isbns))["work_id"].to_list()
+    return periods_for_works(editions, sorted(set(works)))

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes
+from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes, state_json
 from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
 from consodam_pipeline.defs.rights.assets import observed_state, partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
@@ -60,10 +60,11 @@ def desired_tags(editions: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame
         latest.filter(pl.col("isbn13").is_null()).select("asset_id", "work_id").join(per_work, on="work_id")
     )
     tags = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
-    fields = pl.struct([pl.col(t).alias(TAG_FIELD + t) for t in TAGS])
-    return tags.select(
-        "asset_id", pl.struct(fields.alias("fields")).struct.json_encode().alias("desired")
-    ).sort("asset_id")
+    rows = [
+        state_json({"fields": {TAG_FIELD + t: row[t] for t in TAGS}})
+        for row in tags.select(*TAGS).iter_rows(named=True)
+    ]  # the same canonical JSON as the observed side, so equal states compare equal
+    return tags.select("asset_id").with_columns(pl.Series("desired", rows, dtype=pl.String)).sort("asset_id")
 
 
 def tag_request(state: dict[str, object]) -> tuple[dict[str, object], None]:
