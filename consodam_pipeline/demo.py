@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +89,16 @@ def requested_periods(instance: dg.DagsterInstance, cursor: Any) -> tuple[list[s
 
 def print_sync(title: str, report: dict[str, dict[str, Any]]) -> None:
     click.echo(f"\n== {title}")
-    for key in ("rights_matrix", "dam_access_restrictions", "dam_title_tags"):
+    rows = {
+        "rights_matrix": ("rows", "dagster/row_count", "granted", "granted_rows"),
+        "dam_access_restrictions": ("written", "written", "failed", "failed"),
+        "dam_title_tags": ("written", "written", "failed", "failed"),
+        "approved_version_links": ("links", "dagster/row_count", "new ledger events", "events_new_in_ledger"),
+        "consonance_asset_links": ("written", "written", "already linked", "already_linked"),
+    }
+    for key, (label_a, field_a, label_b, field_b) in rows.items():
         meta = report.get(key, {})
-        if key == "rights_matrix":
-            click.echo(
-                f"{key:26} rows {meta.get('dagster/row_count', 0):>7}, granted {meta.get('granted_rows', 0)}"
-            )
-        else:
-            click.echo(
-                f"{key:26} planned {meta.get('planned_writes', 0):>6}, written {meta.get('written', 0):>6}, "
-                f"failed {meta.get('failed', 0)}, ledger events {meta.get('ledger_events', 0)}"
-            )
+        click.echo(f"{key:26} {label_a} {meta.get(field_a, 0):>6}, {label_b} {meta.get(field_b, 0)}")
 
 
 def print_report(title: str, report: dict[str, dict[str, Any]]) -> None:
@@ -114,21 +114,38 @@ def print_report(title: str, report: dict[str, dict[str, Any]]) -> None:
         )
 
 
+def refresh_a_cover(sandbox: SandboxProcess) -> str:
+    """A designer uploads a new cover version for one edition and an art director approves it."""
+    from consodam_pipeline.store.tables import read_parquet
+
+    links = read_parquet(str(default_home() / "tables" / "approved_version_links"))
+    cover = links.filter((links["role"] == "front_cover") & (links["scope"] == "edition")).row(0, named=True)
+    new = sandbox.admin(
+        "dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={"by": "designer"}
+    )
+    sandbox.admin("dam", "POST", f"/_sandbox/assets/{new['asset_id']}/approval",
+                  json={"status": "approved", "by": "art.director@publisher.example"})  # fmt: skip
+    click.echo(
+        f"cover refresh: {cover['isbn13']} front cover v{cover['version']} → v{cover['version'] + 1} approved"
+    )
+    return str(cover["isbn13"])
+
+
 def run_demo(works: int) -> None:
+    from consodam_pipeline.audit import edition_audit, render
+    from consodam_pipeline.defs.editions import period_keys
+    from consodam_pipeline.store.resource import LineageStoreResource
+
     dagster_home = ensure_dagster_home()
     with demo_sandbox(works) as sandbox:
         os.environ.update(sandbox.env)
         click.echo(f"sandboxes up: Consonance {sandbox.consonance_url}, OpenText DAM {sandbox.dam_url}")
         with dg.DagsterInstance.get() as instance:
-            from consodam_pipeline.defs.editions import period_keys
-
             print_report("first run (everything)", run_main_job(instance, "first run"))
             first = run_main_job(instance, "first sync", "consodam_editions", period_keys())
-            print_sync("rights and tags into the DAM (every period, one run)", first)
-            print_report(
-                "DAM re-read (our own writes are seen, and do not wake the edition graph)",
-                run_main_job(instance, "after first sync"),
-            )
+            print_sync("rights, tags and links for every period, in one run (the backlist backfill)", first)
+            print_report("DAM re-read (our own writes are seen, and do not wake the edition graph)",
+                         run_main_job(instance, "after first sync"))  # fmt: skip
             _, cursor = requested_periods(instance, None)
             changed = sandbox.admin(
                 "consonance", "POST", "/_sandbox/activity", json={"changes": max(5, works // 200)}
@@ -140,6 +157,7 @@ def run_demo(works: int) -> None:
                 f"\npeople at work: {len(changed['changed_product_ids'])} Consonance edits (titles, rights, dates), "
                 f"{len(touched['changed_asset_ids'])} DAM uploads/approvals"
             )
+            isbn = refresh_a_cover(sandbox)
             print_report(
                 "second run (incremental: only what changed)", run_main_job(instance, "after activity")
             )
@@ -147,14 +165,20 @@ def run_demo(works: int) -> None:
             click.echo(
                 f"\nautomation requests {len(periods)} of {len(period_keys())} periods: {', '.join(periods)}"
             )
-            for period in periods:
-                print_sync(
-                    f"period {period}",
-                    run_main_job(instance, f"automation {period}", "consodam_editions", [period]),
-                )
+            if periods:
+                print_sync("those periods, in one run", run_main_job(instance, "automation", "consodam_editions",
+                                                                     periods))  # fmt: skip
+        store = LineageStoreResource().store()
+        click.echo(f"\n== audit trail of {isbn}, whose cover was just refreshed (consodam audit {isbn})\n")
+        click.echo(render(edition_audit(store, isbn)))
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        click.echo(f"\nas of {yesterday:%Y-%m-%d} (consodam audit {isbn} --as-of {yesterday:%Y-%m-%d}):")
+        for link in edition_audit(store, isbn, yesterday).live:
+            click.echo(f"  {link.role:22} {link.asset_id} v{link.version} approved {link.approved_at}")
     click.echo(
         f"\nWhere to look:\n"
         f"  UI:            make dev   → http://127.0.0.1:3000 (runs, asset graph, metadata, checks)\n"
+        f"  audit:         uv run consodam audit {isbn} [--as-of YYYY-MM-DD] [--json]\n"
         f"  Dagster home:  {dagster_home}\n"
         f"  lineage store: {default_home() / 'lineage.db'}\n"
         f"  tables:        {default_home() / 'tables'}\n"

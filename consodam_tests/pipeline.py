@@ -80,10 +80,12 @@ def metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
 
 def edition_assets() -> list[Any]:
     from consodam_pipeline.defs.editions import edition_changes
+    from consodam_pipeline.defs.links.assets import approved_version_links, consonance_asset_links
     from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
     from consodam_pipeline.defs.tags.assets import dam_title_tags
 
-    return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags]
+    return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags, approved_version_links,
+            consonance_asset_links]  # fmt: skip
 
 
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:

@@ -10,7 +10,8 @@ consodam_sync = dg.define_asset_job(
 
 consodam_editions = dg.define_asset_job(
     "consodam_editions",
-    selection=dg.AssetSelection.groups("rights", "tags"),
-    description="Rights matrix, DAM access restrictions and title tags for the chosen publication periods; "
+    selection=dg.AssetSelection.groups("rights", "tags", "links"),
+    description="Rights matrix, DAM access restrictions, title tags and approved-version links (with their "
+    "history in the audit ledger) for the chosen publication periods; "
     "a backfill of every period runs as one run.",
 )

@@ -289,11 +289,14 @@ class _WorkBuilder:
         licensed = role is AssetRole.CONTRIBUTOR_PICTURE and rng.random() < 0.4
         ext, mime = _FILE_KIND[role]
         rows: list[tuple[object, ...]] = []
+        # Nothing happens after the catalog's "today": every upload and decision is in the past, in order.
+        latest_start = self.anchor_dt - timedelta(hours=12)
+        previous = created
         for v in range(1, n_versions + 1):
             latest = v == n_versions
             created += timedelta(days=rng.randint(1, 120), seconds=rng.randint(0, 86399))
-            if created > self.anchor_dt:
-                created = self.anchor_dt - timedelta(seconds=rng.randint(60, 86399))
+            created = max(previous + timedelta(minutes=1), min(created, latest_start))
+            previous = created
             status = (
                 rng.choices(("approved", "in_review", "draft", "rejected"), weights=(72, 14, 9, 5))[0]
                 if latest
@@ -305,7 +308,9 @@ class _WorkBuilder:
             modified = created + timedelta(hours=2)
             approved_by = approved_at = None
             if status in ("approved", "rejected"):
-                modified = created + timedelta(hours=rng.randint(3, 240))
+                modified = min(
+                    created + timedelta(hours=rng.randint(3, 240)), self.anchor_dt - timedelta(minutes=1)
+                )
                 who = rng.choice(REVIEWERS)
                 history.append({"status": status, "by": who, "at": _ts(modified)})
                 if status == ApprovalStatus.APPROVED:

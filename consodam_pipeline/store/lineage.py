@@ -247,6 +247,17 @@ class LineageStore:
                 payloads += conn.execute(query.where(record_history.c.record_key.in_(chunk))).scalars().all()
         return payloads
 
+    def open_payload_map(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """record_key → payload of the open version, for the given records that have one."""
+        query = sa.select(record_history.c.record_key, record_history.c.payload).where(
+            record_history.c.entity == entity, record_history.c.valid_to.is_(None)
+        )
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                found.update(conn.execute(query.where(record_history.c.record_key.in_(chunk))).tuples().all())
+        return found
+
     def current_records(self, entity: str) -> pl.DataFrame:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -38,6 +38,10 @@ def write_parquet(frame: pl.DataFrame, path: str) -> None:
 
 
 def read_parquet(path: str) -> pl.DataFrame:
+    """A file, or a partitioned asset's folder of files (every partition)."""
+    folder = Path(path.removeprefix("file://"))
+    if _is_local(path) and folder.is_dir():
+        return pl.read_parquet(sorted(folder.glob("*.parquet")))
     return pl.read_parquet(path)
 
 

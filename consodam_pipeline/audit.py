@@ -1,0 +1,98 @@
+"""Audit questions for one edition, answered from the ledger: what was approved when, what was live on a
+date, who approved it, which runs wrote it. Used by `consodam audit` and importable from Python."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from consodam_pipeline.domain.isbn import normalize_isbn
+from consodam_pipeline.store.lineage import LineageStore
+
+LINK_EVENTS = ("link_superseded", "link_created")
+
+
+@dataclass
+class LiveLink:
+    role: str
+    asset_id: str
+    version: int
+    approved_by: str | None
+    approved_at: str | None
+    linked_since: str
+    written_by_runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EditionAudit:
+    isbn13: str
+    as_of: str
+    live: list[LiveLink]
+    history: list[dict[str, Any]]
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def _order(event: dict[str, Any]) -> tuple[Any, int]:
+    # A superseding and the new link share a moment: close the old one first.
+    return event["occurred_at"], 0 if event["event_type"] == "link_superseded" else 1
+
+
+def live_links(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """role → the link_created event still live after these (time-ordered) events."""
+    live: dict[str, dict[str, Any]] = {}
+    for event in sorted((e for e in events if e["event_type"] in LINK_EVENTS), key=_order):
+        role = event["role"]
+        if event["event_type"] == "link_created":
+            live[role] = event
+        elif role in live and live[role]["dam_asset_id"] == event["dam_asset_id"]:
+            del live[role]
+    return live
+
+
+def edition_audit(store: LineageStore, isbn: str, as_of: datetime | None = None) -> EditionAudit:
+    isbn13 = normalize_isbn(isbn)
+    moment = as_of or datetime.now(UTC)
+    events = store.events_for_isbn(isbn13, until=moment)
+    writes: dict[tuple[str, str, int], list[str]] = {}
+    for event in events:
+        if event["event_type"] == "link_written" and event["run_id"]:
+            key = (event["role"], event["dam_asset_id"], event["dam_version"])
+            writes.setdefault(key, []).append(event["run_id"])
+    live = []
+    for role, event in sorted(live_links(events).items()):
+        after = json.loads(event["after_json"] or "{}")
+        live.append(LiveLink(
+            role=role, asset_id=event["dam_asset_id"], version=event["dam_version"],
+            approved_by=after.get("approved_by"), approved_at=after.get("approved_at"),
+            linked_since=str(event["occurred_at"]),
+            written_by_runs=sorted(set(writes.get((role, event["dam_asset_id"], event["dam_version"]), []))),
+        ))  # fmt: skip
+    history = [
+        {
+            k: event[k]
+            for k in ("occurred_at", "event_type", "role", "dam_asset_id", "dam_version", "actor", "run_id")
+        }
+        for event in sorted(events, key=_order)
+    ]
+    return EditionAudit(isbn13, moment.isoformat(), live, history)
+
+
+def render(audit: EditionAudit) -> str:
+    lines = [f"ISBN {audit.isbn13} — live as of {audit.as_of}", ""]
+    lines.append(f"{'role':22} {'asset version':48} {'approved by':34} {'approved at':26} written by runs")
+    for link in audit.live:
+        lines.append(
+            f"{link.role:22} {link.asset_id + ' v' + str(link.version):48} {link.approved_by or '':34} "
+            f"{link.approved_at or '':26} {', '.join(r[:8] for r in link.written_by_runs) or '—'}"
+        )
+    lines += ["", f"history ({len(audit.history)} events)", ""]
+    for event in audit.history:
+        lines.append(
+            f"{event['occurred_at']!s:26} {event['event_type']:20} {event['role'] or '':20} "
+            f"{(event['dam_asset_id'] or '')[:12]} v{event['dam_version']}  {event['actor'] or ''}"
+        )
+    return "\n".join(lines)

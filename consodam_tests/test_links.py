@@ -1,0 +1,90 @@
+"""Link rules, the audit API and CLI, on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+
+from consodam_pipeline.audit import edition_audit
+from consodam_pipeline.cli import main
+from consodam_pipeline.domain.links import Approval, pick, timeline
+from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
+
+
+def approval(
+    asset: str, version: int, at: str, specific: bool = True, revoked: str | None = None
+) -> Approval:
+    return Approval(f"{asset}{version}", asset, version, at, "art.director", specific, revoked)
+
+
+def test_edition_specific_beats_work_wide() -> None:
+    chosen = pick([approval("work", 1, "2024-05-01", specific=False), approval("ed", 1, "2020-01-01")])
+    assert chosen is not None and chosen.original_asset_id == "ed"
+
+
+def test_newest_approved_version_then_latest_approval_wins() -> None:
+    items = [approval("a", 1, "2024-01-01"), approval("a", 2, "2024-03-01"), approval("b", 1, "2024-02-01")]
+    assert pick(items) == items[1]
+    assert pick(items, as_of="2024-02-15") == items[2]
+    assert pick(items, as_of="2023-12-31") is None
+    tie = [approval("a", 1, "2024-01-01"), approval("b", 1, "2024-01-01")]
+    assert pick(tie) == pick(list(reversed(tie))) == tie[1]
+
+
+def test_a_rejection_ends_an_approval() -> None:
+    items = [approval("a", 1, "2024-01-01"), approval("a", 2, "2024-03-01", revoked="2024-04-01")]
+    assert pick(items, as_of="2024-03-15") == items[1]
+    assert pick(items, as_of="2024-05-01") == items[0]
+    assert [(t, c.version if c else None) for t, c in timeline(items)] == [
+        ("2024-01-01", 1), ("2024-03-01", 2), ("2024-04-01", 1)]  # fmt: skip
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def seed_ledger(store: LineageStore, isbn: str) -> None:
+    old = {"asset_id": "c1", "version": 1, "approved_by": "ed", "approved_at": "2024-01-01T00:00:00Z"}
+    new = {"asset_id": "c2", "version": 2, "approved_by": "ad", "approved_at": "2025-06-01T00:00:00Z"}
+    events = [
+        AuditEvent("version_approved", ts("2024-01-01"), isbn13=isbn, dam_asset_id="c1", dam_version=1,
+                   role="front_cover", actor="ed", after={"status": "approved"}),
+        AuditEvent("link_created", ts("2024-01-01"), isbn13=isbn, dam_asset_id="c1", dam_version=1,
+                   role="front_cover", after=old),
+        AuditEvent("link_written", ts("2024-01-02"), isbn13=isbn, dam_asset_id="c1", dam_version=1,
+                   role="front_cover", run_id="run-aaaa1111", after={"resource_id": 5}),
+        AuditEvent("link_superseded", ts("2025-06-01"), isbn13=isbn, dam_asset_id="c1", dam_version=1,
+                   role="front_cover", after=old),
+        AuditEvent("link_created", ts("2025-06-01"), isbn13=isbn, dam_asset_id="c2", dam_version=2,
+                   role="front_cover", before=old, after=new),
+    ]  # fmt: skip
+    with store.engine.begin() as conn:
+        store.append_events(conn, events)
+
+
+def test_audit_answers_as_of_any_date(store_url: str) -> None:
+    store = LineageStore(connect_store(store_url))
+    isbn = "9780306406157"
+    seed_ledger(store, isbn)
+    now = edition_audit(store, "978-0-306-40615-7")
+    assert [(link.role, link.asset_id, link.version) for link in now.live] == [("front_cover", "c2", 2)]
+    between = edition_audit(store, isbn, ts("2024-12-31"))
+    assert [(link.asset_id, link.approved_by, link.written_by_runs) for link in between.live] == [
+        ("c1", "ed", ["run-aaaa1111"])]  # fmt: skip
+    assert edition_audit(store, isbn, ts("2023-01-01")).live == []
+    assert [e["event_type"] for e in now.history] == [
+        "version_approved", "link_created", "link_written", "link_superseded", "link_created"]  # fmt: skip
+
+
+def test_audit_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/lineage.db"
+    seed_ledger(LineageStore(connect_store(url)), "9780306406157")
+    runner = CliRunner()
+    table = runner.invoke(main, ["audit", "9780306406157", "--store-url", url])
+    assert table.exit_code == 0 and "front_cover" in table.output and "c2 v2" in table.output
+    as_of = runner.invoke(
+        main, ["audit", "0-306-40615-2", "--as-of", "2024-06-01", "--json", "--store-url", url]
+    )
+    assert as_of.exit_code == 0 and '"asset_id": "c1"' in as_of.output
+    bad = runner.invoke(main, ["audit", "9780306406158", "--store-url", url])
+    assert bad.exit_code == 2 and "bad check digit" in bad.output

@@ -1,0 +1,127 @@
+"""Links against the sandboxes: backfill of every period (twice: nothing new), a crash mid-backfill,
+and a cover refresh flowing through sensor and automation into Consonance and the audit trail."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from consodam_pipeline.audit import edition_audit
+from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+from consodam_pipeline.defs.editions import period_keys
+from consodam_pipeline.defs.links.assets import approved_version_links
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_tests.pipeline import (
+    all_definitions,
+    ingest,
+    metadata,
+    resources,
+    store,
+    sync_partitions,
+    table,
+)
+from consodam_tests.support import Sandbox
+
+ALL = period_keys()
+LINKS = [approved_version_links]
+
+
+def ledger_ids(home: Path) -> set[str]:
+    import sqlalchemy as sa
+
+    with store(home).engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT event_id FROM audit_ledger")).scalars())
+
+
+def test_backfill_twice_adds_nothing_and_a_crash_loses_nothing(
+    fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
+    with dg.instance_for_test() as instance:
+        ingest(fresh_sandbox, clean, instance)
+        first = sync_partitions(fresh_sandbox, clean, instance, ALL, LINKS)
+        assert all(e.passed for e in first.get_asset_check_evaluations())
+        events = ledger_ids(clean)
+        assert metadata(first, "approved_version_links")["events_new_in_ledger"] == len(events) > 0
+        again = sync_partitions(fresh_sandbox, clean, instance, ALL, LINKS)
+        assert metadata(again, "approved_version_links")["events_new_in_ledger"] == 0
+        assert ledger_ids(clean) == events
+    with dg.instance_for_test() as instance:
+        ingest(fresh_sandbox, crashed, instance)
+        original = LineageStore.append_events
+
+        def crash_midway(self: LineageStore, conn: object, batch: object) -> int:
+            original(self, conn, list(batch)[: len(events) // 2])  # type: ignore[arg-type, call-overload]
+            raise RuntimeError("killed mid-backfill")
+
+        monkeypatch.setattr(LineageStore, "append_events", crash_midway)
+        with pytest.raises(RuntimeError, match="killed mid-backfill"):
+            sync_partitions(fresh_sandbox, crashed, instance, ALL, LINKS)
+        assert ledger_ids(crashed) == set()  # the half-written batch was rolled back
+        monkeypatch.setattr(LineageStore, "append_events", original)
+        sync_partitions(fresh_sandbox, crashed, instance, ALL, LINKS)
+        assert ledger_ids(crashed) == events
+
+
+def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox", works=80, dirt_rate=0.0).start()
+    home = tmp_path / "home"
+    try:
+        with dg.instance_for_test() as instance:
+            definitions = all_definitions(sandbox, home)
+            ingest(sandbox, home, instance)
+            sync_partitions(sandbox, home, instance, ALL)
+            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+            links = pl.read_parquet(home / "tables" / "approved_version_links")
+            cover = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition")).row(
+                0, named=True
+            )
+            before_refresh = datetime.now(UTC)
+            new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
+            sandbox.admin("dam", "POST", f"/_sandbox/assets/{new['asset_id']}/approval",
+                          json={"status": "approved", "by": "art.director@publisher.example"})  # fmt: skip
+            probe = dam_change_sensor(dg.build_sensor_context(
+                instance=instance, cursor=None, resources={"dam": resources(sandbox, home)["dam"]}))  # fmt: skip
+            assert isinstance(probe, dg.SensorResult) and probe.run_requests
+            ingest(sandbox, home, instance)
+            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
+            periods = tick.get_requested_partitions(dg.AssetKey("approved_version_links"))
+            assert len(periods) >= 1
+            assert tick.get_requested_partitions(dg.AssetKey("consonance_asset_links")) == periods
+            result = sync_partitions(sandbox, home, instance, sorted(periods))
+            assert metadata(result, "consonance_asset_links")["written"] >= 1
+
+            product = sandbox.graphql(
+                "query($i: Int!) { product(id: $i) { work { supportingResources { imageRemoteUrl productIds } } } }",
+                {"i": cover["product_id"]},
+            )["data"]["product"]
+            urls = [s["imageRemoteUrl"] for s in product["work"]["supportingResources"]
+                    if cover["product_id"] in s["productIds"]]  # fmt: skip
+            assert any(new["asset_id"] in u for u in urls)
+            assert not any(cover["asset_id"] in u for u in urls)  # the old resource was replaced
+
+            lineage = store(home)
+            now = {link.role: link for link in edition_audit(lineage, cover["isbn13"]).live}
+            assert (now["front_cover"].asset_id, now["front_cover"].version) == (
+                new["asset_id"],
+                cover["version"] + 1,
+            )
+            assert now["front_cover"].written_by_runs
+            then = {link.role: link for link in edition_audit(lineage, cover["isbn13"], before_refresh).live}
+            assert (then["front_cover"].asset_id, then["front_cover"].version) == (
+                cover["asset_id"],
+                cover["version"],
+            )
+            history = edition_audit(lineage, cover["isbn13"]).history
+            moves = [e for e in history if e["role"] == "front_cover" and e["event_type"].startswith("link_")]
+            assert [e["event_type"] for e in moves][-3:] == [
+                "link_superseded",
+                "link_created",
+                "link_written",
+            ]
+            assert moves[-2]["occurred_at"] >= (before_refresh - timedelta(seconds=1)).replace(tzinfo=None)
+            assert table(home, "title_metadata_snapshot").height > 0
+    finally:
+        sandbox.stop()
