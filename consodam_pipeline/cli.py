@@ -146,5 +146,19 @@ def bench_sandbox_pages(works: int, seed: int, json_path: Path | None, workdir: 
     run(works, seed, json_path, workdir)
 
 
+@bench.command("rights")
+@click.option("--works", default=2000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
+)
+def bench_rights(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """The rights matrix and the restriction plan vs a naive per-row implementation of the same rules."""
+    from consodam_pipeline.bench.rights import run
+
+    run(works, seed, json_path, workdir)
+
+
 if __name__ == "__main__":
     main()

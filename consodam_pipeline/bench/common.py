@@ -75,8 +75,7 @@ class Report:
             click.echo(f"\nwrote {json_path}")
 
 
-def bench_sandbox(works: int, seed: int, workdir: Path, report: Report | None = None) -> SandboxProcess:
-    """A sandbox on a private copy of a pristine catalog (generated once per size and seed)."""
+def pristine_catalog(works: int, seed: int, workdir: Path, report: Report | None = None) -> Path:
     pristine = workdir / f"pristine-{works}-{seed}"
     if not (pristine / "consonance.sqlite").exists():
         with (
@@ -87,6 +86,12 @@ def bench_sandbox(works: int, seed: int, workdir: Path, report: Report | None = 
         if report is not None:
             report.row("catalog generated (incl. process start)", generation.seconds)
             report.figures["catalog_generation_s"] = round(generation.seconds, 1)
+    return pristine
+
+
+def bench_sandbox(works: int, seed: int, workdir: Path, report: Report | None = None) -> SandboxProcess:
+    """A sandbox on a private copy of a pristine catalog (generated once per size and seed)."""
+    pristine = pristine_catalog(works, seed, workdir, report)
     live = workdir / "live"
     shutil.rmtree(live, ignore_errors=True)
     live.mkdir(parents=True)

@@ -45,9 +45,9 @@ def edition_territories(editions: pl.DataFrame) -> pl.DataFrame:
 
 def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFrame:
     """One row per (edition, asset version that belongs to it), with the grant and why it is (not) given."""
-    territories = edition_territories(editions)
-    periods = work_periods(editions)
-    versions = inventory.filter(~pl.col("orphan_tag")).with_columns(
+    territories = edition_territories(editions).lazy()
+    periods = work_periods(editions).lazy()
+    versions = inventory.lazy().filter(~pl.col("orphan_tag")).with_columns(
         (
             pl.col("version")
             == pl.col("version")
@@ -71,6 +71,7 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
         .join(territories, on="work_id")
     )
     joined = pl.concat([edition_specific, work_wide], how="diagonal_relaxed").join(periods, on="work_id")
+    # One lazy plan, collected once: polars fuses the steps and runs them on every core.
     start = pl.max_horizontal("license_from", "embargo_date")
     reason = (
         pl.when(pl.col("approval_status") != "approved")
@@ -100,7 +101,7 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
         "period", "product_id", "isbn13", "work_id", "asset_id", "original_asset_id", "version", "role",
         "visible", "downloadable", "countries", "grant_from", "grant_until", "embargo_date", *GRANT,
         "denied_reason",
-    ).sort("product_id", "asset_id")  # fmt: skip
+    ).collect()  # fmt: skip
 
 
 def asset_grants(matrix: pl.DataFrame) -> pl.DataFrame:
