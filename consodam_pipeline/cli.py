@@ -160,5 +160,20 @@ def bench_rights(works: int, seed: int, json_path: Path | None, workdir: Path) -
     run(works, seed, json_path, workdir)
 
 
+@bench.command("audit")
+@click.option("--works", default=2000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
+)
+@click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")
+def bench_audit(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool) -> None:
+    """Single-run backfill of every period, ledger size, audit and as-of query latency (median, p99)."""
+    from consodam_pipeline.bench.audit import run
+
+    run(works, seed, json_path, workdir, postgres)
+
+
 if __name__ == "__main__":
     main()

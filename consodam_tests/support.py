@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from consodam_pipeline.sandbox.process import SandboxProcess
+from consodam_pipeline.store.pgcluster import PostgresCluster, find_pg_bin
+
+__all__ = ["PostgresCluster", "Sandbox", "env", "find_pg_bin"]
 
 ANCHOR = "2026-11-01"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -45,59 +35,3 @@ def env(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-# ---- PostgreSQL ----
-
-
-def find_pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent  # often a symlink into /usr/lib/postgresql/N/bin
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    return Path(candidates[0]).parent if candidates else None
-
-
-class PostgresCluster:
-    """initdb + pg_ctl in a temp dir, on a free loopback port; as the `postgres` user when we are root."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        self.dir = Path(tempfile.mkdtemp(prefix="consodam-pg-"))
-        self.port = free_port()
-        self.user = "consodam"
-        self.run_as: str | None = None
-        if os.geteuid() == 0:
-            self.run_as = "postgres" if _user_exists("postgres") else "nobody"
-            info = pwd.getpwnam(self.run_as)
-            os.chown(self.dir, info.pw_uid, info.pw_gid)
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bin_dir / args[0]), *args[1:]]
-        if self.run_as:
-            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir)
-        if result.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
-
-    def start(self) -> str:
-        data = self.dir / "data"
-        self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "consodam")
-        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/consodam"
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True

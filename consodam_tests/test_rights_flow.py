@@ -25,6 +25,13 @@ from consodam_tests.support import Sandbox
 ALL = period_keys()
 
 
+def rights_and_tags() -> list[object]:
+    from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
+    from consodam_pipeline.defs.tags.assets import dam_title_tags
+
+    return [rights_matrix, dam_access_restrictions, dam_title_tags]
+
+
 def dam_fields(sandbox: Sandbox, asset_id: str) -> tuple[dict[str, str], list[int]]:
     token = sandbox.dam_token()
     asset = httpx.get(f"{sandbox.dam_url}/otmmapi/v6/assets/{asset_id}",
@@ -43,7 +50,7 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
     try:
         with dg.instance_for_test() as instance:
             ingest(sandbox, home, instance)
-            first = sync_partitions(sandbox, home, instance, ALL)
+            first = sync_partitions(sandbox, home, instance, ALL, rights_and_tags())
             checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
             assert checks["grants_follow_the_rules"] and checks["no_grant_before_embargo"]
             restrictions = metadata(first, "dam_access_restrictions")
@@ -58,7 +65,7 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             ledger = store(home).ledger_size()
             assert ledger == restrictions["written"] + tags["written"]
 
-            again = sync_partitions(sandbox, home, instance, ALL)
+            again = sync_partitions(sandbox, home, instance, ALL, rights_and_tags())
             assert metadata(again, "dam_access_restrictions")["written"] == 0
             assert metadata(again, "dam_title_tags")["written"] == 0
             assert store(home).ledger_size() == ledger
@@ -83,7 +90,7 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             assert requested == {period}  # exactly the partition holding that edition
             assert tick.get_requested_partitions(dg.AssetKey("dam_access_restrictions")) == {period}
             before = store(home).ledger_size()
-            result = sync_partitions(sandbox, home, instance, [period])
+            result = sync_partitions(sandbox, home, instance, [period], rights_and_tags())
             written = metadata(result, "dam_access_restrictions")["written"]
             assert written > 0
             events = store(home).ledger_size() - before

@@ -13,7 +13,7 @@ import httpx
 
 from consodam_pipeline.clients import consonance as cons
 from consodam_pipeline.clients import opentext_dam as dam
-from consodam_pipeline.sandbox.run import free_port
+from consodam_pipeline.ports import free_port
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -65,12 +64,6 @@ def ensure_catalog(config: SandboxConfig) -> CatalogStats | None:
     finally:
         consonance.close()
         dam.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def build_apps(config: SandboxConfig) -> tuple[ConsonanceSandbox, DamSandbox]:

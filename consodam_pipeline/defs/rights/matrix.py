@@ -47,16 +47,20 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
     """One row per (edition, asset version that belongs to it), with the grant and why it is (not) given."""
     territories = edition_territories(editions).lazy()
     periods = work_periods(editions).lazy()
-    versions = inventory.lazy().filter(~pl.col("orphan_tag")).with_columns(
-        (
-            pl.col("version")
-            == pl.col("version")
-            .filter(pl.col("approval_status") == "approved")
-            .max()
-            .over("original_asset_id")
+    versions = (
+        inventory.lazy()
+        .filter(~pl.col("orphan_tag"))
+        .with_columns(
+            (
+                pl.col("version")
+                == pl.col("version")
+                .filter(pl.col("approval_status") == "approved")
+                .max()
+                .over("original_asset_id")
+            )
+            .fill_null(False)
+            .alias("newest_approved")
         )
-        .fill_null(False)
-        .alias("newest_approved")
     )
     asset_cols = ["asset_id", "original_asset_id", "version", "role", "approval_status", "newest_approved",
                   "license_from", "license_until"]  # fmt: skip
