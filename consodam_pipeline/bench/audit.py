@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 
 from consodam_pipeline.audit import edition_audit
-from consodam_pipeline.clients.consonance import ConsonanceResource
-from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
+from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.pgcluster import PostgresCluster, find_pg_bin
 from consodam_pipeline.store.resource import LineageStoreResource
