@@ -99,8 +99,9 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
         history = query_times(store, isbns, as_of=False, seed=seed)
         as_of = query_times(store, isbns, as_of=True, seed=seed)
         for name, samples in (("audit query (full history of one ISBN)", history), ("as-of query", as_of)):
-            report.row(name + " median", statistics.median(samples) / 1000, f"median {statistics.median(samples):.2f} ms, p99 {percentile(samples, 0.99):.2f} ms "
-                       f"over {len(samples)} ISBNs")  # fmt: skip
+            median, p99 = statistics.median(samples), percentile(samples, 0.99)
+            detail = f"median {median:.2f} ms, p99 {p99:.2f} ms over {len(samples)} ISBNs"
+            report.row(name, median / 1000, detail)
         report.figures.update({
             "works": works, "editions": editions.height, "dam_asset_versions": inventory.height,
             "backend": "postgresql" if postgres else "sqlite", "ledger_rows": rows,
