@@ -68,6 +68,8 @@ def materialize_ingest(instance: dg.DagsterInstance, home: Path, **config: Any) 
     out: dict[str, dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
+        if materialization.partition is not None:
+            continue  # the edition_changes markers
         out[materialization.asset_key.to_user_string()] = {
             k: v.value for k, v in materialization.metadata.items() if isinstance(v.value, int | float | str)
         }

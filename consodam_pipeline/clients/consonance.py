@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy
+from consodam_pipeline.sandbox import credentials
 
-SANDBOX_URL = "http://127.0.0.1:8701"
-SANDBOX_KEY = "sandboxconsonancekey0000000000001"
+SANDBOX_URL = credentials.CONSONANCE_URL
+SANDBOX_KEY = credentials.CONSONANCE_KEY
 
 
 class _Camel(BaseModel):

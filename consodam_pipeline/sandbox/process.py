@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from consodam_pipeline.clients import consonance as cons
-from consodam_pipeline.clients import opentext_dam as dam
 from consodam_pipeline.ports import free_port
+from consodam_pipeline.sandbox import credentials
+from consodam_pipeline.sandbox.run import SandboxConfig
 
 
 @dataclass
@@ -31,14 +31,8 @@ class SandboxProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "CONSONANCE_URL": f"http://127.0.0.1:{self.consonance_port}",
-            "CONSONANCE_API_KEY": cons.SANDBOX_KEY,
-            "OTDAM_URL": f"http://127.0.0.1:{self.dam_port}",
-            "OTDAM_TENANT": dam.SANDBOX_TENANT,
-            "OTDAM_CLIENT_ID": dam.SANDBOX_CLIENT_ID,
-            "OTDAM_CLIENT_SECRET": dam.SANDBOX_CLIENT_SECRET,
-        }
+        config = SandboxConfig(self.data_dir, consonance_port=self.consonance_port, dam_port=self.dam_port)
+        return config.env()
 
     @property
     def consonance_url(self) -> str:
@@ -113,9 +107,9 @@ class SandboxProcess:
 
     def dam_token(self) -> str:
         response = httpx.post(
-            f"{self.dam_url}/tenants/{dam.SANDBOX_TENANT}/oauth2/token",
-            data={"grant_type": "client_credentials", "client_id": dam.SANDBOX_CLIENT_ID,
-                  "client_secret": dam.SANDBOX_CLIENT_SECRET},
+            f"{self.dam_url}/tenants/{credentials.DAM_TENANT}/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": credentials.DAM_CLIENT_ID,
+                  "client_secret": credentials.DAM_CLIENT_SECRET},
         )  # fmt: skip
         response.raise_for_status()
         return str(response.json()["access_token"])
@@ -124,7 +118,7 @@ class SandboxProcess:
         response = httpx.post(
             f"{self.consonance_url}/graphql",
             json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {cons.SANDBOX_KEY}"},
+            headers={"Authorization": f"Bearer {credentials.CONSONANCE_KEY}"},
             timeout=60,
         )
         response.raise_for_status()

@@ -139,3 +139,46 @@ def record_writes(
 
 def observed_time(modified_at: str | None) -> datetime | None:
     return parse_ts(modified_at) if modified_at else None
+
+
+def write_report(
+    plan: WritePlan, result: WriteResult, periods: pl.DataFrame, on: str = "work_id"
+) -> pl.DataFrame:
+    """One row per asset version considered: desired state, whether it was written, why it failed, and the
+    partition it belongs to (`periods` maps `on` → period)."""
+    written = pl.Series(result.written, dtype=pl.String).implode()
+    failures = pl.DataFrame(
+        {"asset_id": list(result.failed), "failure": list(result.failed.values())},
+        schema={"asset_id": pl.String, "failure": pl.String},
+    )
+    return (
+        plan.rows.select("asset_id", "version", "work_id", "isbn13", "desired", "write")
+        .with_columns(pl.col("asset_id").is_in(written).alias("written"))
+        .join(failures, on="asset_id", how="left")
+        .join(periods.select(on, pl.col("period").alias("partition_key")), on=on, how="left")
+    )
+
+
+def write_metadata(title: str, report: pl.DataFrame, plan: WritePlan, result: WriteResult, events: int
+                   ) -> dict[str, Any]:  # fmt: skip
+    from consodam_pipeline.sync.report import summary_markdown
+
+    return {
+        "dagster/row_count": report.height,
+        "planned_writes": plan.to_write.height,
+        "written": len(result.written),
+        "failed": len(result.failed),
+        "already_right": result.adopted,
+        "ledger_events": events,
+        "failures": "\n".join(f"- `{a}`: {e}" for a, e in list(result.failed.items())[:10]) or "none",
+        "summary": summary_markdown(
+            title,
+            [
+                ("asset versions", report.height),
+                ("written", len(result.written)),
+                ("failed (planned again next run)", len(result.failed)),
+                ("ledger events", events),
+            ],
+            [f"written: {', '.join(result.written[:5]) or '—'}"],
+        ),
+    }

@@ -1,6 +1,5 @@
 """rights_matrix (F4 derived) and dam_access_restrictions (F4 sync), partitioned by publication period."""
 
-import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -8,7 +7,14 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes, state_json
+from consodam_pipeline.defs.dam.writes import (
+    execute_writes,
+    plan_writes,
+    record_writes,
+    state_json,
+    write_metadata,
+    write_report,
+)
 from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
 from consodam_pipeline.defs.rights.matrix import asset_grants
 from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
@@ -213,39 +219,6 @@ def dam_access_restrictions(
     with dam.client() as client:
         result = execute_writes(client, plan, restriction_request)
     events = record_writes(store, plan, result, "restriction_applied", context.run_id)
-    report = (
-        plan.rows.select("asset_id", "version", "work_id", "isbn13", "desired", "write")
-        .with_columns(
-            pl.col("asset_id").is_in(pl.Series(result.written, dtype=pl.String).implode()).alias("written"),
-            pl.col("asset_id")
-            .map_elements(lambda a: result.failed.get(a), return_dtype=pl.String)
-            .alias("failure"),
-        )
-        .join(grants.select("asset_id", "period"), on="asset_id", how="left")
-        .rename({"period": PARTITION_COLUMN})
-    )
+    report = write_report(plan, result, grants.select("asset_id", "period"), on="asset_id")
     context.log.info(f"restrictions: {len(result.written)} written, {len(result.failed)} failed")
-    return dg.Output(
-        report,
-        metadata={
-            "dagster/row_count": report.height,
-            "planned_writes": plan.to_write.height,
-            "written": len(result.written),
-            "failed": len(result.failed),
-            "already_right": result.adopted,
-            "ledger_events": events,
-            "failures": dg.MetadataValue.md(
-                "\n".join(f"- `{a}`: {e}" for a, e in list(result.failed.items())[:10]) or "none"
-            ),
-            "summary": summary_markdown(
-                "DAM access restrictions",
-                [
-                    ("asset versions", report.height),
-                    ("written", len(result.written)),
-                    ("failed (retried next run)", len(result.failed)),
-                    ("ledger events", events),
-                ],
-                [f"written: {json.dumps(result.written[:5])}"],
-            ),
-        },
-    )
+    return dg.Output(report, metadata=write_metadata("DAM access restrictions", report, plan, result, events))

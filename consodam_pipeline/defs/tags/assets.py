@@ -4,12 +4,17 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import execute_writes, plan_writes, record_writes, state_json
+from consodam_pipeline.defs.dam.writes import (
+    execute_writes,
+    plan_writes,
+    record_writes,
+    state_json,
+    write_metadata,
+    write_report,
+)
 from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
 from consodam_pipeline.defs.rights.assets import observed_state, partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.store.tables import PARTITION_COLUMN
-from consodam_pipeline.sync.report import summary_markdown
 
 TAG_FIELD = "CONSODAM.TAG."
 TAGS = ("TITLE", "CONTRIBUTORS", "IMPRINT", "ISBN", "FORMAT", "PUBLICATION_DATE", "TERRITORY")
@@ -100,27 +105,5 @@ def dam_title_tags(
     with dam.client() as client:
         result = execute_writes(client, plan, tag_request)
     events = record_writes(store, plan, result, "tags_written", context.run_id)
-    periods = work_periods(editions)
-    report = (
-        plan.rows.select("asset_id", "version", "work_id", "isbn13", "desired", "write")
-        .with_columns(
-            pl.col("asset_id").is_in(pl.Series(result.written, dtype=pl.String).implode()).alias("written")
-        )
-        .join(periods, on="work_id", how="left")
-        .rename({"period": PARTITION_COLUMN})
-    )
-    return dg.Output(
-        report,
-        metadata={
-            "dagster/row_count": report.height,
-            "planned_writes": plan.to_write.height,
-            "written": len(result.written),
-            "failed": len(result.failed),
-            "already_right": result.adopted,
-            "ledger_events": events,
-            "summary": summary_markdown(
-                "DAM title tags",
-                [("assets", report.height), ("written", len(result.written)), ("failed", len(result.failed))],
-            ),
-        },
-    )
+    report = write_report(plan, result, work_periods(editions))
+    return dg.Output(report, metadata=write_metadata("DAM title tags", report, plan, result, events))
