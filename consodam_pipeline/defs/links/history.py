@@ -1,5 +1,7 @@
 """From the DAM inventory and the editions to approval events, link timelines and current links."""
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,16 +69,38 @@ def _link_payload(approval: Approval) -> dict[str, Any]:
 
 
 def link_history(editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None) -> LinkHistory:
-    """Current links and every event of the past: approvals, rejections, links created and superseded."""
+    """Current links and every event of the past, all at once (small catalogs and tests)."""
+    merged = LinkHistory()
+    for part in link_history_chunks(editions, versions, run_id):
+        merged.current += part.current
+        merged.events += part.events
+    return merged
+
+
+def link_history_chunks(
+    editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None, editions_per_chunk: int = 10_000
+) -> Iterator[LinkHistory]:
+    """The same, a slice of editions at a time, so a backfill of the whole backlist holds one slice of
+    events in memory, not millions."""
     approvals, history = approval_entries(versions)
+    ids = editions["product_id"].unique().sort()
+    for start in range(0, len(ids), editions_per_chunk):
+        subset = editions.filter(pl.col("product_id").is_in(ids.slice(start, editions_per_chunk).implode()))
+        yield _history_for(subset, approvals, history, run_id)
+
+
+def _history_for(
+    editions: pl.DataFrame, approvals: pl.DataFrame, history: pl.DataFrame, run_id: str | None
+) -> LinkHistory:
     result = LinkHistory()
     attached = candidates(editions, approvals).sort("product_id", "role", "at")
-    for (product_id, role), group in attached.group_by(["product_id", "role"], maintain_order=True):
-        rows = group.to_dicts()
-        edition = rows[0]
+    rows = attached.iter_rows(named=True)
+    for (product_id, role), group in itertools.groupby(rows, key=lambda r: (r["product_id"], r["role"])):
+        members = list(group)
+        edition = members[0]
         items = [
             Approval(r["asset_id"], r["original_asset_id"], r["version"], r["at"], r["by"], r["edition_specific"],
-                     r["revoked_at"]) for r in rows
+                     r["revoked_at"]) for r in members
         ]  # fmt: skip
         changes = timeline(items)
         previous: Approval | None = None
