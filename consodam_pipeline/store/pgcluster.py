@@ -49,7 +49,11 @@ class PostgresCluster:
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "consodam")
+        try:
+            self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "consodam")
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
         return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/consodam"
 
     def stop(self) -> None:
