@@ -145,25 +145,42 @@ def no_rights_source(matrix: pl.DataFrame, versions: pl.DataFrame) -> dg.AssetCh
 
 
 def desired_restrictions(grants: pl.DataFrame, today: date) -> pl.DataFrame:
-    """Per asset version: the DAM fields and security policy its grant calls for (as JSON state)."""
-    rows = []
-    for row in grants.iter_rows(named=True):
-        if not row["visible"]:
-            rows.append(state_json({"fields": {}, "policies": [INTERNAL]}))
-            continue
-        territory = TerritorySet.from_words([row[c] for c in word_columns("grant")]).describe()
-        start, end = row["grant_from"], row["grant_until"]
-        live = (start is None or start <= today) and (end is None or end >= today)
-        waiting = start is not None and start > today
-        policy = PUBLIC if live and row["downloadable"] else EMBARGOED if waiting else INTERNAL
-        fields = {
-            RIGHTS_FIELD + "COUNTRIES": territory,
-            RIGHTS_FIELD + "VISIBLE_FROM": start.isoformat() if start else "",
-            RIGHTS_FIELD + "VISIBLE_UNTIL": end.isoformat() if end else "",
-            RIGHTS_FIELD + "DOWNLOADABLE": "true" if row["downloadable"] else "false",
-        }
-        rows.append(state_json({"fields": fields, "policies": [policy]}))
-    return grants.select("asset_id").with_columns(pl.Series("desired", rows, dtype=pl.String))
+    """Per asset version: the DAM fields and security policy its grant calls for, as canonical JSON (the same
+    text `state_json` gives, so equal states compare equal), built column-wise."""
+    words = word_columns("grant")
+    territories = grants.select(words).unique()
+    territories = territories.with_columns(
+        pl.Series(
+            "territory", [TerritorySet.from_words(w).describe() for w in territories.iter_rows()], pl.String
+        )
+    )  # a catalog has few distinct rights patterns: describe each once
+    start, end = pl.col("grant_from"), pl.col("grant_until")
+    live = (start.is_null() | (start <= today)) & (end.is_null() | (end >= today))
+    policy = (
+        pl.when(live & pl.col("downloadable")).then(pl.lit(PUBLIC))
+        .when(start.is_not_null() & (start > today)).then(pl.lit(EMBARGOED))
+        .otherwise(pl.lit(INTERNAL))
+    )  # fmt: skip
+
+    def text(value: str) -> pl.Expr:
+        return pl.lit(value, dtype=pl.String)
+
+    fields = pl.concat_str(
+        text('{"' + RIGHTS_FIELD + 'COUNTRIES":"'), pl.col("territory"),
+        text('","' + RIGHTS_FIELD + 'DOWNLOADABLE":"'),
+        pl.when(pl.col("downloadable")).then(text("true")).otherwise(text("false")),
+        text('","' + RIGHTS_FIELD + 'VISIBLE_FROM":"'), start.cast(pl.String).fill_null(""),
+        text('","' + RIGHTS_FIELD + 'VISIBLE_UNTIL":"'), end.cast(pl.String).fill_null(""), text('"}'),
+    )  # fmt: skip
+    granted = pl.concat_str(
+        text('{"fields":'), fields, text(',"policies":['), policy.cast(pl.String), text("]}")
+    )
+    desired = (
+        pl.when(pl.col("visible"))
+        .then(granted)
+        .otherwise(text(state_json({"fields": {}, "policies": [INTERNAL]})))
+    )
+    return grants.join(territories, on=words, how="left").select("asset_id", desired.alias("desired"))
 
 
 def observed_state(inventory: pl.DataFrame, prefix: str, with_policies: bool) -> pl.DataFrame:
