@@ -105,7 +105,7 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
         "period", "product_id", "isbn13", "work_id", "asset_id", "original_asset_id", "version", "role",
         "visible", "downloadable", "countries", "grant_from", "grant_until", "embargo_date", *GRANT,
         "denied_reason",
-    ).collect()  # fmt: skip
+    ).collect(engine="streaming")  # fmt: skip
 
 
 def asset_grants(matrix: pl.DataFrame) -> pl.DataFrame:
