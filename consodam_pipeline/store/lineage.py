@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,7 +72,7 @@ class AuditEvent:
     run_id: str | None = None
     identity: str | None = None  # when set, names the event instead of its time (writes replayed later)
 
-    @property
+    @cached_property
     def event_id(self) -> str:
         """Derived from what happened (not when we saw it), so a replay maps to the same id."""
         if self.identity is not None:
