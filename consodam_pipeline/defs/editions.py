@@ -58,24 +58,9 @@ def work_periods(editions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def touched_periods(
-    editions_now: pl.DataFrame, editions_before: pl.DataFrame | None, work_ids: list[int]
-) -> list[str]:
-    """Periods holding these works now or before this change."""
-    ids = pl.Series(work_ids, dtype=pl.Int64).implode()
-    periods = set(work_periods(editions_now).filter(pl.col("work_id").is_in(ids))["period"].to_list())
-    if editions_before is not None and editions_before.height:
-        periods |= set(work_periods(editions_before).filter(pl.col("work_id").is_in(ids))["period"].to_list())
-    return sorted(periods)
-
-
-def change_events(periods: list[str], source: str, counts: dict[str, int]) -> list[dg.AssetMaterialization]:
+def change_events(periods: list[str], source: str) -> list[dg.AssetMaterialization]:
     return [
-        dg.AssetMaterialization(
-            asset_key=EDITION_CHANGES,
-            partition=period,
-            metadata={"source": source, "changed_records": counts.get(period, 0)},
-        )
+        dg.AssetMaterialization(asset_key=EDITION_CHANGES, partition=period, metadata={"source": source})
         for period in periods
     ]
 

@@ -266,19 +266,9 @@ def masks_from_code_lists(frame: pl.DataFrame, column: str, prefix: str) -> pl.D
     return pl.concat([frame, words.sort("_row").drop("_row")], how="horizontal")
 
 
-def world_exprs(prefix: str) -> list[pl.Expr]:
-    return [
-        pl.lit(w, dtype=pl.UInt64).alias(f"{prefix}_w{i}") for i, w in enumerate(TerritorySet.world().words())
-    ]
-
-
 def complement_exprs(source: str, out: str) -> list[pl.Expr]:
     full = TerritorySet.world().words()
     return [
         (pl.lit(full[i], dtype=pl.UInt64) & ~pl.col(f"{source}_w{i}")).alias(f"{out}_w{i}")
         for i in range(WORDS)
     ]
-
-
-def describe_words(words: Sequence[int]) -> str:
-    return TerritorySet.from_words(words).describe()

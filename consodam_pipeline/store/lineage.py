@@ -10,8 +10,8 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -258,21 +258,6 @@ class LineageStore:
             for chunk in _chunks(list(keys)):
                 found.update(conn.execute(query.where(record_history.c.record_key.in_(chunk))).tuples().all())
         return found
-
-    def current_records(self, entity: str) -> pl.DataFrame:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    record_history.c.record_key, record_history.c.content_hash, record_history.c.payload
-                )
-                .where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
-                .order_by(record_history.c.record_key)
-            ).all()
-        return pl.DataFrame(
-            [tuple(r) for r in rows],
-            schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String},
-            orient="row",
-        )
 
     def as_of(self, entity: str, record_key: str, moment: datetime) -> dict[str, Any] | None:
         """The version of a record that was current at `moment`, or None."""

@@ -84,7 +84,7 @@ def title_metadata_snapshot(
         f"{len(batch.quarantined_keys)} quarantined"
     )
     periods = changed_periods(diff, frame, previous)
-    yield from change_events(periods, "consonance", {})
+    yield from change_events(periods, "consonance")
     yield dg.Output(
         frame,
         metadata=ingest_metadata(

@@ -112,7 +112,7 @@ def dam_asset_inventory(
     versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
     frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run_id)
     periods = changed_periods(frame, previous, title_metadata_snapshot)
-    yield from change_events(periods, "dam", {})
+    yield from change_events(periods, "dam")
     yield dg.Output(
         frame,
         metadata=ingest_metadata(

@@ -19,7 +19,6 @@ import polars as pl
 
 from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.clients.opentext_dam import DamClient
-from consodam_pipeline.domain.timestamps import parse_ts
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore
 
 LOCK_BATCH = 100
@@ -135,10 +134,6 @@ def record_writes(
     with store.engine.begin() as conn:
         store.apply_snapshot(conn, plan.entity, records, observed_at=now, complete=False, run_id=run_id)
         return store.append_events(conn, events)
-
-
-def observed_time(modified_at: str | None) -> datetime | None:
-    return parse_ts(modified_at) if modified_at else None
 
 
 def write_report(
