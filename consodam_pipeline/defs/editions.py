@@ -8,6 +8,7 @@ after: an edition whose date moves touches both), and the edition-level assets r
 """
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -98,3 +99,13 @@ def on_updates_of(*keys: dg.AssetKey | str) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.in_progress()
         & dg.AutomationCondition.all_deps_blocking_checks_passed().allow(selection)
     ).with_label(f"on updates of {', '.join(dg.AssetKey.from_coercible(k).to_user_string() for k in keys)}")
+
+
+def by_period(upstream: dg.AssetKey | str) -> dict[str, Any]:
+    """What every edition-level asset shares: the period partitions, a single run for any backfill, and
+    reacting to updates of `upstream` (the period markers for the first layer)."""
+    return {
+        "partitions_def": publication_periods,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "automation_condition": on_updates_of(upstream),
+    }

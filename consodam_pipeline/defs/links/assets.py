@@ -9,7 +9,7 @@ import polars as pl
 from consodam_pipeline.audit import live_links
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
+from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
 from consodam_pipeline.defs.links.history import LinkHistory, current_links_frame, link_history_chunks
 from consodam_pipeline.defs.rights.assets import partition_slice
 from consodam_pipeline.store.lineage import AuditEvent, utcnow
@@ -22,10 +22,8 @@ AGREEMENT_SAMPLE = 200
 
 
 @dg.asset(
-    partitions_def=publication_periods,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **by_period(EDITION_CHANGES),
     deps=[EDITION_CHANGES],
-    automation_condition=on_updates_of(EDITION_CHANGES),
     check_specs=[
         dg.AssetCheckSpec("links_point_to_approved_versions", asset="approved_version_links", blocking=True),
         dg.AssetCheckSpec("one_live_link_per_role", asset="approved_version_links", blocking=True),
@@ -137,9 +135,7 @@ def ledger_agrees(store: Any, links: pl.DataFrame) -> dg.AssetCheckResult:
 
 
 @dg.asset(
-    partitions_def=publication_periods,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=on_updates_of("approved_version_links"),
+    **by_period("approved_version_links"),
     group_name="links",
     kinds={"consonance"},
     pool="consonance_api",

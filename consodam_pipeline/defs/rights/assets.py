@@ -15,7 +15,7 @@ from consodam_pipeline.defs.dam.writes import (
     write_metadata,
     write_report,
 )
-from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
+from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
 from consodam_pipeline.defs.rights.matrix import asset_grants
 from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
 from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
@@ -50,10 +50,8 @@ CHECK_SAMPLE = 5000
 
 
 @dg.asset(
-    partitions_def=publication_periods,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **by_period(EDITION_CHANGES),
     deps=[EDITION_CHANGES],
-    automation_condition=on_updates_of(EDITION_CHANGES),
     check_specs=[
         dg.AssetCheckSpec(
             "grants_follow_the_rules",
@@ -207,9 +205,7 @@ def restriction_request(state: dict[str, Any]) -> tuple[dict[str, Any], list[int
 
 
 @dg.asset(
-    partitions_def=publication_periods,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=on_updates_of("rights_matrix"),
+    **by_period("rights_matrix"),
     group_name="rights",
     kinds={"opentext"},
     pool="dam_api",

@@ -12,7 +12,7 @@ from consodam_pipeline.defs.dam.writes import (
     write_metadata,
     write_report,
 )
-from consodam_pipeline.defs.editions import EDITION_CHANGES, on_updates_of, publication_periods, work_periods
+from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
 from consodam_pipeline.defs.rights.assets import observed_state, partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
 
@@ -77,10 +77,8 @@ def tag_request(state: dict[str, object]) -> tuple[dict[str, object], None]:
 
 
 @dg.asset(
-    partitions_def=publication_periods,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **by_period(EDITION_CHANGES),
     deps=[EDITION_CHANGES],
-    automation_condition=on_updates_of(EDITION_CHANGES),
     group_name="tags",
     kinds={"opentext"},
     pool="dam_api",
