@@ -231,3 +231,23 @@ def test_folders_collections_policies(fresh_sandbox: Sandbox) -> None:
         json={"asset_ids": [asset_id]},
     ).json()
     assert [a["asset_id"] for a in listed["assets_resource"]["asset_list"]] == [asset_id]
+
+
+def test_review_tasks(fresh_sandbox: Sandbox) -> None:
+    token = fresh_sandbox.dam_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    asset_id = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0][
+        "asset_id"
+    ]
+    url = f"{fresh_sandbox.dam_url}/otmmapi/v6/reviewtasks"
+    body = {"asset_id": asset_id, "milestone": "Cover approval", "isbn": "9780306406157"}
+    first = httpx.post(url, json=body, headers=headers).json()["review_task"]
+    again = httpx.post(url, json=body, headers=headers).json()["review_task"]
+    assert first["task_id"] == again["task_id"] and first["status"] == "open"
+    assert httpx.post(url, json={"milestone": "x"}, headers=headers).status_code == 400
+    assert [t["task_id"] for t in get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"]] == [
+        first["task_id"]]  # fmt: skip
+    done = fresh_sandbox.admin("dam", "POST", f"/_sandbox/reviewtasks/{first['task_id']}/complete",
+                               json={"status": "approved"})["review_task"]  # fmt: skip
+    assert done["status"] == "approved" and done["completed_at"]
+    assert get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"] == []

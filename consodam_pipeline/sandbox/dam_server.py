@@ -8,6 +8,7 @@ Conventions where the public record is silent, each named once here:
 - modified-since search is a condition on ARTESIA.FIELD.DATE LAST MODIFIED with operator IS AFTER;
 - new versions are POSTed to /assets/{id}/versions (OTMM uses an import-job dance);
 - jobs complete on the first poll at least `job_seconds` after creation;
+- review tasks (a milestone asks reviewers to look at an asset) live under /otmmapi/v6/reviewtasks;
 - paging offsets count deleted assets (tombstones), so deletions never shift later pages.
 """
 
@@ -639,6 +640,48 @@ class DamSandbox:
             }
         )
 
+    # ---- review tasks (sandbox convention) ----
+
+    def _task_json(self, row: sqlite3.Row) -> dict[str, Any]:
+        return {"task_id": row["task_id"], "asset_id": row["asset_id"], "isbn": row["isbn"],
+                "milestone": row["milestone"], "status": row["status"], "created_at": row["created_at"],
+                "completed_at": row["completed_at"]}  # fmt: skip
+
+    async def review_tasks(self, request: Request) -> Response:
+        if denied := self.guard(request):
+            return denied
+        if request.method == "POST":
+            body = await json_body(request)
+            if self._asset_row(str(body.get("asset_id"))) is None or not body.get("milestone"):
+                return JSONResponse({"exception_body": {"message": "asset_id of an existing asset and a milestone "
+                                                                   "are required"}}, status_code=400)  # fmt: skip
+            task_id = hashlib.sha1(f"{body['asset_id']}|{body['milestone']}".encode()).hexdigest()[:16]
+            with self.db.tx() as conn:  # one open task per asset and milestone: creating it twice is a no-op
+                conn.execute("INSERT OR IGNORE INTO review_tasks VALUES (?,?,?,?,'open',?,NULL)",
+                             (task_id, body["asset_id"], body.get("isbn"), body["milestone"], now_ts()))  # fmt: skip
+            row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (task_id,))[0]
+            return JSONResponse({"review_task": self._task_json(row)}, status_code=201)
+        status = request.query_params.get("status")
+        rows = self.db.query(
+            "SELECT * FROM review_tasks WHERE (? IS NULL OR status = ?) ORDER BY created_at, task_id",
+            (status, status),
+        )
+        return JSONResponse({"review_tasks": [self._task_json(r) for r in rows]})
+
+    async def admin_complete_task(self, request: Request) -> Response:
+        """A reviewer closes a task: `{"status": "approved" | "rejected"}`."""
+        body = await json_body(request)
+        status = body.get("status", "approved")
+        if status not in ("approved", "rejected"):
+            return JSONResponse({"error": "status must be approved or rejected"}, status_code=400)
+        with self.db.tx() as conn:
+            changed = conn.execute("UPDATE review_tasks SET status = ?, completed_at = ? WHERE task_id = ?",
+                                   (status, now_ts(), request.path_params["id"])).rowcount  # fmt: skip
+        if not changed:
+            return JSONResponse({"error": "no such task"}, status_code=404)
+        row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (request.path_params["id"],))[0]
+        return JSONResponse({"review_task": self._task_json(row)})
+
     # ---- /_sandbox activity ----
 
     async def admin_new_version(self, request: Request) -> Response:
@@ -749,6 +792,8 @@ class DamSandbox:
             Route(f"{v6}/collections", self.collections, methods=["GET", "POST"]),
             Route(f"{v6}/collections/{{id}}/assets", self.collection_assets, methods=["GET", "PUT"]),
             Route(f"{v6}/securitypolicies", self.security_policies, methods=["GET"]),
+            Route(f"{v6}/reviewtasks", self.review_tasks, methods=["GET", "POST"]),
+            Route("/_sandbox/reviewtasks/{id}/complete", self.admin_complete_task, methods=["POST"]),
             Route("/_sandbox/assets", self.admin_create, methods=["POST"]),
             Route("/_sandbox/assets/{id}", self.admin_delete, methods=["DELETE"]),
             Route("/_sandbox/assets/{id}/versions", self.admin_new_version, methods=["POST"]),
