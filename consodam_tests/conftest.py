@@ -62,11 +62,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[Sandbox]:
     """One sandbox for tests that only read (faults are cleared after each test)."""
-    sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="consodam-sbx-"))).start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
+    with tempfile.TemporaryDirectory(prefix="consodam-sbx-") as data_dir:
+        sandbox = Sandbox(Path(data_dir)).start()
+        try:
+            yield sandbox
+        finally:
+            sandbox.stop()
 
 
 @pytest.fixture

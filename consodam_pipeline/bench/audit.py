@@ -4,6 +4,7 @@ queries for one ISBN (history, and as of a date) on SQLite or PostgreSQL."""
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -113,4 +114,5 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             "as_of_query_p99_ms": round(percentile(as_of, 0.99), 2),
             "peak_rss_mb": round(first.peak_rss_mb, 1),
         })  # fmt: skip
+    shutil.rmtree(home, ignore_errors=True)
     report.emit(json_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +145,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+    shutil.rmtree(home, ignore_errors=True)
     report.emit(json_path)
 
 
