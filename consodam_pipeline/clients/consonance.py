@@ -7,11 +7,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any, Generic, TypeVar
 
-import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy
+from consodam_pipeline.clients.http import ApiError, ResilientHttp
+from consodam_pipeline.clients.resource import HttpApiResource
 from consodam_pipeline.sandbox import credentials
 
 SANDBOX_URL = credentials.CONSONANCE_URL
@@ -256,23 +256,12 @@ class ConsonanceClient:
             page += 1
 
 
-class ConsonanceResource(dg.ConfigurableResource):
+class ConsonanceResource(HttpApiResource):
     """Consonance API access; defaults point at the local sandbox."""
 
     url: str = SANDBOX_URL
     api_key: str = SANDBOX_KEY
     page_size: int = 500
-    timeout_s: float = 20.0
-    max_attempts: int = 6
-    max_concurrency: int = 4
-    retry_base_delay_s: float = 0.2
 
     def client(self) -> ConsonanceClient:
-        http = ResilientHttp(
-            self.url,
-            timeout_s=self.timeout_s,
-            policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
-            max_concurrency=self.max_concurrency,
-            secrets=[self.api_key],
-        )
-        return ConsonanceClient(http, self.api_key, self.page_size)
+        return ConsonanceClient(self.http(self.api_key), self.api_key, self.page_size)

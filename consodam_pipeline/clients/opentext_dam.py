@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import dagster as dg
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from consodam_pipeline.clients.http import ApiError, ResilientHttp, RetryPolicy, prefetch_ordered
+from consodam_pipeline.clients.http import ApiError, ResilientHttp, prefetch_ordered
+from consodam_pipeline.clients.resource import HttpApiResource
 
 SANDBOX_URL = "http://127.0.0.1:8702"
 SANDBOX_TENANT = "sandbox-tenant"
@@ -405,7 +405,7 @@ class DamClient:
         return [a["asset_id"] for a in data["assets_resource"]["asset_list"]]
 
 
-class OpenTextDamResource(dg.ConfigurableResource):
+class OpenTextDamResource(HttpApiResource):
     """OpenText DAM API access; defaults point at the local sandbox."""
 
     url: str = SANDBOX_URL
@@ -413,17 +413,7 @@ class OpenTextDamResource(dg.ConfigurableResource):
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: str = SANDBOX_CLIENT_SECRET
     page_size: int = 1000
-    timeout_s: float = 20.0
-    max_attempts: int = 6
-    max_concurrency: int = 4
-    retry_base_delay_s: float = 0.2
 
     def client(self) -> DamClient:
-        http = ResilientHttp(
-            self.url,
-            timeout_s=self.timeout_s,
-            policy=RetryPolicy(max_attempts=self.max_attempts, base_delay=self.retry_base_delay_s),
-            max_concurrency=self.max_concurrency,
-            secrets=[self.client_secret],
-        )
+        http = self.http(self.client_secret)
         return DamClient(http, self.tenant, self.client_id, self.client_secret, self.page_size)
