@@ -36,9 +36,13 @@ class EditionAudit:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
+_SAME_MOMENT_ORDER = {"link_superseded": 1, "link_created": 2}
+
+
 def _order(event: dict[str, Any]) -> tuple[Any, int]:
-    # A superseding and the new link share a moment: close the old one first.
-    return event["occurred_at"], 0 if event["event_type"] == "link_superseded" else 1
+    # At one moment: the approval decision, then the old link closes, then the new one opens, then writes.
+    kind = event["event_type"]
+    return event["occurred_at"], 0 if kind.startswith("version_") else _SAME_MOMENT_ORDER.get(kind, 3)
 
 
 def live_links(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -2,11 +2,15 @@
 
 from datetime import UTC, datetime
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.cli import main
+from consodam_pipeline.defs.links.history import APPROVAL, link_changes
 from consodam_pipeline.domain.links import Approval, pick, timeline
 from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
 
@@ -37,6 +41,57 @@ def test_a_rejection_ends_an_approval() -> None:
     assert pick(items, as_of="2024-05-01") == items[0]
     assert [(t, c.version if c else None) for t, c in timeline(items)] == [
         ("2024-01-01", 1), ("2024-03-01", 2), ("2024-04-01", 1)]  # fmt: skip
+
+
+MOMENTS = st.sampled_from([f"2024-0{m}-0{d}T00:00:00.000Z" for m in range(1, 4) for d in range(1, 4)])
+
+
+@st.composite
+def approvals_of_one_slot(draw: st.DrawFn) -> list[Approval]:
+    items = []
+    for _ in range(draw(st.integers(1, 7))):
+        asset, version = draw(st.sampled_from("abc")), draw(st.integers(1, 3))
+        at = draw(MOMENTS)
+        revoked = draw(st.one_of(st.none(), MOMENTS.filter(at.__lt__)))
+        items.append(Approval(f"{asset}{version}", asset, version, at, draw(st.sampled_from(["x", "y"])),
+                              asset != "c", revoked))  # fmt: skip
+    return list(dict.fromkeys(items))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(approvals_of_one_slot(), min_size=1, max_size=4))
+def test_column_wise_timelines_follow_the_rules(slots: list[list[Approval]]) -> None:
+    """The frame pass that backfills the ledger changes links exactly when domain.links.timeline does."""
+    rows = [
+        {"product_id": slot, "role": "front_cover", "asset_id": a.asset_id, "original_asset_id": a.original_asset_id,
+         "version": a.version, "at": a.approved_at, "by": a.approved_by, "edition_specific": a.edition_specific,
+         "revoked_at": a.revoked_at}
+        for slot, items in enumerate(slots) for a in items
+    ]  # fmt: skip
+    attached = pl.DataFrame(rows).with_row_index("candidate").with_columns(pl.col("candidate").cast(pl.Int64))
+    changes = link_changes(attached).join(attached.select("candidate", *APPROVAL), on="candidate", how="left")
+    for slot, items in enumerate(slots):
+        expected = [(moment, chosen) for moment, chosen in timeline(items)]
+        got = [
+            (r["moment"], None if r["candidate"] is None else Approval(
+                r["asset_id"], r["original_asset_id"], r["version"], r["at"], r["by"], r["edition_specific"],
+                r["revoked_at"]))
+            for r in changes.filter(pl.col("product_id") == slot).sort("moment").iter_rows(named=True)
+        ]  # fmt: skip
+        assert got == expected
+
+
+def test_ledger_ids_do_not_depend_on_how_the_event_was_built() -> None:
+    from consodam_pipeline.store.lineage import events_frame
+
+    link = {"approved_at": "2024-01-01T00:00:00.000Z", "approved_by": "Zoë", "asset_id": "c1",
+            "original_asset_id": "c1", "scope": "edition", "version": 1}  # fmt: skip
+    event = AuditEvent("link_created", ts("2024-01-01"), isbn13="9780306406157", work_id="7",
+                       dam_asset_id="c1", dam_version=1, role="front_cover", after=link)  # fmt: skip
+    encoded = pl.DataFrame([link]).select(pl.struct(sorted(link)).struct.json_encode())
+    assert events_frame([event])["after_json"][0] == encoded.item()
+    assert event.event_id == events_frame([event])["event_id"][0]
+    assert event.event_id != AuditEvent("link_created", ts("2024-01-02"), after=link).event_id
 
 
 def ts(text: str) -> datetime:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.defs.dam.sensors import dam_change_sensor
@@ -29,8 +30,6 @@ LINKS = [approved_version_links]
 
 
 def ledger_ids(home: Path) -> set[str]:
-    import sqlalchemy as sa
-
     with store(home).engine.connect() as conn:
         return set(conn.execute(sa.text("SELECT event_id FROM audit_ledger")).scalars())
 
@@ -52,8 +51,8 @@ def test_backfill_twice_adds_nothing_and_a_crash_loses_nothing(
         ingest(fresh_sandbox, crashed, instance)
         original = LineageStore.append_events
 
-        def crash_midway(self: LineageStore, conn: object, batch: object) -> int:
-            original(self, conn, list(batch)[: len(events) // 2])  # type: ignore[arg-type, call-overload]
+        def crash_midway(self: LineageStore, conn: sa.Connection, batch: pl.DataFrame) -> int:
+            original(self, conn, batch.head(len(events) // 2))
             raise RuntimeError("killed mid-backfill")
 
         monkeypatch.setattr(LineageStore, "append_events", crash_midway)

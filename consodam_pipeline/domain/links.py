@@ -5,7 +5,8 @@ For an edition and a role (front cover, contributor picture, jacket copy, …):
    tagged only with the edition's work (work-wide). Edition-specific candidates win over work-wide ones:
    a special edition's own cover beats the work's generic one.
 2. Of each candidate asset, only its newest approved version counts (an older approved version was
-   superseded when the newer one was approved).
+   superseded when the newer one was approved). The same version approved twice at one moment (a
+   duplicated record) counts once, the one with the later approver name and revocation.
 3. Of several candidate assets, the one approved most recently wins; equal times fall to the larger
    asset id, so the choice never depends on row order.
 4. A link exists from the moment its version was approved. As of any past date the live link is the one
@@ -45,14 +46,15 @@ def pick(approvals: Iterable[Approval], as_of: str | None = None) -> Approval | 
     newest: dict[str, Approval] = {}
     for approval in live:
         current = newest.get(approval.original_asset_id)
-        if current is None or (approval.version, approval.approved_at) > (
-            current.version,
-            current.approved_at,
-        ):
+        if current is None or _recency(approval) > _recency(current):
             newest[approval.original_asset_id] = approval
     best_scope = max(a.edition_specific for a in newest.values())
     scoped = [a for a in newest.values() if a.edition_specific == best_scope]
     return max(scoped, key=lambda a: (a.approved_at, a.original_asset_id))
+
+
+def _recency(approval: Approval) -> tuple[int, str, str, str]:
+    return approval.version, approval.approved_at, approval.approved_by or "", approval.revoked_at or ""
 
 
 def timeline(approvals: Iterable[Approval]) -> list[tuple[str, Approval | None]]:

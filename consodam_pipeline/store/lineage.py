@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from consodam_pipeline.store.ledger import EVENT_COLUMNS, append_event_frame, with_event_ids
 from consodam_pipeline.store.schema import audit_ledger, quarantine, record_history, sync_cursor
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
@@ -75,19 +76,37 @@ class AuditEvent:
     @cached_property
     def event_id(self) -> str:
         """Derived from what happened (not when we saw it), so a replay maps to the same id."""
-        if self.identity is not None:
-            return content_hash([self.event_type, self.identity])[:40]
-        identity = [
-            self.event_type,
-            to_naive_utc(self.occurred_at).isoformat(),
-            self.isbn13,
-            self.work_id,
-            self.dam_asset_id,
-            self.dam_version,
-            self.role,
-            self.after,
-        ]
-        return content_hash(identity)[:40]
+        return str(events_frame([self])["event_id"][0])
+
+
+def events_frame(events: Iterable[AuditEvent]) -> pl.DataFrame:
+    """Events as ledger rows (store.ledger.EVENT_COLUMNS with event_id)."""
+    listed = list(events)
+    frame = pl.DataFrame(
+        {
+            "event_type": [e.event_type for e in listed],
+            "occurred_at": [to_naive_utc(e.occurred_at) for e in listed],
+            "isbn13": [e.isbn13 for e in listed],
+            "work_id": [e.work_id for e in listed],
+            "dam_asset_id": [e.dam_asset_id for e in listed],
+            "dam_version": [e.dam_version for e in listed],
+            "role": [e.role for e in listed],
+            "actor": [e.actor for e in listed],
+            "before_json": [canonical_json(e.before) for e in listed],
+            "after_json": [canonical_json(e.after) for e in listed],
+            "run_id": [e.run_id for e in listed],
+            "identity": [e.identity for e in listed],
+        },
+        schema={**EVENT_COLUMNS, "identity": pl.String()},
+    )
+    return with_event_ids(frame)
+
+
+def canonical_json(payload: dict[str, Any] | None) -> str | None:
+    """Compact, sorted keys, UTF-8 kept: the same text polars' struct.json_encode gives sorted fields."""
+    if payload is None:
+        return None
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 class LineageStore:
@@ -311,36 +330,13 @@ class LineageStore:
 
     # ---- audit ledger ----
 
-    def append_events(self, conn: sa.Connection, events: Iterable[AuditEvent]) -> int:
-        """Insert events not yet in the ledger; returns how many were new (replays add nothing)."""
-        recorded = utcnow()
-        rows = {
-            e.event_id: {
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "isbn13": e.isbn13,
-                "work_id": e.work_id,
-                "dam_asset_id": e.dam_asset_id,
-                "dam_version": e.dam_version,
-                "role": e.role,
-                "actor": e.actor,
-                "occurred_at": to_naive_utc(e.occurred_at),
-                "recorded_at": recorded,
-                "run_id": e.run_id,
-                "before_json": None
-                if e.before is None
-                else json.dumps(e.before, sort_keys=True, default=str),
-                "after_json": None if e.after is None else json.dumps(e.after, sort_keys=True, default=str),
-            }
-            for e in events
-        }
-        if not rows:
-            return 0
-        inserted = 0
-        for chunk in _chunks(list(rows.values()), 500):
-            stmt = self._insert(audit_ledger).on_conflict_do_nothing(index_elements=["event_id"])
-            inserted += conn.execute(stmt, list(chunk)).rowcount or 0
-        return inserted
+    def append_events(self, conn: sa.Connection, events: Iterable[AuditEvent] | pl.DataFrame) -> int:
+        """Insert events not yet in the ledger; returns how many were new (replays add nothing).
+
+        Takes AuditEvents, or a frame of ledger rows with event ids (store.ledger.with_event_ids).
+        """
+        frame = events if isinstance(events, pl.DataFrame) else events_frame(events)
+        return append_event_frame(conn, frame, utcnow())
 
     def events_for_isbn(self, isbn13: str, until: datetime | None = None) -> list[dict[str, Any]]:
         query = sa.select(audit_ledger).where(audit_ledger.c.isbn13 == isbn13)

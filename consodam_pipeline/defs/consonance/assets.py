@@ -75,7 +75,7 @@ def title_metadata_snapshot(
         source=SOURCE,
         batch=batch,
         observed_at=started,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         cursors=cursors,
     )
     frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY))

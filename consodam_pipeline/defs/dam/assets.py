@@ -106,11 +106,11 @@ def dam_asset_inventory(
         source=SOURCE,
         batch=batch,
         observed_at=started,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         cursors=cursors,
     )
     versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
-    frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run_id)
+    frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run.run_id)
     periods = changed_periods(frame, previous, title_metadata_snapshot)
     yield from change_events(periods, "dam")
     yield dg.Output(

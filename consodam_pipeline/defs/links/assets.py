@@ -10,7 +10,7 @@ from consodam_pipeline.audit import live_links
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
-from consodam_pipeline.defs.links.history import LinkHistory, current_links_frame, link_history_chunks
+from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks, recent_link_changes
 from consodam_pipeline.defs.rights.assets import partition_slice
 from consodam_pipeline.store.lineage import AuditEvent, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
@@ -45,18 +45,18 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
     editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, keys)
     store = lineage.store()
     derived = new_events = 0
-    current: list[pl.DataFrame] = []
-    recent: list[AuditEvent] = []
+    current: list[pl.DataFrame] = [LinkHistory().current]
+    changes: list[pl.DataFrame] = [LinkHistory().events]
     with store.engine.begin() as conn:  # one transaction: a killed backfill leaves nothing half-written
-        for part in link_history_chunks(editions, versions, context.run_id):
+        for part in link_history_chunks(editions, versions, context.run.run_id):
             new_events += store.append_events(conn, part.events)
-            derived += len(part.events)
-            current.append(current_links_frame(part))
-            created = [e for e in part.events if e.event_type == "link_created"]
-            recent = sorted([*recent, *created], key=lambda e: e.occurred_at)[-10:]
-    links = pl.concat([current_links_frame(LinkHistory()), *current]).join(
-        work_periods(editions), on="work_id", how="left"
-    )
+            derived += part.events.height
+            current.append(part.current)
+            changes.append(
+                part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
+            )
+    recent = recent_link_changes(pl.concat(changes))
+    links = pl.concat(current).join(work_periods(editions), on="work_id", how="left")
     return dg.MaterializeResult(
         value=links.rename({"period": PARTITION_COLUMN}),
         check_results=[
@@ -156,20 +156,8 @@ def consonance_asset_links(
     )
     written_before = store.open_versions(LINK_ENTITY, links["record_key"].to_list())
     last = {r["record_key"]: r["last_hash"] for r in written_before.iter_rows(named=True)}
-    (
-        {
-            k: json.loads(p)
-            for k, p in zip(
-                written_before["record_key"],
-                store.open_payloads(LINK_ENTITY, written_before["record_key"].to_list()),
-                strict=False,
-            )
-        }
-        if False
-        else {}
-    )
     todo = [r for r in links.iter_rows(named=True) if last.get(r["record_key"]) != link_hash(r)]
-    results = write_links(consonance, dam.url, store, todo, context.run_id)
+    results = write_links(consonance, dam.url, store, todo, context.run.run_id)
     report = links.with_columns(
         pl.col("record_key").is_in(pl.Series([r["record_key"] for r in results], dtype=pl.String).implode())
         .alias("written")

@@ -1,16 +1,18 @@
-"""From the DAM inventory and the editions to approval events, link timelines and current links."""
+"""From the DAM inventory and the editions to approval events, link timelines and current links.
 
-import itertools
+The rules are `domain/links.py`; this module applies them to whole columns at once. For each
+(edition, role) every moment an approval starts or ends is a row, every candidate approval live at
+that moment joins it, and the `pick` rules become two sorted group picks. A backfill of the backlist
+is millions of such moments, which one pass over Python objects per (edition, role) cannot afford.
+"""
+
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.domain.links import Approval, timeline
 from consodam_pipeline.domain.roles import AssetRole
-from consodam_pipeline.domain.timestamps import parse_ts
+from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
 from consodam_pipeline.store.lineage import AuditEvent
 
 LINK_COLUMNS = {
@@ -19,6 +21,11 @@ LINK_COLUMNS = {
     "version": pl.Int64, "approved_by": pl.String, "approved_at": pl.String, "scope": pl.String,
     "linked_since": pl.String,
 }  # fmt: skip
+
+SLOT = ["product_id", "role"]  # one link per edition and role
+# What tells one approval from another (the fields of domain.links.Approval).
+APPROVAL = ["asset_id", "original_asset_id", "version", "at", "by", "edition_specific", "revoked_at"]
+CONTENT_TYPES = {role.value: role.content_type.value for role in AssetRole}
 
 
 def approval_entries(versions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -58,27 +65,23 @@ def candidates(editions: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass
 class LinkHistory:
-    current: list[dict[str, Any]] = field(default_factory=list)
-    events: list[AuditEvent] = field(default_factory=list)
+    """Current links and ledger events (EVENT_ROWS) for a slice of editions."""
 
-
-def _link_payload(approval: Approval) -> dict[str, Any]:
-    return {"asset_id": approval.asset_id, "original_asset_id": approval.original_asset_id,
-            "version": approval.version, "approved_by": approval.approved_by, "approved_at": approval.approved_at,
-            "scope": "edition" if approval.edition_specific else "work"}  # fmt: skip
+    current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LINK_COLUMNS))
+    events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=EVENT_ROWS))
 
 
 def link_history(editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None) -> LinkHistory:
     """Current links and every event of the past, all at once (small catalogs and tests)."""
-    merged = LinkHistory()
-    for part in link_history_chunks(editions, versions, run_id):
-        merged.current += part.current
-        merged.events += part.events
-    return merged
+    parts = list(link_history_chunks(editions, versions, run_id))
+    return LinkHistory(
+        current=pl.concat([LinkHistory().current, *(p.current for p in parts)]),
+        events=pl.concat([LinkHistory().events, *(p.events for p in parts)]),
+    )
 
 
 def link_history_chunks(
-    editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None, editions_per_chunk: int = 10_000
+    editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None, editions_per_chunk: int = 25_000
 ) -> Iterator[LinkHistory]:
     """The same, a slice of editions at a time, so a backfill of the whole backlist holds one slice of
     events in memory, not millions."""
@@ -86,76 +89,175 @@ def link_history_chunks(
     ids = editions["product_id"].unique().sort()
     for start in range(0, len(ids), editions_per_chunk):
         subset = editions.filter(pl.col("product_id").is_in(ids.slice(start, editions_per_chunk).implode()))
-        yield _history_for(subset, approvals, history, run_id)
+        yield history_for(subset, approvals, history, run_id)
 
 
-def _history_for(
+def history_for(
     editions: pl.DataFrame, approvals: pl.DataFrame, history: pl.DataFrame, run_id: str | None
 ) -> LinkHistory:
-    result = LinkHistory()
-    attached = candidates(editions, approvals).sort("product_id", "role", "at")
-    rows = attached.iter_rows(named=True)
-    for (product_id, role), group in itertools.groupby(rows, key=lambda r: (r["product_id"], r["role"])):
-        members = list(group)
-        edition = members[0]
-        items = [
-            Approval(r["asset_id"], r["original_asset_id"], r["version"], r["at"], r["by"], r["edition_specific"],
-                     r["revoked_at"]) for r in members
-        ]  # fmt: skip
-        changes = timeline(items)
-        previous: Approval | None = None
-        for moment, chosen in changes:
-            when = parse_ts(moment)
-            if previous is not None:
-                result.events.append(
-                    _event("link_superseded", when, edition, str(role), previous, None, run_id)
-                )
-            if chosen is not None:
-                result.events.append(
-                    _event("link_created", when, edition, str(role), chosen, previous, run_id)
-                )
-            previous = chosen
-        if changes and changes[-1][1] is not None:
-            since, chosen = changes[-1]
-            assert chosen is not None
-            result.current.append({
-                "product_id": product_id, "isbn13": edition["isbn13"], "work_id": edition["work_id"], "role": role,
-                "resource_content_type": AssetRole(str(role)).content_type.value, **_link_payload(chosen),
-                "linked_since": since,
-            })  # fmt: skip
-    result.events += approval_events(editions, history, run_id)
-    return result
+    attached = (
+        candidates(editions, approvals)
+        .unique(subset=[*SLOT, *APPROVAL])
+        .with_row_index("candidate")
+        .with_columns(pl.col("candidate").cast(pl.Int64))
+    )
+    changes = link_changes(attached)
+    events = pl.concat(
+        [*link_events(changes, attached), approval_events(editions, history)], how="vertical_relaxed"
+    )
+    return LinkHistory(
+        current=current_links(changes, attached),
+        events=with_event_ids(events.with_columns(pl.lit(run_id, pl.String).alias("run_id"))),
+    )
 
 
-def _event(kind: str, when: datetime, edition: dict[str, Any], role: str, link: Approval,
-           before: Approval | None, run_id: str | None) -> AuditEvent:  # fmt: skip
-    return AuditEvent(
-        event_type=kind, occurred_at=when, isbn13=edition["isbn13"], work_id=str(edition["work_id"]),
-        dam_asset_id=link.asset_id, dam_version=link.version, role=role, actor=link.approved_by,
-        before=None if before is None else _link_payload(before), after=_link_payload(link), run_id=run_id,
+def link_changes(attached: pl.DataFrame) -> pl.DataFrame:
+    """(product_id, role, moment, candidate, previous): each moment the linked approval changes.
+
+    `candidate` is null from a moment on which nothing is approved any more; `previous` is the
+    approval linked until then (null for the first link).
+    """
+    starts = attached.select(*SLOT, pl.col("at").alias("moment"))
+    ends = attached.select(*SLOT, pl.col("revoked_at").alias("moment")).drop_nulls("moment")
+    moments = pl.concat([starts, ends]).unique()
+    live = moments.join(attached.select(*SLOT, "candidate", *APPROVAL), on=SLOT).filter(
+        (pl.col("at") <= pl.col("moment"))
+        & (pl.col("revoked_at").is_null() | (pl.col("revoked_at") > pl.col("moment")))
+    )
+    # Rule 2: of each asset, its newest approved version; rules 1 and 3: specific scope, then latest.
+    newest = live.group_by(*SLOT, "moment", "original_asset_id").agg(
+        pl.all().sort_by("version", "at", "by", "revoked_at").last()
+    )
+    chosen = newest.group_by(*SLOT, "moment").agg(
+        pl.col("candidate").sort_by("edition_specific", "at", "original_asset_id").last()
+    )
+    per_moment = (
+        moments.join(chosen, on=[*SLOT, "moment"], how="left")
+        .sort(*SLOT, "moment")
+        .with_columns(pl.col("candidate").shift(1).over(SLOT).alias("previous"))
+    )
+    return per_moment.filter(pl.col("candidate").ne_missing(pl.col("previous")))
+
+
+def _link_json(prefix: str = "") -> pl.Expr:
+    """The link as the ledger shows it; keys in sorted order, the canonical JSON of store.ledger."""
+    return pl.struct(
+        pl.col(f"{prefix}at").alias("approved_at"),
+        pl.col(f"{prefix}by").alias("approved_by"),
+        pl.col(f"{prefix}asset_id").alias("asset_id"),
+        pl.col(f"{prefix}original_asset_id").alias("original_asset_id"),
+        pl.when(pl.col(f"{prefix}edition_specific")).then(pl.lit("edition")).otherwise(pl.lit("work"))
+        .alias("scope"),
+        pl.col(f"{prefix}version").alias("version"),
+    ).struct.json_encode()  # fmt: skip
+
+
+def link_events(changes: pl.DataFrame, attached: pl.DataFrame) -> list[pl.DataFrame]:
+    """link_superseded for the approval a change ends, link_created for the one it starts."""
+    edition = attached.select("candidate", "isbn13", "work_id")
+    link = attached.select("candidate", *APPROVAL)
+    before = link.rename({c: f"before_{c}" for c in link.columns})
+    moved = (
+        changes.join(edition, left_on=pl.coalesce("candidate", "previous"), right_on="candidate", how="left")
+        .join(link, on="candidate", how="left")
+        .join(before, left_on="previous", right_on="before_candidate", how="left")
+    )
+    superseded = moved.filter(pl.col("previous").is_not_null()).select(
+        pl.lit("link_superseded").alias("event_type"), "moment", "isbn13", "work_id", "role",
+        pl.col("before_asset_id").alias("dam_asset_id"), pl.col("before_version").alias("dam_version"),
+        pl.col("before_by").alias("actor"), pl.lit(None, pl.String).alias("before_json"),
+        _link_json("before_").alias("after_json"),
     )  # fmt: skip
+    created = moved.filter(pl.col("candidate").is_not_null()).select(
+        pl.lit("link_created").alias("event_type"), "moment", "isbn13", "work_id", "role",
+        pl.col("asset_id").alias("dam_asset_id"), pl.col("version").alias("dam_version"),
+        pl.col("by").alias("actor"),
+        pl.when(pl.col("previous").is_not_null()).then(_link_json("before_")).alias("before_json"),
+        _link_json().alias("after_json"),
+    )  # fmt: skip
+    return [_as_ledger_rows(superseded), _as_ledger_rows(created)]
 
 
-def approval_events(editions: pl.DataFrame, history: pl.DataFrame, run_id: str | None) -> list[AuditEvent]:
+def approval_events(editions: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
     """Every approval decision of the DAM, once per edition it concerns (so an ISBN's audit shows it)."""
     decisions = history.filter(pl.col("status").is_in(["approved", "rejected", "in_review"]))
     attached = candidates(editions, decisions)
-    return [
-        AuditEvent(
-            event_type=f"version_{r['status']}",
-            occurred_at=parse_ts(r["at"]),
-            isbn13=r["isbn13"],
-            work_id=str(r["work_id"]),
-            dam_asset_id=r["asset_id"],
-            dam_version=r["version"],
-            role=r["role"],
-            actor=r["by"],
-            after={"status": r["status"], "by": r["by"]},
-            run_id=run_id,
+    return _as_ledger_rows(
+        attached.select(
+            pl.concat_str(pl.lit("version_"), pl.col("status")).alias("event_type"),
+            pl.col("at").alias("moment"),
+            "isbn13",
+            "work_id",
+            "role",
+            pl.col("asset_id").alias("dam_asset_id"),
+            pl.col("version").alias("dam_version"),
+            pl.col("by").alias("actor"),
+            pl.lit(None, pl.String).alias("before_json"),
+            pl.struct("by", "status").struct.json_encode().alias("after_json"),
         )
-        for r in attached.iter_rows(named=True)
-    ]
+    )
 
 
-def current_links_frame(history: LinkHistory) -> pl.DataFrame:
-    return pl.DataFrame(history.current, schema=LINK_COLUMNS)
+def _as_ledger_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(
+        "event_type",
+        parse_moments(frame["moment"]).alias("occurred_at"),
+        "isbn13",
+        pl.col("work_id").cast(pl.String),
+        "dam_asset_id",
+        pl.col("dam_version").cast(pl.Int64),
+        "role",
+        "actor",
+        "before_json",
+        "after_json",
+    )
+
+
+def parse_moments(moments: pl.Series) -> pl.Series:
+    """DAM times as naive UTC; the sandbox's `...sss Z` form column-wise, any other ISO form one by one."""
+    fast = moments.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", strict=False)
+    missed = fast.is_null() & moments.is_not_null()
+    if not missed.any():
+        return fast
+    from consodam_pipeline.domain.timestamps import parse_ts
+    from consodam_pipeline.store.lineage import to_naive_utc
+
+    slow = pl.Series([to_naive_utc(parse_ts(m)) if m is not None else None for m in moments.filter(missed)])
+    return fast.scatter(missed.arg_true(), slow.cast(pl.Datetime("us")))
+
+
+def current_links(changes: pl.DataFrame, attached: pl.DataFrame) -> pl.DataFrame:
+    """The link each (edition, role) has now: the last change, when it left something approved."""
+    last = changes.group_by(SLOT).agg(pl.all().sort_by("moment").last()).drop_nulls("candidate")
+    return (
+        last.join(attached.drop(*SLOT), on="candidate")
+        .select(
+            "product_id",
+            "isbn13",
+            "work_id",
+            "role",
+            pl.col("role").replace_strict(CONTENT_TYPES, default=None).alias("resource_content_type"),
+            "asset_id",
+            "original_asset_id",
+            "version",
+            pl.col("by").alias("approved_by"),
+            pl.col("at").alias("approved_at"),
+            pl.when(pl.col("edition_specific"))
+            .then(pl.lit("edition"))
+            .otherwise(pl.lit("work"))
+            .alias("scope"),
+            pl.col("moment").alias("linked_since"),
+        )
+        .cast(LINK_COLUMNS)  # type: ignore[arg-type]
+        .sort(SLOT)
+    )
+
+
+def recent_link_changes(events: pl.DataFrame, limit: int = 10) -> list[AuditEvent]:
+    """The latest link_created events, for the UI's metadata."""
+    created = events.filter(pl.col("event_type") == "link_created").sort("occurred_at").tail(limit)
+    return [
+        AuditEvent(r["event_type"], r["occurred_at"], isbn13=r["isbn13"], dam_asset_id=r["dam_asset_id"],
+                   dam_version=r["dam_version"], role=r["role"], actor=r["actor"])
+        for r in created.iter_rows(named=True)
+    ]  # fmt: skip

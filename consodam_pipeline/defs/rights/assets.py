@@ -231,7 +231,7 @@ def dam_access_restrictions(
     plan = plan_writes(store, RESTRICTION_ENTITY, observed.join(desired, on="asset_id"))
     with dam.client() as client:
         result = execute_writes(client, plan, restriction_request)
-    events = record_writes(store, plan, result, "restriction_applied", context.run_id)
+    events = record_writes(store, plan, result, "restriction_applied", context.run.run_id)
     report = write_report(plan, result, grants.select("asset_id", "period"), on="asset_id")
     context.log.info(f"restrictions: {len(result.written)} written, {len(result.failed)} failed")
     return dg.Output(report, metadata=write_metadata("DAM access restrictions", report, plan, result, events))

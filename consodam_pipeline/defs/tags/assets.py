@@ -102,6 +102,6 @@ def dam_title_tags(
     plan = plan_writes(store, TAG_ENTITY, observed.join(desired, on="asset_id"))
     with dam.client() as client:
         result = execute_writes(client, plan, tag_request)
-    events = record_writes(store, plan, result, "tags_written", context.run_id)
+    events = record_writes(store, plan, result, "tags_written", context.run.run_id)
     report = write_report(plan, result, work_periods(editions))
     return dg.Output(report, metadata=write_metadata("DAM title tags", report, plan, result, events))
