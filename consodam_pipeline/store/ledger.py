@@ -1,21 +1,19 @@
 """Audit ledger rows as polars frames: content-derived event ids, and bulk appends that skip known ids.
 
-A backfill writes millions of events, so ids are computed column-wise and rows go in through the
-driver (SQLite executemany of INSERT OR IGNORE; PostgreSQL COPY into a staging table, then INSERT …
-ON CONFLICT DO NOTHING) rather than one bound statement per row.
+A backfill writes millions of events, so ids are computed column-wise and rows go in through
+store.bulk (skipping ids the ledger has) rather than one bound statement per row.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-from contextlib import closing
 from datetime import datetime
 
 import polars as pl
 import sqlalchemy as sa
 
-from consodam_pipeline.store.engine import PG_SCHEMA
+from consodam_pipeline.store.bulk import bulk_insert
+from consodam_pipeline.store.schema import audit_ledger
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
     "event_type": pl.String(), "occurred_at": pl.Datetime("us"), "isbn13": pl.String(), "work_id": pl.String(),
@@ -26,7 +24,6 @@ EVENT_ROWS: dict[str, pl.DataType] = {"event_id": pl.String(), **EVENT_COLUMNS} 
 LEDGER_COLUMNS = [*EVENT_ROWS, "recorded_at"]
 _SEP = "\x1f"
 _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 def _identity_text() -> pl.Expr:
@@ -60,43 +57,4 @@ def append_event_frame(conn: sa.Connection, events: pl.DataFrame, recorded_at: d
     rows = events.unique(subset="event_id", keep="first", maintain_order=True).with_columns(
         pl.lit(recorded_at, pl.Datetime("us")).alias("recorded_at")
     )
-    if rows.height == 0:
-        return 0
-    if conn.dialect.name == "postgresql":
-        return _copy_into_postgres(conn, rows.select(LEDGER_COLUMNS))
-    return _insert_into_sqlite(conn, rows.select(LEDGER_COLUMNS))
-
-
-def _insert_into_sqlite(conn: sa.Connection, rows: pl.DataFrame) -> int:
-    as_text = rows.with_columns(pl.col(c).dt.strftime(_SQLITE_TIME) for c in ("occurred_at", "recorded_at"))
-    placeholders = ", ".join("?" for _ in LEDGER_COLUMNS)
-    sql = f"INSERT OR IGNORE INTO audit_ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({placeholders})"
-    inserted = 0
-    with closing(conn.connection.cursor()) as cursor:
-        for block in as_text.iter_slices(100_000):
-            cursor.executemany(sql, block.rows())
-            inserted += cursor.rowcount
-    return inserted
-
-
-def _copy_into_postgres(conn: sa.Connection, rows: pl.DataFrame) -> int:
-    columns = ", ".join(LEDGER_COLUMNS)
-    inserted = 0
-    with closing(conn.connection.cursor()) as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS ledger_stage (LIKE {PG_SCHEMA}.audit_ledger) ON COMMIT DROP"
-        )
-        for block in rows.iter_slices(200_000):
-            buffer = io.BytesIO()
-            block.write_csv(buffer, include_header=False, null_value=r"\N", datetime_format=_ID_TIME)
-            buffer.seek(0)
-            cursor.copy_expert(
-                f"COPY ledger_stage ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
-            )
-            cursor.execute(
-                f"INSERT INTO {PG_SCHEMA}.audit_ledger ({columns}) SELECT {columns} FROM ledger_stage "
-                "ON CONFLICT (event_id) DO NOTHING"
-            )
-            inserted += cursor.rowcount
-            cursor.execute("TRUNCATE ledger_stage")
-    return inserted
+    return bulk_insert(conn, audit_ledger, rows.select(LEDGER_COLUMNS), skip_existing="event_id")

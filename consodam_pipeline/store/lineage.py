@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.ledger import EVENT_COLUMNS, append_event_frame, with_event_ids
 from consodam_pipeline.store.schema import audit_ledger, quarantine, record_history, sync_cursor
 
@@ -77,6 +78,11 @@ class AuditEvent:
     def event_id(self) -> str:
         """Derived from what happened (not when we saw it), so a replay maps to the same id."""
         return str(events_frame([self])["event_id"][0])
+
+
+def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    rendered = to_open.join(records.select("record_key", "payload"), on="record_key")
+    yield from rendered.iter_slices(50_000)
 
 
 def events_frame(events: Iterable[AuditEvent]) -> pl.DataFrame:
@@ -175,7 +181,7 @@ class LineageStore:
         complete: bool,
         run_id: str | None = None,
         keep_open: Sequence[str] = (),
-        payloads: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        payloads: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
     ) -> SnapshotDiff:
         """Fold a batch of current records (record_key, content_hash, payload) into history.
 
@@ -183,7 +189,8 @@ class LineageStore:
         `complete=True` the batch is the whole population, so open records absent from it are closed
         (deletions), except those in `keep_open` (present at the source but quarantined this time: their
         last good version stays current). Re-applying the same batch writes nothing. `records` carries a
-        payload column, or `payloads` renders (record_key, payload) for the rows to open, chunk by chunk.
+        payload column, or `payloads` renders the rows to open (record_key, content_hash → the same with
+        payload) chunk by chunk, so no caller holds every payload at once.
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
@@ -212,31 +219,17 @@ class LineageStore:
         for chunk in _chunks(to_close, 20_000):
             conn.execute(close, [{"row_id": rid} for rid in chunk])
         to_open = pl.concat([added, changed], how="vertical_relaxed").select("record_key", "content_hash")
-        render = payloads or (
-            lambda rows: rows.join(records.select("record_key", "payload"), on="record_key")
-        )
+        rendered = payloads(to_open) if payloads else _payload_slices(to_open, records)
         recorded = utcnow()
-        for start in range(0, to_open.height, 20_000):
-            block = to_open.slice(start, 20_000)
-            rendered = block.join(render(block).select("record_key", "payload"), on="record_key")
-            conn.execute(
-                record_history.insert(),
-                [
-                    {
-                        "entity": entity,
-                        "record_key": key,
-                        "content_hash": digest,
-                        "payload": payload,
-                        "valid_from": moment,
-                        "valid_to": None,
-                        "run_id": run_id,
-                        "recorded_at": recorded,
-                    }
-                    for key, digest, payload in rendered.select(
-                        "record_key", "content_hash", "payload"
-                    ).iter_rows()
-                ],
+        for block in rendered:
+            rows = block.select("record_key", "content_hash", "payload").with_columns(
+                pl.lit(entity).alias("entity"),
+                pl.lit(moment, pl.Datetime("us")).alias("valid_from"),
+                pl.lit(None, pl.Datetime("us")).alias("valid_to"),
+                pl.lit(run_id, pl.String).alias("run_id"),
+                pl.lit(recorded, pl.Datetime("us")).alias("recorded_at"),
             )
+            bulk_insert(conn, record_history, rows)
         return SnapshotDiff(
             added=added["record_key"].to_list(),
             changed=changed["record_key"].to_list(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,14 +67,17 @@ class IngestBatch:
     def records(self) -> pl.DataFrame:
         return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed], rechunk=False)
 
-    def payloads_for(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """(record_key, payload) for the given keys, rendered on demand so the batch holds no JSON."""
-        chosen = self.records().filter(
-            pl.col(self.key_column).cast(pl.String).is_in(rows["record_key"].implode())
-        )
-        return pl.DataFrame(
-            {"record_key": chosen[self.key_column].cast(pl.String), "payload": render_payloads(chosen)}
-        )
+    def payloads_for(self, to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        """(record_key, content_hash, payload) of the rows to open, a page at a time: one pass over the
+        batch, JSON rendered only for those rows, and where a key came twice, its last copy."""
+        keys = self.hash_frame()["record_key"]
+        wanted = keys.is_in(to_open["record_key"].implode()) & keys.is_last_distinct()
+        offset = 0
+        for page, hashes in zip(self.typed, self.hashes, strict=True):
+            mask = wanted.slice(offset, page.height)
+            offset += page.height
+            if mask.any():
+                yield hashes.filter(mask).with_columns(render_payloads(page.filter(mask)))
 
     @property
     def quarantined_keys(self) -> list[str]:
