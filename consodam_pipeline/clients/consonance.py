@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from consodam_pipeline.clients.http import ApiError, ResilientHttp
@@ -97,13 +98,21 @@ class ProductStamp(_Camel):
 M = TypeVar("M", bound=BaseModel)
 
 
-class _ProductsData(BaseModel, Generic[M]):
-    products: list[M]
+@functools.cache
+def _adapter(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-class ProductsResponse(BaseModel, Generic[M]):
-    data: _ProductsData[M] | None = None
-    errors: list[dict[str, Any]] | None = None
+def validated(model: type[M], rows: list[dict[str, Any]]) -> list[M]:
+    """Rows into models; a shape we do not understand is an ApiError naming where, not a crash."""
+    try:
+        return _adapter(model).validate_python(rows)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ApiError(
+            "POST /graphql products", 1, f"unexpected payload at {where}: {first['msg']}"
+        ) from None
 
 
 class GraphQLResponse(BaseModel):
@@ -156,23 +165,20 @@ class ConsonanceClient:
             raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
         return response.data or {}
 
-    def products_page(self, search: dict[str, Any], fields: str, model: type[M]) -> list[M]:
+    def products_rows(self, search: dict[str, Any], fields: str) -> list[dict[str, Any]]:
+        """One page of products as parsed JSON (validation is the caller's, so paging need not wait)."""
         query = (
             "query Products($search: ProductSearchAttributes, $limit: Int) {"
             f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
         )
-        shape = ProductsResponse[model]  # type: ignore[valid-type]
-        response = self.http.call(
-            "POST",
-            "/graphql",
-            json={"query": query, "variables": {"search": search, "limit": self.page_size}},
-            headers=self._bearer,
-            decode=lambda r: shape.model_validate_json(r.content),
-        )
-        if response.errors or response.data is None:
-            reason = "; ".join(str(e.get("message")) for e in response.errors or []) or "no data"
-            raise ApiError("POST /graphql products", 1, reason)
-        return list(response.data.products)
+        data = self.graphql(query, {"search": search, "limit": self.page_size})
+        products = data.get("products")
+        if not isinstance(products, list):
+            raise ApiError("POST /graphql products", 1, "no products in the response")
+        return products
+
+    def products_page(self, search: dict[str, Any], fields: str, model: type[M]) -> list[M]:
+        return validated(model, self.products_rows(search, fields))
 
     def iter_pages(
         self,
@@ -182,21 +188,24 @@ class ConsonanceClient:
         changed_since: date | None = None,
         search: dict[str, Any] | None = None,
     ) -> Iterator[list[M]]:
-        """Keyset paging by id; the next page is fetched while the caller works on the current one."""
+        """Keyset paging by id. The next page is requested as soon as this one's last id is known, so
+        the server works on it while the caller validates and normalises this one."""
         base = dict(search or {})
         if changed_since is not None:
             base["changedSince"] = changed_since.isoformat()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consonance-prefetch") as pool:
-            pending: Future[list[M]] = pool.submit(self.products_page, {**base, "after": 0}, fields, model)
+            pending: Future[list[dict[str, Any]]] = pool.submit(
+                self.products_rows, {**base, "after": 0}, fields
+            )
             while True:
-                page = pending.result()
-                if len(page) < self.page_size:
-                    if page:
-                        yield page
+                rows = pending.result()
+                more = len(rows) >= self.page_size
+                if more:
+                    pending = pool.submit(self.products_rows, {**base, "after": rows[-1]["id"]}, fields)
+                if rows:
+                    yield validated(model, rows)
+                if not more:
                     return
-                last_id = page[-1].id  # type: ignore[attr-defined]
-                pending = pool.submit(self.products_page, {**base, "after": last_id}, fields, model)
-                yield page
 
     def iter_product_pages(
         self, *, changed_since: date | None = None, search: dict[str, Any] | None = None

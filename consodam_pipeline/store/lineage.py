@@ -81,7 +81,7 @@ class AuditEvent:
 
 
 def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    rendered = to_open.join(records.select("record_key", "payload"), on="record_key")
+    rendered = to_open.join(records.select("record_key", "payload"), on="record_key", maintain_order="left")
     yield from rendered.iter_slices(50_000)
 
 
@@ -190,7 +190,7 @@ class LineageStore:
         (deletions), except those in `keep_open` (present at the source but quarantined this time: their
         last good version stays current). Re-applying the same batch writes nothing. `records` carries a
         payload column, or `payloads` renders the rows to open (record_key, content_hash → the same with
-        payload) chunk by chunk, so no caller holds every payload at once.
+        payload, in the order given) chunk by chunk, so no caller holds every payload at once.
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
@@ -218,7 +218,12 @@ class LineageStore:
         )
         for chunk in _chunks(to_close, 20_000):
             conn.execute(close, [{"row_id": rid} for rid in chunk])
-        to_open = pl.concat([added, changed], how="vertical_relaxed").select("record_key", "content_hash")
+        # In key order: the history indexes then grow at their right edge instead of at random pages.
+        to_open = (
+            pl.concat([added, changed], how="vertical_relaxed")
+            .select("record_key", "content_hash")
+            .sort("record_key")
+        )
         rendered = payloads(to_open) if payloads else _payload_slices(to_open, records)
         recorded = utcnow()
         for block in rendered:

@@ -68,16 +68,17 @@ class IngestBatch:
         return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed], rechunk=False)
 
     def payloads_for(self, to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        """(record_key, content_hash, payload) of the rows to open, a page at a time: one pass over the
-        batch, JSON rendered only for those rows, and where a key came twice, its last copy."""
-        keys = self.hash_frame()["record_key"]
-        wanted = keys.is_in(to_open["record_key"].implode()) & keys.is_last_distinct()
-        offset = 0
-        for page, hashes in zip(self.typed, self.hashes, strict=True):
-            mask = wanted.slice(offset, page.height)
-            offset += page.height
-            if mask.any():
-                yield hashes.filter(mask).with_columns(render_payloads(page.filter(mask)))
+        """(record_key, content_hash, payload) of the rows to open, in their order, a block at a time:
+        JSON rendered only for those rows, and where a key came twice, from its last copy."""
+        rows = (
+            self.hash_frame()
+            .with_row_index("row")
+            .filter(pl.col("record_key").is_last_distinct())
+            .join(to_open.select("record_key"), on="record_key", maintain_order="right")
+        )
+        records = self.records()
+        for block in rows.iter_slices(20_000):
+            yield block.select("record_key", "content_hash", render_payloads(records[block["row"]]))
 
     @property
     def quarantined_keys(self) -> list[str]:
