@@ -97,7 +97,7 @@ def ingest_metadata(
     rows = [
         ("mode", mode),
         ("window", window),
-        ("records fetched", len(batch.seen_keys)),
+        ("records fetched", batch.fetched),
         ("added", len(diff.added)),
         ("changed", len(diff.changed)),
         ("removed", len(diff.removed)),

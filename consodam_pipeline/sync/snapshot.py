@@ -36,7 +36,8 @@ class IngestBatch:
     typed: list[pl.DataFrame] = field(default_factory=list)
     hashes: list[pl.DataFrame] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
-    seen_keys: list[str] = field(default_factory=list)
+    # Keys as polars chunks, not Python strings: a million small survivors would pin allocator arenas.
+    seen: list[pl.Series] = field(default_factory=list)
 
     def add_frame(self, records: pl.DataFrame) -> None:
         records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
@@ -44,7 +45,7 @@ class IngestBatch:
         keys = records[self.key_column].cast(pl.String)
         self.typed.append(records)
         self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
-        self.seen_keys.extend(keys.to_list())
+        self.seen.append(keys)
 
     def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         if records:
@@ -53,12 +54,17 @@ class IngestBatch:
     def reject(self, key: str, reasons: Iterable[str], raw: Mapping[str, Any]) -> None:
         payload = json.dumps(raw, sort_keys=True, default=str)
         self.quarantined.extend((key, reason, payload) for reason in reasons)
-        self.seen_keys.append(key)
+        self.seen.append(pl.Series([key], dtype=pl.String))
 
     def reject_frame(self, rejected: pl.DataFrame) -> None:
         """Rejected rows as columns: record_key, reason, payload."""
         self.quarantined.extend(rejected.select("record_key", "reason", "payload").iter_rows())
-        self.seen_keys.extend(rejected["record_key"].unique().to_list())
+        self.seen.append(rejected["record_key"].unique())
+
+    def release(self) -> None:
+        """Drop the fetched pages once the snapshot is built from them (they are the bulk of the batch)."""
+        self.typed.clear()
+        self.hashes.clear()
 
     def hash_frame(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
@@ -79,6 +85,13 @@ class IngestBatch:
         records = self.records()
         for block in rows.iter_slices(20_000):
             yield block.select("record_key", "content_hash", render_payloads(records[block["row"]]))
+
+    @property
+    def fetched(self) -> int:
+        return sum(len(keys) for keys in self.seen)
+
+    def seen_keys(self) -> list[str]:
+        return pl.concat([pl.Series(dtype=pl.String), *self.seen]).to_list()
 
     @property
     def quarantined_keys(self) -> list[str]:
@@ -110,7 +123,7 @@ def commit_batch(
             batch.quarantined,
             run_id=run_id,
             complete=batch.complete,
-            checked_keys=batch.seen_keys,
+            checked_keys=() if batch.complete else batch.seen_keys(),
         )
         for name, value in cursors.items():
             store.set_cursor(conn, name, value, run_id)

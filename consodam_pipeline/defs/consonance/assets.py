@@ -79,6 +79,7 @@ def title_metadata_snapshot(
         cursors=cursors,
     )
     frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY))
+    batch.release()
     context.log.info(
         f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
         f"{len(batch.quarantined_keys)} quarantined"

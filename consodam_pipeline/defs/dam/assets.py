@@ -110,8 +110,11 @@ def dam_asset_inventory(
         cursors=cursors,
     )
     versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
+    batch.release()
+    before = None if previous is None else previous.select(RELEVANT)
+    del previous  # only its RELEVANT columns are compared from here on
     frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run.run_id)
-    periods = changed_periods(frame, previous, title_metadata_snapshot)
+    periods = changed_periods(frame, before, title_metadata_snapshot)
     yield from change_events(periods, "dam")
     yield dg.Output(
         frame,
@@ -131,7 +134,7 @@ def dam_asset_inventory(
                 "high_water_mark": new_high or "—",
                 "assets": frame["original_asset_id"].n_unique(),
                 "approved_versions": frame.filter(pl.col("approval_status") == "approved").height,
-                "snapshot_built_from": "store" if previous is None else "previous snapshot + changes",
+                "snapshot_built_from": "store" if before is None else "previous snapshot + changes",
                 "periods_touched": len(periods),
             },
         ),
