@@ -174,14 +174,24 @@ class DamSandbox:
     # ---- reads ----
 
     def _page(
-        self, where: str, params: tuple[Any, ...], after: int, limit: int
+        self, where: str, params: tuple[Any, ...], after: int, limit: int, selective: bool = False
     ) -> tuple[list[sqlite3.Row], int]:
-        """Offsets and the total count tombstones too, so deleting an asset never shifts later pages."""
+        """Offsets and the total count tombstones too, so deleting an asset never shifts later pages.
+
+        `selective`: the filter matches few rows through an index (modified-since). Left alone, SQLite
+        walks every row in seq order to avoid a sort; selecting the matches first and sorting them is
+        what a changes feed needs."""
         total = self.db.query(f"SELECT COUNT(*) AS n FROM assets WHERE {where}", params)[0]["n"]
         if where == "1=1":
             # seq is dense (AUTOINCREMENT, rows are never physically deleted), so offset k is seq > k: an
             # index seek instead of stepping over k rows.
             rows = self.db.query("SELECT * FROM assets WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        elif selective:
+            rows = self.db.query(
+                f"SELECT * FROM assets WHERE seq IN (SELECT seq FROM assets WHERE {where}) "
+                "ORDER BY seq LIMIT ? OFFSET ?",
+                (*params, limit, after),
+            )
         else:
             rows = self.db.query(
                 f"SELECT * FROM assets WHERE {where} ORDER BY seq LIMIT ? OFFSET ?", (*params, limit, after)
@@ -235,7 +245,8 @@ class DamSandbox:
             return JSONResponse(
                 {"exception_body": {"message": f"bad search condition: {exc}"}}, status_code=400
             )
-        rows, total = self._page(" AND ".join(where), tuple(args), after, limit)
+        selective = any(clause.startswith("modified_at") for clause in where)
+        rows, total = self._page(" AND ".join(where), tuple(args), after, limit, selective)
         return JSONResponse(
             {
                 "search_result_resource": {
