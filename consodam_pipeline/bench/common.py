@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from consodam_pipeline.sandbox.catalog import CATALOG_REVISION
 from consodam_pipeline.sandbox.process import SandboxProcess
 
 
@@ -76,7 +77,7 @@ class Report:
 
 
 def pristine_catalog(works: int, seed: int, workdir: Path, report: Report | None = None) -> Path:
-    pristine = workdir / f"pristine-{works}-{seed}"
+    pristine = workdir / f"pristine-{works}-{seed}-r{CATALOG_REVISION}"
     if not (pristine / "consonance.sqlite").exists():
         with (
             measured() as generation,

@@ -128,6 +128,9 @@ REVIEWERS = (
 )
 DIRT_KINDS = ("bad_check_digit", "unknown_territory", "malformed_date", "missing_date", "orphan_isbn_tag")
 
+# Bumped whenever the same spec would generate a different catalog, so saved catalogs are not reused.
+CATALOG_REVISION = 2
+
 
 @dataclass
 class CatalogSpec:
@@ -295,7 +298,11 @@ class _WorkBuilder:
         for v in range(1, n_versions + 1):
             latest = v == n_versions
             created += timedelta(days=rng.randint(1, 120), seconds=rng.randint(0, 86399))
-            created = max(previous + timedelta(minutes=1), min(created, latest_start))
+            if created > latest_start:
+                # Spread late uploads over the time left rather than stacking them on one instant: a
+                # real changes feed never has thousands of edits in the same minute.
+                room = max(60, int((latest_start - previous).total_seconds()))
+                created = previous + timedelta(seconds=rng.randint(60, room))
             previous = created
             status = (
                 rng.choices(("approved", "in_review", "draft", "rejected"), weights=(72, 14, 9, 5))[0]
@@ -308,8 +315,10 @@ class _WorkBuilder:
             modified = created + timedelta(hours=2)
             approved_by = approved_at = None
             if status in ("approved", "rejected"):
-                modified = min(
-                    created + timedelta(hours=rng.randint(3, 240)), self.anchor_dt - timedelta(minutes=1)
+                # The decision comes 3 hours to 10 days after the upload, and before the anchor.
+                room = int((self.anchor_dt - timedelta(minutes=1) - created).total_seconds())
+                modified = created + timedelta(
+                    seconds=rng.randint(3 * 3600, max(3 * 3600, min(240 * 3600, room)))
                 )
                 who = rng.choice(REVIEWERS)
                 history.append({"status": status, "by": who, "at": _ts(modified)})
