@@ -64,7 +64,6 @@ class IngestBatch:
     def release(self) -> None:
         """Drop the fetched pages once the snapshot is built from them (they are the bulk of the batch)."""
         self.typed.clear()
-        self.hashes.clear()
 
     def hash_frame(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
@@ -129,6 +128,7 @@ def commit_batch(
             store.set_cursor(conn, name, value, run_id)
         if run_id:
             store.set_cursor(conn, snapshot_cursor(entity), run_id, run_id)
+    batch.hashes.clear()  # committed: only the typed pages are read from here on
     return diff
 
 
