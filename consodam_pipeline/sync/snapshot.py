@@ -8,7 +8,6 @@ crash after it repeats nothing (the rows are there and the diff of a replay is e
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,6 @@ from typing import Any
 import polars as pl
 
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
-
-HASH_COLUMN = "__content_hash"
 
 
 def render_payloads(records: pl.DataFrame) -> pl.Series:
@@ -36,10 +33,8 @@ class IngestBatch:
     schema: Mapping[str, pl.DataType]
     pages: int = 0
     high_water: str = ""
-    # Each fetched page kept as compressed Arrow IPC bytes (its rows plus their content hashes) rather
-    # than as a live frame: a million rows in small frames, allocated among each page's garbage, held
-    # three times their size in RSS; packed they hold a fraction of it until the commit reads them once.
-    packed: list[bytes] = field(default_factory=list)
+    typed: list[pl.DataFrame] = field(default_factory=list)
+    hashes: list[pl.DataFrame] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
     # Keys as polars chunks, not Python strings: a million small survivors would pin allocator arenas.
     seen: list[pl.Series] = field(default_factory=list)
@@ -48,14 +43,9 @@ class IngestBatch:
         records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
         digests = [hashlib.sha256(p.encode()).hexdigest() for p in render_payloads(records)]
         keys = records[self.key_column].cast(pl.String)
-        buffer = io.BytesIO()
-        records.with_columns(pl.Series(HASH_COLUMN, digests, pl.String)).write_ipc(buffer, compression="lz4")
-        self.packed.append(buffer.getvalue())
+        self.typed.append(records)
+        self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
         self.seen.append(keys)
-
-    def _unpack(self, columns: list[str]) -> pl.DataFrame:
-        frames = [pl.read_ipc(io.BytesIO(page), columns=columns) for page in self.packed]
-        return pl.concat(frames, rechunk=False) if frames else pl.DataFrame()
 
     def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         if records:
@@ -73,22 +63,14 @@ class IngestBatch:
 
     def release(self) -> None:
         """Drop the fetched pages once the snapshot is built from them (they are the bulk of the batch)."""
-        self.packed.clear()
+        self.typed.clear()
 
     def hash_frame(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
-        if not self.packed:
-            return empty
-        hashes = self._unpack([self.key_column, HASH_COLUMN])
-        return hashes.select(
-            pl.col(self.key_column).cast(pl.String).alias("record_key"),
-            pl.col(HASH_COLUMN).alias("content_hash"),
-        )
+        return pl.concat([empty, *self.hashes])
 
     def records(self) -> pl.DataFrame:
-        if not self.packed:
-            return pl.DataFrame(schema=dict(self.schema))
-        return self._unpack(list(self.schema))
+        return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed], rechunk=False)
 
     def payloads_for(self, to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
         """(record_key, content_hash, payload) of the rows to open, in their order, a block at a time:
@@ -146,6 +128,7 @@ def commit_batch(
             store.set_cursor(conn, name, value, run_id)
         if run_id:
             store.set_cursor(conn, snapshot_cursor(entity), run_id, run_id)
+    batch.hashes.clear()  # committed: only the typed pages are read from here on
     return diff
 
 
