@@ -143,3 +143,10 @@ def test_audit_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     assert as_of.exit_code == 0 and '"asset_id": "c1"' in as_of.output
     bad = runner.invoke(main, ["audit", "9780306406158", "--store-url", url])
     assert bad.exit_code == 2 and "bad check digit" in bad.output
+
+
+def test_dam_times_in_any_iso_form_become_naive_utc() -> None:
+    from consodam_pipeline.defs.links.history import parse_moments
+
+    parsed = parse_moments(pl.Series(["2024-05-01T10:00:00.250Z", "2024-05-01T12:00:00+02:00", None]))
+    assert parsed.to_list() == [datetime(2024, 5, 1, 10, 0, 0, 250_000), datetime(2024, 5, 1, 10, 0), None]

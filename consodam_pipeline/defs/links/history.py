@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from consodam_pipeline.domain.roles import AssetRole
+from consodam_pipeline.domain.timestamps import parse_ts
 from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
-from consodam_pipeline.store.lineage import AuditEvent
+from consodam_pipeline.store.lineage import AuditEvent, to_naive_utc
 
 LINK_COLUMNS = {
     "product_id": pl.Int64, "isbn13": pl.String, "work_id": pl.Int64, "role": pl.String,
@@ -219,9 +220,6 @@ def parse_moments(moments: pl.Series) -> pl.Series:
     missed = fast.is_null() & moments.is_not_null()
     if not missed.any():
         return fast
-    from consodam_pipeline.domain.timestamps import parse_ts
-    from consodam_pipeline.store.lineage import to_naive_utc
-
     slow = pl.Series([to_naive_utc(parse_ts(m)) if m is not None else None for m in moments.filter(missed)])
     return fast.scatter(missed.arg_true(), slow.cast(pl.Datetime("us")))
 
