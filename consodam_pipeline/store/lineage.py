@@ -273,7 +273,9 @@ class LineageStore:
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(list(keys)):
-                found.update(conn.execute(query.where(record_history.c.record_key.in_(chunk))).tuples().all())
+                found.update(
+                    (k, p) for k, p in conn.execute(query.where(record_history.c.record_key.in_(chunk)))
+                )
         return found
 
     def as_of(self, entity: str, record_key: str, moment: datetime) -> dict[str, Any] | None:
