@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from consodam_pipeline.defs.dam.writes import state_hash
 from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
 from consodam_pipeline.store.engine import PG_SCHEMA
-from consodam_pipeline.store.lineage import content_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -17,7 +17,7 @@ def records(**payloads: str) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "record_key": list(payloads),
-            "content_hash": [content_hash(p) for p in payloads.values()],
+            "content_hash": [state_hash(p) for p in payloads.values()],
             "payload": list(payloads.values()),
         }
     )

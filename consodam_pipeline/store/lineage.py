@@ -6,7 +6,6 @@ transaction: a crash can repeat work, never skip it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,12 +33,6 @@ def to_naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def content_hash(payload: Any) -> str:
-    """Stable hash of a JSON-able record: key order and whitespace do not matter."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -80,11 +73,6 @@ class AuditEvent:
         return str(events_frame([self])["event_id"][0])
 
 
-def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    rendered = to_open.join(records.select("record_key", "payload"), on="record_key", maintain_order="left")
-    yield from rendered.iter_slices(50_000)
-
-
 def events_frame(events: Iterable[AuditEvent]) -> pl.DataFrame:
     """Events as ledger rows (store.ledger.EVENT_COLUMNS with event_id)."""
     listed = list(events)
@@ -113,6 +101,11 @@ def canonical_json(payload: dict[str, Any] | None) -> str | None:
     if payload is None:
         return None
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    rendered = to_open.join(records.select("record_key", "payload"), on="record_key", maintain_order="left")
+    yield from rendered.iter_slices(50_000)
 
 
 class LineageStore:
@@ -153,20 +146,28 @@ class LineageStore:
 
     # ---- row-level history ----
 
+    @staticmethod
+    def _open_rows(
+        conn: sa.Connection, entity: str, columns: Sequence[sa.Column[Any]], keys: Sequence[str] | None
+    ) -> list[Any]:
+        """The given columns of the open version of each record: all of them, or those with these keys."""
+        base = sa.select(*columns).where(
+            record_history.c.entity == entity, record_history.c.valid_to.is_(None)
+        )
+        if keys is None:
+            return list(conn.execute(base))
+        rows: list[Any] = []
+        for chunk in _chunks(list(keys)):
+            rows.extend(conn.execute(base.where(record_history.c.record_key.in_(chunk))))
+        return rows
+
     def open_hashes(
         self, conn: sa.Connection, entity: str, keys: Sequence[str] | None = None
     ) -> pl.DataFrame:
         """(record_key, content_hash, id) of the open version of each record (all, or the given keys)."""
         cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.id]
-        base = sa.select(*cols).where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
-        rows: list[Any] = []
-        if keys is None:
-            rows = list(conn.execute(base))
-        else:
-            for chunk in _chunks(list(keys)):
-                rows.extend(conn.execute(base.where(record_history.c.record_key.in_(chunk))))
         return pl.DataFrame(
-            [tuple(r) for r in rows],
+            [tuple(r) for r in self._open_rows(conn, entity, cols, keys)],
             schema={"record_key": pl.String, "old_hash": pl.String, "id": pl.Int64},
             orient="row",
         )
@@ -254,29 +255,11 @@ class LineageStore:
             for rows in result.partitions():
                 yield [r[0] for r in rows]
 
-    def open_payloads(self, entity: str, keys: Sequence[str]) -> list[str]:
-        """Payloads of the open versions of the given records (those that have one)."""
-        query = sa.select(record_history.c.payload).where(
-            record_history.c.entity == entity, record_history.c.valid_to.is_(None)
-        )
-        payloads: list[str] = []
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(keys)):
-                payloads += conn.execute(query.where(record_history.c.record_key.in_(chunk))).scalars().all()
-        return payloads
-
     def open_payload_map(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """record_key → payload of the open version, for the given records that have one."""
-        query = sa.select(record_history.c.record_key, record_history.c.payload).where(
-            record_history.c.entity == entity, record_history.c.valid_to.is_(None)
-        )
-        found: dict[str, str] = {}
+        cols = [record_history.c.record_key, record_history.c.payload]
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(keys)):
-                found.update(
-                    (k, p) for k, p in conn.execute(query.where(record_history.c.record_key.in_(chunk)))
-                )
-        return found
+            return {key: payload for key, payload in self._open_rows(conn, entity, cols, keys)}
 
     def as_of(self, entity: str, record_key: str, moment: datetime) -> dict[str, Any] | None:
         """The version of a record that was current at `moment`, or None."""
@@ -307,11 +290,8 @@ class LineageStore:
     def open_versions(self, entity: str, keys: Sequence[str]) -> pl.DataFrame:
         """(record_key, last_hash, last_at) of the open version of each given record."""
         cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.valid_from]
-        query = sa.select(*cols).where(record_history.c.entity == entity, record_history.c.valid_to.is_(None))
-        rows: list[Any] = []
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(keys)):
-                rows.extend(conn.execute(query.where(record_history.c.record_key.in_(chunk))))
+            rows = self._open_rows(conn, entity, cols, keys)
         return pl.DataFrame(
             [tuple(r) for r in rows],
             schema={"record_key": pl.String, "last_hash": pl.String, "last_at": pl.Datetime("us")},

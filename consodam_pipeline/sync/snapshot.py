@@ -161,7 +161,7 @@ def current_snapshot(
     - otherwise the previous snapshot with this batch's changes applied;
     - with no trustworthy previous snapshot, everything decoded from the store (the slow, safe path)."""
     if batch.complete:
-        kept = _decode(store.open_payloads(entity, batch.quarantined_keys), batch.schema)
+        kept = _decode(list(store.open_payload_map(entity, batch.quarantined_keys).values()), batch.schema)
         return pl.concat([batch.records(), kept], rechunk=False)
     if previous is None:
         return payload_frame(store, entity, batch.schema)
