@@ -9,8 +9,9 @@ import polars as pl
 from consodam_pipeline.audit import live_links
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.defs.dam.writes import state_hash, state_json
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
-from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks, recent_link_changes
+from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
 from consodam_pipeline.defs.rights.assets import partition_slice
 from consodam_pipeline.store.lineage import AuditEvent, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
@@ -55,7 +56,7 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
             changes.append(
                 part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
             )
-    recent = recent_link_changes(pl.concat(changes))
+    recent = pl.concat(changes).top_k(10, by="occurred_at").sort("occurred_at", descending=True)
     links = pl.concat(current).join(work_periods(editions), on="work_id", how="left")
     return dg.MaterializeResult(
         value=links.rename({"period": PARTITION_COLUMN}),
@@ -72,9 +73,9 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
             "latest_link_changes": dg.MetadataValue.md(
                 "| when | ISBN | role | version | approved by |\n|---|---|---|---|---|\n"
                 + "\n".join(
-                    f"| {e.occurred_at:%Y-%m-%d %H:%M} | {e.isbn13} | {e.role} | "
-                    f"{(e.dam_asset_id or '')[:10]} v{e.dam_version} | {e.actor} |"
-                    for e in reversed(recent)
+                    f"| {e['occurred_at']:%Y-%m-%d %H:%M} | {e['isbn13']} | {e['role']} | "
+                    f"{(e['dam_asset_id'] or '')[:10]} v{e['dam_version']} | {e['actor']} |"
+                    for e in recent.iter_rows(named=True)
                 )
             ),
             "summary": summary_markdown(
@@ -176,8 +177,6 @@ def consonance_asset_links(
 
 
 def link_hash(row: dict[str, Any]) -> str:
-    from consodam_pipeline.defs.dam.writes import state_hash, state_json
-
     return state_hash(state_json({"asset_id": row["asset_id"], "version": row["version"]}))
 
 
@@ -187,8 +186,6 @@ def write_links(
     """Create (or adopt) the supporting resource for each link, delete the one it replaces, record both."""
     if not todo:
         return []
-    from consodam_pipeline.defs.dam.writes import state_json
-
     done: list[dict[str, Any]] = []
     with consonance.client() as client:
         existing = resources_by_product(client, sorted({r["isbn13"] for r in todo}))

@@ -14,7 +14,7 @@ import polars as pl
 from consodam_pipeline.domain.roles import AssetRole
 from consodam_pipeline.domain.timestamps import parse_ts
 from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
-from consodam_pipeline.store.lineage import AuditEvent, to_naive_utc
+from consodam_pipeline.store.lineage import to_naive_utc
 
 LINK_COLUMNS = {
     "product_id": pl.Int64, "isbn13": pl.String, "work_id": pl.Int64, "role": pl.String,
@@ -70,15 +70,6 @@ class LinkHistory:
 
     current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LINK_COLUMNS))
     events: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=EVENT_ROWS))
-
-
-def link_history(editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None) -> LinkHistory:
-    """Current links and every event of the past, all at once (small catalogs and tests)."""
-    parts = list(link_history_chunks(editions, versions, run_id))
-    return LinkHistory(
-        current=pl.concat([LinkHistory().current, *(p.current for p in parts)]),
-        events=pl.concat([LinkHistory().events, *(p.events for p in parts)]),
-    )
 
 
 def link_history_chunks(
@@ -249,13 +240,3 @@ def current_links(changes: pl.DataFrame, attached: pl.DataFrame) -> pl.DataFrame
         .cast(LINK_COLUMNS)  # type: ignore[arg-type]
         .sort(SLOT)
     )
-
-
-def recent_link_changes(events: pl.DataFrame, limit: int = 10) -> list[AuditEvent]:
-    """The latest link_created events, for the UI's metadata."""
-    created = events.filter(pl.col("event_type") == "link_created").sort("occurred_at").tail(limit)
-    return [
-        AuditEvent(r["event_type"], r["occurred_at"], isbn13=r["isbn13"], dam_asset_id=r["dam_asset_id"],
-                   dam_version=r["dam_version"], role=r["role"], actor=r["actor"])
-        for r in created.iter_rows(named=True)
-    ]  # fmt: skip
