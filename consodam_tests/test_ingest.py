@@ -4,6 +4,7 @@ leave history and cursor consistent, bad records land in quarantine with their r
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +35,13 @@ def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
     assert a.equals(b), "snapshots differ"
 
 
-def test_full_then_incremental_equals_full(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+def test_full_then_incremental_equals_full(
+    fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "incremental"
+    scratch = tmp_path / "scratch"  # where the runs spool what they fetch
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with dg.instance_for_test() as instance:
         first = ingest(fresh_sandbox, home, instance)
         assert metadata(first, "title_metadata_snapshot")["mode"] == "full reconciliation"
@@ -55,6 +61,7 @@ def test_full_then_incremental_equals_full(fresh_sandbox: Sandbox, tmp_path: Pat
     assert inventory["added"] + inventory["changed"] <= len(touched["changed_asset_ids"])
     reference = tmp_path / "reference"
     ingest(fresh_sandbox, reference)
+    assert not [p for p in scratch.iterdir() if p.name.startswith("consodam-spool-")], "spool left behind"
     for incremental, full in zip(frames(home), frames(reference), strict=True):
         assert_same(incremental, full)
 

@@ -68,7 +68,9 @@ def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.lit([], dtype=VERSION_SCHEMA["tags"]).alias("tags"), pl.col("modified_at"),
     )  # fmt: skip
     editions = typed_editions(editions.select([pl.col(n).cast(t) for n, t in EDITION_SCHEMA.items()]))
-    inventory = typed_inventory(inventory.select([pl.col(n).cast(t) for n, t in VERSION_SCHEMA.items()]))
+    inventory = typed_inventory(
+        inventory.lazy().select([pl.col(n).cast(t) for n, t in VERSION_SCHEMA.items()])
+    ).collect()
     known = editions["isbn13"].implode()
     works = editions["work_id"].implode()
     orphan = (pl.col("isbn13").is_not_null() & ~pl.col("isbn13").is_in(known)) | ~pl.col("work_id").is_in(

@@ -11,7 +11,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
-from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, read_parquet
+from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, scan_parquet
 from consodam_pipeline.sync.report import (
     column_schema,
     diff_metadata,
@@ -68,21 +68,22 @@ def collect(
 
 def previous_snapshot(
     context: dg.AssetExecutionContext, io_manager: PolarsParquetIOManager, store: LineageStore, entity: str
-) -> pl.DataFrame | None:
-    """The last snapshot, only if it is exactly what the store committed last (same run): else None and the
-    caller rebuilds from the store. Read before this run commits."""
+) -> pl.LazyFrame | None:
+    """The last snapshot (a scan of its file), only if it is exactly what the store committed last (same
+    run): else None and the caller rebuilds from the store. Checked before this run commits."""
     event = context.instance.get_latest_materialization_event(context.asset_key)
     committed = store.get_cursor(snapshot_cursor(entity))
     path = io_manager.path_for(context.asset_key)
     if event is None or committed is None or event.run_id != committed or not exists(path):
         return None
-    return read_parquet(path)
+    return scan_parquet(path)
 
 
 def ingest_metadata(
     *,
     title: str,
-    frame: pl.DataFrame,
+    rows: int,
+    schema: Mapping[str, pl.DataType],
     diff: SnapshotDiff,
     batch: IngestBatch,
     mode: str,
@@ -94,7 +95,7 @@ def ingest_metadata(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_kind = quarantine_counts([q[1] for q in batch.quarantined])
-    rows = [
+    summary = [
         ("mode", mode),
         ("window", window),
         ("records fetched", batch.fetched),
@@ -103,7 +104,7 @@ def ingest_metadata(
         ("removed", len(diff.removed)),
         ("unchanged", diff.unchanged),
         ("quarantined", len(batch.quarantined_keys)),
-        ("rows in snapshot", frame.height),
+        ("rows in snapshot", rows),
         ("requests / retries", f"{requests} / {retries}"),
     ]
     notes = [
@@ -113,8 +114,8 @@ def ingest_metadata(
     ]
     notes += [f"quarantined {kind}: {n}" for kind, n in sorted(by_kind.items())]
     return {
-        "dagster/row_count": frame.height,
-        "dagster/column_schema": column_schema(frame, column_docs),
+        "dagster/row_count": rows,
+        "dagster/column_schema": column_schema(schema, column_docs),
         **diff_metadata(diff),
         "quarantined": len(batch.quarantined_keys),
         "quarantined_open": quarantined_open,
@@ -125,7 +126,7 @@ def ingest_metadata(
         "http_requests": requests,
         "http_retries": retries,
         **(extra or {}),
-        "summary": summary_markdown(title, rows, notes),
+        "summary": summary_markdown(title, summary, notes),
     }
 
 

@@ -22,14 +22,16 @@ _DAGSTER_TYPES = {
 }
 
 
-def column_schema(frame: pl.DataFrame, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
+def column_schema(
+    schema: Mapping[str, pl.DataType], descriptions: Mapping[str, str] | None = None
+) -> dg.TableSchema:
     descriptions = descriptions or {}
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name, _DAGSTER_TYPES.get(dtype.base_type(), str(dtype)), description=descriptions.get(name)
             )
-            for name, dtype in frame.schema.items()
+            for name, dtype in schema.items()
         ]
     )
 

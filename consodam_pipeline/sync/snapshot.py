@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
+from consodam_pipeline.sync.spool import SEQ, Spool
 
 
 def render_payloads(records: pl.DataFrame) -> pl.Series:
@@ -26,26 +27,41 @@ def render_payloads(records: pl.DataFrame) -> pl.Series:
 
 @dataclass
 class IngestBatch:
-    """What one ingest fetched: good records as typed pages, rejected ones with reasons, completeness."""
+    """What one ingest fetched: good records spooled to disk with their content hashes in memory, rejected
+    ones with reasons, completeness. Close it (or use it as a context manager) once the snapshot built
+    from it has been written."""
 
     complete: bool
     key_column: str
     schema: Mapping[str, pl.DataType]
     pages: int = 0
     high_water: str = ""
-    typed: list[pl.DataFrame] = field(default_factory=list)
+    fetched: int = 0
     hashes: list[pl.DataFrame] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
-    # Keys as polars chunks, not Python strings: a million small survivors would pin allocator arenas.
-    seen: list[pl.Series] = field(default_factory=list)
+    rejected_keys: list[pl.Series] = field(default_factory=list)
+    repeated_keys: bool = False
+    spool: Spool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spool = Spool(self.schema, self.key_column)
+
+    def __enter__(self) -> IngestBatch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.spool.close()
 
     def add_frame(self, records: pl.DataFrame) -> None:
         records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
         digests = [hashlib.sha256(p.encode()).hexdigest() for p in render_payloads(records)]
         keys = records[self.key_column].cast(pl.String)
-        self.typed.append(records)
         self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
-        self.seen.append(keys)
+        self.spool.add(records)
+        self.fetched += records.height
 
     def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         if records:
@@ -54,43 +70,49 @@ class IngestBatch:
     def reject(self, key: str, reasons: Iterable[str], raw: Mapping[str, Any]) -> None:
         payload = json.dumps(raw, sort_keys=True, default=str)
         self.quarantined.extend((key, reason, payload) for reason in reasons)
-        self.seen.append(pl.Series([key], dtype=pl.String))
+        self.rejected_keys.append(pl.Series([key], dtype=pl.String))
+        self.fetched += 1
 
     def reject_frame(self, rejected: pl.DataFrame) -> None:
         """Rejected rows as columns: record_key, reason, payload."""
         self.quarantined.extend(rejected.select("record_key", "reason", "payload").iter_rows())
-        self.seen.append(rejected["record_key"].unique())
-
-    def release(self) -> None:
-        """Drop the fetched pages once the snapshot is built from them (they are the bulk of the batch)."""
-        self.typed.clear()
+        keys = rejected["record_key"].unique()
+        self.rejected_keys.append(keys)
+        self.fetched += keys.len()
 
     def hash_frame(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
         return pl.concat([empty, *self.hashes])
 
-    def records(self) -> pl.DataFrame:
-        return pl.concat([pl.DataFrame(schema=dict(self.schema)), *self.typed], rechunk=False)
+    def records(self) -> pl.LazyFrame:
+        """The good records, read from the spool; where a key came twice, only its last copy."""
+        if not self.repeated_keys:
+            return self.spool.scan()
+        return (
+            self.spool.scan(with_order=True)
+            .sort(SEQ)
+            .unique(subset=self.key_column, keep="last", maintain_order=True)
+            .drop(SEQ)
+        )
 
     def payloads_for(self, to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        """(record_key, content_hash, payload) of the rows to open, in their order, a block at a time:
-        JSON rendered only for those rows, and where a key came twice, from its last copy."""
-        rows = (
-            self.hash_frame()
-            .with_row_index("row")
-            .filter(pl.col("record_key").is_last_distinct())
-            .join(to_open.select("record_key"), on="record_key", maintain_order="right")
-        )
-        records = self.records()
-        for block in rows.iter_slices(20_000):
-            yield block.select("record_key", "content_hash", render_payloads(records[block["row"]]))
-
-    @property
-    def fetched(self) -> int:
-        return sum(len(keys) for keys in self.seen)
+        """(record_key, content_hash, payload) of the rows to open (given in key order), a block at a time:
+        JSON rendered only for those rows, one key range of the spool in memory at a time."""
+        prefixes = to_open["record_key"].str.slice(0, 1)
+        for prefix in prefixes.unique(maintain_order=True).to_list():
+            wanted = to_open.filter(prefixes == prefix).select("record_key", "content_hash")
+            rows = self.spool.key_range(prefix).with_columns(
+                pl.col(self.key_column).cast(pl.String).alias("record_key")
+            )
+            joined = wanted.join(rows, on="record_key", how="inner", maintain_order="left")
+            for block in joined.iter_slices(20_000):
+                yield block.select(
+                    "record_key", "content_hash", render_payloads(block.select(list(self.schema)))
+                )
 
     def seen_keys(self) -> list[str]:
-        return pl.concat([pl.Series(dtype=pl.String), *self.seen]).to_list()
+        keys = [frame["record_key"] for frame in self.hashes]
+        return pl.concat([pl.Series(dtype=pl.String), *keys, *self.rejected_keys]).to_list()
 
     @property
     def quarantined_keys(self) -> list[str]:
@@ -111,9 +133,13 @@ def commit_batch(
     run_id: str | None,
     cursors: Mapping[str, str],
 ) -> SnapshotDiff:
+    hashes = batch.hash_frame()
+    batch.repeated_keys = bool(hashes["record_key"].is_duplicated().any())
+    checked = () if batch.complete else batch.seen_keys()
+    batch.hashes.clear()  # the frame above is the only copy from here on
     with store.engine.begin() as conn:
         diff = store.apply_snapshot(
-            conn, entity, batch.hash_frame(), observed_at=observed_at, complete=batch.complete, run_id=run_id,
+            conn, entity, hashes, observed_at=observed_at, complete=batch.complete, run_id=run_id,
             keep_open=batch.quarantined_keys, payloads=batch.payloads_for,
         )  # fmt: skip
         store.quarantine_records(
@@ -122,13 +148,12 @@ def commit_batch(
             batch.quarantined,
             run_id=run_id,
             complete=batch.complete,
-            checked_keys=() if batch.complete else batch.seen_keys(),
+            checked_keys=checked,
         )
         for name, value in cursors.items():
             store.set_cursor(conn, name, value, run_id)
         if run_id:
             store.set_cursor(conn, snapshot_cursor(entity), run_id, run_id)
-    batch.hashes.clear()  # committed: only the typed pages are read from here on
     return diff
 
 
@@ -153,18 +178,19 @@ def current_snapshot(
     store: LineageStore,
     batch: IngestBatch,
     diff: SnapshotDiff,
-    previous: pl.DataFrame | None,
+    previous: pl.LazyFrame | None,
     entity: str,
-) -> pl.DataFrame:
-    """The open records after this commit, without reading the whole history back:
+) -> pl.LazyFrame:
+    """The open records after this commit, as a plan over the spool (and the previous snapshot's file),
+    without reading the whole history back:
     - a complete batch is the population, plus quarantined records whose last good version stays open;
     - otherwise the previous snapshot with this batch's changes applied;
     - with no trustworthy previous snapshot, everything decoded from the store (the slow, safe path)."""
     if batch.complete:
-        kept = _decode(list(store.open_payload_map(entity, batch.quarantined_keys).values()), batch.schema)
-        return pl.concat([batch.records(), kept], rechunk=False)
+        held = _decode(list(store.open_payload_map(entity, batch.quarantined_keys).values()), batch.schema)
+        return pl.concat([batch.records(), held.lazy()])
     if previous is None:
-        return payload_frame(store, entity, batch.schema)
+        return payload_frame(store, entity, batch.schema).lazy()
     key = pl.col(batch.key_column).cast(pl.String)
     touched = pl.Series([*diff.added, *diff.changed, *diff.removed], dtype=pl.String).implode()
     fresh_keys = pl.Series([*diff.added, *diff.changed], dtype=pl.String).implode()

@@ -58,28 +58,25 @@ def title_metadata_snapshot(
         if full or last_day is None
         else date.fromisoformat(last_day) - timedelta(days=config.lookback_days)
     )
-    with consonance.client() as client:
-        batch = collect(
-            client.iter_product_pages(changed_since=since),
-            IngestBatch(complete=full, key_column="product_id", schema=EDITION_SCHEMA),
-            edition_record,
-            key=lambda p: str(p.id),
+    with IngestBatch(complete=full, key_column="product_id", schema=EDITION_SCHEMA) as batch:
+        with consonance.client() as client:
+            collect(
+                client.iter_product_pages(changed_since=since), batch, edition_record, lambda p: str(p.id)
+            )
+            requests, retries = client.http.requests, client.http.retries
+        cursors = {CHANGED_SINCE_CURSOR: started.date().isoformat()}
+        if full:
+            cursors[FULL_AT_CURSOR] = started.isoformat()
+        diff = commit_batch(
+            store,
+            entity=ENTITY,
+            source=SOURCE,
+            batch=batch,
+            observed_at=started,
+            run_id=context.run.run_id,
+            cursors=cursors,
         )
-        requests, retries = client.http.requests, client.http.retries
-    cursors = {CHANGED_SINCE_CURSOR: started.date().isoformat()}
-    if full:
-        cursors[FULL_AT_CURSOR] = started.isoformat()
-    diff = commit_batch(
-        store,
-        entity=ENTITY,
-        source=SOURCE,
-        batch=batch,
-        observed_at=started,
-        run_id=context.run.run_id,
-        cursors=cursors,
-    )
-    frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY))
-    batch.release()
+        frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY).collect())
     context.log.info(
         f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
         f"{len(batch.quarantined_keys)} quarantined"
@@ -90,7 +87,8 @@ def title_metadata_snapshot(
         frame,
         metadata=ingest_metadata(
             title="Title metadata snapshot",
-            frame=frame,
+            rows=frame.height,
+            schema=frame.schema,
             diff=diff,
             batch=batch,
             mode="full reconciliation" if full else "incremental",
@@ -107,15 +105,18 @@ def title_metadata_snapshot(
     )
 
 
-def changed_periods(diff: SnapshotDiff, now: pl.DataFrame, before: pl.DataFrame | None) -> list[str]:
+def changed_periods(diff: SnapshotDiff, now: pl.DataFrame, before: pl.LazyFrame | None) -> list[str]:
     """Periods of the works whose editions changed, before and after (a moved date touches both)."""
     if before is None:
         return all_periods(now)
     keys = pl.Series([*diff.added, *diff.changed, *diff.removed]).cast(pl.Int64).implode()
     works = set(now.filter(pl.col("product_id").is_in(keys))["work_id"].to_list())
-    works |= set(before.filter(pl.col("product_id").is_in(keys))["work_id"].to_list())
+    works |= set(before.filter(pl.col("product_id").is_in(keys)).collect()["work_id"].to_list())
+    earlier = before.filter(pl.col("work_id").is_in(pl.Series(sorted(works), dtype=pl.Int64).implode()))
     periods = set(periods_for_works(now, sorted(works)))
     periods |= set(
-        periods_for_works(before.with_columns(pl.col("publication_date").cast(pl.Date)), sorted(works))
+        periods_for_works(
+            earlier.with_columns(pl.col("publication_date").cast(pl.Date)).collect(), sorted(works)
+        )
     )
     return sorted(periods)

@@ -11,12 +11,16 @@ INVENTORY = dg.AssetKey("dam_asset_inventory")
 
 
 @dg.asset_check(asset=INVENTORY, description="Every approved version says who approved it and when.")
-def approvals_are_attributed(dam_asset_inventory: pl.DataFrame) -> dg.AssetCheckResult:
-    approved = dam_asset_inventory.filter(pl.col("approval_status") == "approved")
-    anonymous = approved.filter(pl.col("approved_by").is_null() | pl.col("approved_at").is_null())
+def approvals_are_attributed(dam_asset_inventory: pl.LazyFrame) -> dg.AssetCheckResult:
+    approved = pl.col("approval_status") == "approved"
+    anonymous = approved & (pl.col("approved_by").is_null() | pl.col("approved_at").is_null())
+    counts = dam_asset_inventory.select(
+        approved.sum().alias("approved"), anonymous.sum().alias("anonymous")
+    ).collect(engine="streaming")
+    approved_n, anonymous_n = (int(v) for v in counts.row(0))
     return dg.AssetCheckResult(
-        passed=anonymous.height == 0,
-        metadata={"approved_versions": approved.height, "without_approver_or_time": anonymous.height},
+        passed=anonymous_n == 0,
+        metadata={"approved_versions": approved_n, "without_approver_or_time": anonymous_n},
     )
 
 

@@ -190,11 +190,24 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     return good, rejected
 
 
-def typed_inventory(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows in the DAM's own order. Not sorted: at a million versions a sorted copy next to the fetched
-    pages was the ingest's largest allocation, and nothing downstream reads by position."""
+def typed_inventory(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows in the DAM's own order, typed, each marked whether it is its asset's newest version.
+
+    The newest versions are collected first (one small frame) and matched by membership: a window or
+    a self-join here would hold the whole inventory while the snapshot is streamed to its file."""
+    newest = (
+        frame.group_by("original_asset_id")
+        .agg(pl.col("version").max())
+        .select(_version_key())
+        .collect(engine="streaming")
+        .to_series()
+    )
     return frame.select(list(VERSION_SCHEMA)).with_columns(
-        (pl.col("version") == pl.col("version").max().over("original_asset_id")).alias("is_latest"),
+        _version_key().is_in(newest.implode()).alias("is_latest"),
         pl.col("license_from").str.to_date(strict=False),
         pl.col("license_until").str.to_date(strict=False),
     )
+
+
+def _version_key() -> pl.Expr:
+    return pl.format("{}#{}", pl.col("original_asset_id"), pl.col("version")).alias("version_key")

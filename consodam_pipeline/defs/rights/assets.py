@@ -109,7 +109,7 @@ def rights_matrix(  # type: ignore[no-untyped-def]  # an annotation would be rea
         ],
         metadata={
             "dagster/row_count": matrix.height,
-            "dagster/column_schema": column_schema(matrix),
+            "dagster/column_schema": column_schema(matrix.schema),
             "partitions": len(keys),
             "granted_rows": granted.height,
             "downloadable_rows": matrix.filter(pl.col("downloadable")).height,

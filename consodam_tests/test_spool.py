@@ -1,0 +1,79 @@
+"""The ingest batch's spool: what is written to disk comes back whole, in key order, last copy winning."""
+
+from datetime import date
+
+import polars as pl
+
+from consodam_pipeline.defs.dam.records import VERSION_SCHEMA, typed_inventory
+from consodam_pipeline.sync.snapshot import IngestBatch, render_payloads
+from consodam_pipeline.sync.spool import Spool
+
+SCHEMA: dict[str, pl.DataType] = {"asset_id": pl.String(), "version": pl.Int64(), "name": pl.String()}
+
+
+def page(*rows: tuple[str, int, str]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def test_spool_reads_back_every_row_by_key_range_in_key_order() -> None:
+    spool = Spool(SCHEMA, "asset_id", flush_rows=3)
+    spool.add(page(("b2", 1, "x"), ("a1", 1, "y"), ("c9", 1, "z")))
+    spool.add(page(("a0", 1, "w"), ("b1", 1, "v")))
+    try:
+        everything = spool.scan().collect().sort("asset_id")
+        assert everything["asset_id"].to_list() == ["a0", "a1", "b1", "b2", "c9"]
+        assert list(everything.schema) == list(SCHEMA)
+        assert sorted(spool.key_range("b")["asset_id"].to_list()) == ["b1", "b2"]
+        assert spool.key_range("z").height == 0
+        assert len(list(spool.directory.iterdir())) > 0
+    finally:
+        spool.close()
+    assert not spool.directory.exists()
+
+
+def test_a_key_fetched_twice_keeps_its_last_copy() -> None:
+    with IngestBatch(complete=True, key_column="asset_id", schema=SCHEMA) as batch:
+        batch.add_frame(page(("a1", 1, "first"), ("b1", 1, "only")))
+        batch.add_frame(page(("a1", 1, "second")))
+        hashes = batch.hash_frame()
+        batch.repeated_keys = bool(hashes["record_key"].is_duplicated().any())
+        records = batch.records().collect().sort("asset_id")
+        assert records["name"].to_list() == ["second", "only"]
+        to_open = hashes.filter(pl.col("record_key").is_last_distinct()).sort("record_key")
+        rendered = pl.concat(batch.payloads_for(to_open))
+        assert rendered["record_key"].to_list() == ["a1", "b1"]
+        assert rendered["payload"].to_list() == render_payloads(records).to_list()
+        assert rendered["content_hash"].to_list() == to_open["content_hash"].to_list()
+        directory = batch.spool.directory
+    assert batch.fetched == 3
+    assert not directory.exists()
+
+
+def test_payloads_come_in_key_order_across_key_ranges() -> None:
+    keys = [f"{c}{n}" for c in "fedcba9876543210" for n in range(3)]
+    with IngestBatch(complete=True, key_column="asset_id", schema=SCHEMA) as batch:
+        for start in range(0, len(keys), 7):
+            batch.add_frame(page(*[(k, 1, k.upper()) for k in keys[start : start + 7]]))
+        to_open = batch.hash_frame().sort("record_key")
+        rendered = pl.concat(batch.payloads_for(to_open))
+    assert rendered["record_key"].to_list() == sorted(keys)
+
+
+def test_typed_inventory_marks_the_newest_version_of_each_asset() -> None:
+    rows = [
+        {"asset_id": "v1", "original_asset_id": "A", "version": 1, "license_from": "2024-01-31"},
+        {"asset_id": "v3", "original_asset_id": "A", "version": 3, "license_from": None},
+        {"asset_id": "v2", "original_asset_id": "A", "version": 2, "license_from": "not a day"},
+        {"asset_id": "w1", "original_asset_id": "B", "version": 1, "license_from": None},
+    ]
+    frame = pl.DataFrame(
+        [{name: row.get(name) for name in VERSION_SCHEMA} for row in rows], schema=VERSION_SCHEMA
+    )
+    typed = typed_inventory(frame.lazy()).collect()
+    assert dict(zip(typed["asset_id"], typed["is_latest"], strict=True)) == {
+        "v1": False,
+        "v3": True,
+        "v2": False,
+        "w1": True,
+    }
+    assert typed["license_from"].to_list() == [date(2024, 1, 31), None, None, None]
