@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource, Product
+from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource, Product, last_page_key
 from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource, condition
 from consodam_tests.support import Sandbox
@@ -128,3 +128,28 @@ def test_rest_fallback_lists_every_product(sandbox: Sandbox) -> None:
         graphql_ids = sorted(p.id for page in client.iter_product_pages() for p in page)
         rest_ids = sorted(p["id"] for page in client.iter_rest_pages(per_page=70) for p in page.products)
     assert rest_ids == graphql_ids
+
+
+def test_the_last_page_key_is_read_off_the_raw_body() -> None:
+    body = (
+        b'{"data":{"products":[{"id":7,"fullTitle":"A \\"pageKey\\":99 trap","pageKey":7},'
+        b'{"id":12,"work":{"id":3},"pageKey": 12}]}}'
+    )
+    assert last_page_key(body) == (2, 12)
+    assert last_page_key(b'{"data":{"products":[]}}') == (0, None)
+
+
+def test_consonance_pages_are_requested_ahead_and_match_plain_paging(sandbox: Sandbox) -> None:
+    with consonance(sandbox).client() as client:
+        ahead = [p.id for page in client.iter_product_pages() for p in page]
+        requests = client.http.requests
+        plain: list[int] = []
+        after = 0
+        while True:
+            page = client.products_page({"after": after}, PRODUCT_FIELDS, Product)
+            plain += [p.id for p in page]
+            if len(page) < client.page_size:
+                break
+            after = page[-1].id
+    assert ahead == plain and len(set(ahead)) == len(ahead)
+    assert requests == len(plain) // 50 + 1  # one request per page: nothing fetched twice

@@ -35,8 +35,8 @@ def test_a_key_fetched_twice_keeps_its_last_copy() -> None:
     with IngestBatch(complete=True, key_column="asset_id", schema=SCHEMA) as batch:
         batch.add_frame(page(("a1", 1, "first"), ("b1", 1, "only")))
         batch.add_frame(page(("a1", 1, "second")))
-        hashes = batch.hash_frame()
-        batch.repeated_keys = bool(hashes["record_key"].is_duplicated().any())
+        hashes = batch.take_hashes()
+        assert batch.repeated_keys and batch.hashes == []
         records = batch.records().collect().sort("asset_id")
         assert records["name"].to_list() == ["second", "only"]
         to_open = hashes.filter(pl.col("record_key").is_last_distinct()).sort("record_key")
@@ -54,7 +54,7 @@ def test_payloads_come_in_key_order_across_key_ranges() -> None:
     with IngestBatch(complete=True, key_column="asset_id", schema=SCHEMA) as batch:
         for start in range(0, len(keys), 7):
             batch.add_frame(page(*[(k, 1, k.upper()) for k in keys[start : start + 7]]))
-        to_open = batch.hash_frame().sort("record_key")
+        to_open = batch.take_hashes().sort("record_key")
         rendered = pl.concat(batch.payloads_for(to_open))
     assert rendered["record_key"].to_list() == sorted(keys)
 

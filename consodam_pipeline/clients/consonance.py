@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -120,6 +123,23 @@ class GraphQLResponse(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+def _data(response: GraphQLResponse) -> dict[str, Any]:
+    if response.errors:
+        raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
+    return response.data or {}
+
+
+PAGE_KEY = "pageKey"
+_PAGE_KEYS = re.compile(rb'"pageKey"\s*:\s*(\d+)')
+
+
+def last_page_key(body: bytes) -> tuple[int, int | None]:
+    """(products on the page, the last one's id) from a raw products body whose selection ends with
+    `pageKey: id`. JSON escapes every quote inside a string, so the pattern only matches the field."""
+    keys = _PAGE_KEYS.findall(body)
+    return len(keys), int(keys[-1]) if keys else None
+
+
 class RestProductsPage(BaseModel):
     current_page: int
     per_page: int
@@ -161,18 +181,34 @@ class ConsonanceClient:
             headers=self._bearer,
             decode=lambda r: GraphQLResponse.model_validate_json(r.content),
         )
-        if response.errors:
-            raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
-        return response.data or {}
+        return _data(response)
 
-    def products_rows(self, search: dict[str, Any], fields: str) -> list[dict[str, Any]]:
-        """One page of products as parsed JSON (validation is the caller's, so paging need not wait)."""
+    def products_rows(
+        self,
+        search: dict[str, Any],
+        fields: str,
+        on_body: Callable[[bytes], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page of products as parsed JSON (validation is the caller's, so paging need not wait).
+        `on_body` sees the raw body before it is parsed."""
         query = (
             "query Products($search: ProductSearchAttributes, $limit: Int) {"
             f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
         )
-        data = self.graphql(query, {"search": search, "limit": self.page_size})
-        products = data.get("products")
+
+        def decode(response: httpx.Response) -> GraphQLResponse:
+            if on_body is not None:
+                on_body(response.content)
+            return GraphQLResponse.model_validate_json(response.content)
+
+        response: GraphQLResponse = self.http.call(
+            "POST",
+            "/graphql",
+            json={"query": query, "variables": {"search": search, "limit": self.page_size}},
+            headers=self._bearer,
+            decode=decode,
+        )
+        products = _data(response).get("products")
         if not isinstance(products, list):
             raise ApiError("POST /graphql products", 1, "no products in the response")
         return products
@@ -188,20 +224,44 @@ class ConsonanceClient:
         changed_since: date | None = None,
         search: dict[str, Any] | None = None,
     ) -> Iterator[list[M]]:
-        """Keyset paging by id. The next page is requested as soon as this one's last id is known, so
-        the server works on it while the caller validates and normalises this one."""
+        """Keyset paging by id, one page ahead. Each product also carries its id as `pageKey`, last, so
+        the last id of a page can be read off the raw body the moment it arrives: the next page is
+        asked for before this one is parsed, and the server is seldom idle. Should the body turn out
+        unreadable (and be fetched again), the page asked for on its say-so is dropped."""
         base = dict(search or {})
         if changed_since is not None:
             base["changedSince"] = changed_since.isoformat()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consonance-prefetch") as pool:
-            pending: Future[list[dict[str, Any]]] = pool.submit(
-                self.products_rows, {**base, "after": 0}, fields
-            )
+        keyed_fields = f"{fields} {PAGE_KEY}: id"
+        requested: dict[int, Future[list[dict[str, Any]]]] = {}
+        lock = threading.Lock()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="consonance-pages") as pool:
+
+            def request(after: int) -> None:
+                with lock:
+                    if after not in requested:
+                        requested[after] = pool.submit(fetch, after)
+
+            def fetch(after: int) -> list[dict[str, Any]]:
+                return self.products_rows({**base, "after": after}, keyed_fields, on_body=ahead)
+
+            def ahead(body: bytes) -> None:
+                count, last = last_page_key(body)
+                if count >= self.page_size and last is not None:
+                    request(last)
+
+            after = 0
+            request(after)
             while True:
+                with lock:
+                    pending = requested.pop(after)
                 rows = pending.result()
                 more = len(rows) >= self.page_size
                 if more:
-                    pending = pool.submit(self.products_rows, {**base, "after": rows[-1]["id"]}, fields)
+                    after = int(rows[-1]["id"])
+                    request(after)
+                with lock:  # anything else was asked for on the word of a body that did not parse
+                    for stale in [k for k in requested if k != after]:
+                        requested.pop(stale).cancel()
                 if rows:
                     yield validated(model, rows)
                 if not more:

@@ -40,7 +40,7 @@ class IngestBatch:
     hashes: list[pl.DataFrame] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
     rejected_keys: list[pl.Series] = field(default_factory=list)
-    repeated_keys: bool = False
+    repeated_keys: bool = False  # known once the hashes are taken; until then records() keeps every copy
     spool: Spool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,9 +80,14 @@ class IngestBatch:
         self.rejected_keys.append(keys)
         self.fetched += keys.len()
 
-    def hash_frame(self) -> pl.DataFrame:
+    def take_hashes(self) -> pl.DataFrame:
+        """(record_key, content_hash) of every good record fetched, handed over once: the batch keeps no
+        copy, only whether some key came twice."""
         empty = pl.DataFrame(schema={"record_key": pl.String, "content_hash": pl.String})
-        return pl.concat([empty, *self.hashes])
+        hashes = pl.concat([empty, *self.hashes])
+        self.hashes.clear()
+        self.repeated_keys = bool(hashes["record_key"].is_duplicated().any())
+        return hashes
 
     def records(self) -> pl.LazyFrame:
         """The good records, read from the spool; where a key came twice, only its last copy."""
@@ -110,9 +115,9 @@ class IngestBatch:
                     "record_key", "content_hash", render_payloads(block.select(list(self.schema)))
                 )
 
-    def seen_keys(self) -> list[str]:
-        keys = [frame["record_key"] for frame in self.hashes]
-        return pl.concat([pl.Series(dtype=pl.String), *keys, *self.rejected_keys]).to_list()
+    def seen_keys(self, good_keys: pl.Series) -> list[str]:
+        """These good keys and every rejected one: the records this batch re-examined."""
+        return pl.concat([good_keys, *self.rejected_keys]).to_list()
 
     @property
     def quarantined_keys(self) -> list[str]:
@@ -133,10 +138,8 @@ def commit_batch(
     run_id: str | None,
     cursors: Mapping[str, str],
 ) -> SnapshotDiff:
-    hashes = batch.hash_frame()
-    batch.repeated_keys = bool(hashes["record_key"].is_duplicated().any())
-    checked = () if batch.complete else batch.seen_keys()
-    batch.hashes.clear()  # the frame above is the only copy from here on
+    hashes = batch.take_hashes()
+    checked = () if batch.complete else batch.seen_keys(hashes["record_key"])
     with store.engine.begin() as conn:
         diff = store.apply_snapshot(
             conn, entity, hashes, observed_at=observed_at, complete=batch.complete, run_id=run_id,
