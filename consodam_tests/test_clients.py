@@ -1,6 +1,7 @@
 """The clients against faulty sandboxes: nothing lost, nothing duplicated, clear errors, no secrets."""
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -12,18 +13,18 @@ from consodam_tests.support import Sandbox
 MIXED = ["429", "500", "502", "503", "drop", "truncated"]
 
 
-def consonance(sandbox: Sandbox, **kw: object) -> ConsonanceResource:
+def consonance(sandbox: Sandbox, **kw: Any) -> ConsonanceResource:
     return ConsonanceResource(
         url=sandbox.consonance_url,
         api_key=sandbox.env["CONSONANCE_API_KEY"],
         page_size=50,
         retry_base_delay_s=0.01,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
-def dam(sandbox: Sandbox, **kw: object) -> OpenTextDamResource:
-    return OpenTextDamResource(url=sandbox.dam_url, page_size=200, retry_base_delay_s=0.01, **kw)  # type: ignore[arg-type]
+def dam(sandbox: Sandbox, **kw: Any) -> OpenTextDamResource:
+    return OpenTextDamResource(url=sandbox.dam_url, page_size=200, retry_base_delay_s=0.01, **kw)
 
 
 def inject_mixed(sandbox: Sandbox, which: str, total_rate: float = 0.10) -> None:

@@ -40,14 +40,18 @@ def asset(draw: st.DrawFn) -> dict[str, object]:
     }  # fmt: skip
 
 
-EDITION_TYPES = {
+EDITION_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
     "for_sale_countries": pl.List(pl.String),
     "not_for_sale_countries": pl.List(pl.String),
     "row_sales_rights_type": pl.String,
     "embargo_date": pl.Date,
     "isbn13": pl.String,
 }
-ASSET_TYPES = {"license_from": pl.Date, "license_until": pl.Date, "isbn13": pl.String}
+ASSET_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "license_from": pl.Date,
+    "license_until": pl.Date,
+    "isbn13": pl.String,
+}
 
 
 def frames(e: dict[str, object], a: dict[str, object]) -> tuple[pl.DataFrame, pl.DataFrame]:

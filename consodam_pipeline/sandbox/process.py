@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -51,7 +51,7 @@ class SandboxProcess:
         ]  # fmt: skip
         return [*cmd, "--anchor", self.anchor] if self.anchor else cmd
 
-    def start(self) -> SandboxProcess:
+    def start(self) -> Self:
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -84,7 +84,7 @@ class SandboxProcess:
         self.stop()
         return self.start()
 
-    def __enter__(self) -> SandboxProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
