@@ -1,12 +1,17 @@
 """The ingest batch's spool: what is written to disk comes back whole, in key order, last copy winning."""
 
+import os
+import subprocess
+import sys
+import time
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
 from consodam_pipeline.defs.dam.records import VERSION_SCHEMA, typed_inventory
 from consodam_pipeline.sync.snapshot import IngestBatch, render_payloads
-from consodam_pipeline.sync.spool import Spool
+from consodam_pipeline.sync.spool import Spool, sweep_stale_spools
 
 SCHEMA: dict[str, pl.DataType] = {"asset_id": pl.String(), "version": pl.Int64(), "name": pl.String()}
 
@@ -77,3 +82,22 @@ def test_typed_inventory_marks_the_newest_version_of_each_asset() -> None:
         "w1": True,
     }
     assert typed["license_from"].to_list() == [date(2024, 1, 31), None, None, None]
+
+
+def test_stale_spools_of_dead_processes_are_swept(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    left = tmp_path / f"consodam-spool-{dead_pid}-abc"
+    recent = tmp_path / f"consodam-spool-{dead_pid}-def"
+    ours = tmp_path / f"consodam-spool-{os.getpid()}-ghi"
+    unrelated = tmp_path / "consodam-spool-notapid"
+    for folder in (left, recent, ours, unrelated):
+        folder.mkdir()
+        (folder / "00000-000061.arrow").write_bytes(b"x")
+    hours_ago = time.time() - 7 * 3600
+    for folder in (left, ours, unrelated):
+        os.utime(folder, (hours_ago, hours_ago))
+    assert sweep_stale_spools(tmp_path) == [left]
+    assert not left.exists() and recent.exists() and ours.exists() and unrelated.exists()

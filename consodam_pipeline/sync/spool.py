@@ -12,8 +12,10 @@ first character only make a range larger, never wrong.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import polars as pl
 
 SEQ = "_seq"  # arrival order: where a key came twice, the later copy wins
 PREFIX = "_prefix"
+SPOOL_PREFIX = "consodam-spool-"
+STALE_AFTER_S = 6 * 3600
 
 
 class Spool:
@@ -28,7 +32,8 @@ class Spool:
         self.schema = dict(schema)
         self.key_column = key_column
         self.flush_rows = flush_rows
-        self.directory = Path(tempfile.mkdtemp(prefix="consodam-spool-"))
+        sweep_stale_spools(Path(tempfile.gettempdir()))
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-"))
         self.rows = 0
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
@@ -90,3 +95,30 @@ def _key_expr(key_column: str) -> pl.Expr:
 def _bucket_name(prefix: str) -> str:
     """File-safe and ordered like the character itself."""
     return f"{ord(prefix):06x}" if prefix else "empty"
+
+
+def sweep_stale_spools(parent: Path, now: float | None = None) -> list[Path]:
+    """Remove spools left by processes killed outright (an out-of-memory kill gives no chance to clean
+    up): only those whose process is gone and that have not changed for hours. Returns what it removed."""
+    removed = []
+    now = time.time() if now is None else now
+    for folder in parent.glob(f"{SPOOL_PREFIX}*"):
+        owner = folder.name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
+        try:
+            idle = now - folder.stat().st_mtime
+        except OSError:
+            continue
+        if owner.isdigit() and not _alive(int(owner)) and idle > STALE_AFTER_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
