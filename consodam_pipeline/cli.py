@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -116,15 +117,33 @@ def bench() -> None:
     """Benchmarks that print a table and write JSON; figures are ratios against a same-run baseline."""
 
 
+def bench_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--works, --seed, --json and --workdir: what every benchmark takes."""
+    options = [
+        click.option("--works", default=2000, show_default=True, help="Catalog size (works)."),
+        click.option("--seed", default=7, show_default=True, help="Catalog generator seed."),
+        click.option(
+            "--json",
+            "json_path",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Write the figures here.",
+        ),
+        click.option(
+            "--workdir",
+            type=click.Path(path_type=Path),
+            default=Path(".consodam/bench"),
+            show_default=True,
+            help="Generated catalogs are kept here and reused.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @bench.command("ingest")
-@click.option("--works", default=2000, show_default=True)
-@click.option("--seed", default=7, show_default=True)
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here."
-)
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
-)
+@bench_options
 def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     """(a) transfer floor, (b) full ingest, (c) incremental after 0.1% change, (d) one sensor tick."""
     from consodam_pipeline.bench.ingest import run
@@ -133,12 +152,7 @@ def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path) -
 
 
 @bench.command("sandbox")
-@click.option("--works", default=2000, show_default=True)
-@click.option("--seed", default=7, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
-)
+@bench_options
 def bench_sandbox_pages(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     """Catalog generation time and page latency of both sandboxes (500 per page)."""
     from consodam_pipeline.bench.sandbox import run
@@ -147,12 +161,7 @@ def bench_sandbox_pages(works: int, seed: int, json_path: Path | None, workdir: 
 
 
 @bench.command("rights")
-@click.option("--works", default=2000, show_default=True)
-@click.option("--seed", default=7, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
-)
+@bench_options
 def bench_rights(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     """The rights matrix and the restriction plan vs a naive per-row implementation of the same rules."""
     from consodam_pipeline.bench.rights import run
@@ -161,12 +170,7 @@ def bench_rights(works: int, seed: int, json_path: Path | None, workdir: Path) -
 
 
 @bench.command("audit")
-@click.option("--works", default=2000, show_default=True)
-@click.option("--seed", default=7, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=Path(".consodam/bench"), show_default=True
-)
+@bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")
 def bench_audit(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool) -> None:
     """Single-run backfill of every period, ledger size, audit and as-of query latency (median, p99)."""

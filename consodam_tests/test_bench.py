@@ -1,0 +1,20 @@
+"""The benchmark commands run end to end at a small size and write the figures they promise."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_ingest_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+    command = ["bench", "ingest", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "consodam_pipeline.cli", *command], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for key in ("full_vs_transfer_ratio", "incremental_vs_full_ratio", "sensor_tick_s", "peak_rss_mb"):
+        assert isinstance(figures[key], int | float) and figures[key] > 0, key
+    assert figures["dam_asset_versions"] > 0 and figures["editions"] > 0
+    assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
