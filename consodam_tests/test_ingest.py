@@ -2,6 +2,7 @@
 leave history and cursor consistent, bad records land in quarantine with their reasons."""
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,8 @@ ingest(sandbox, Path(sys.argv[4]), assets=[title_metadata_snapshot])
 
 def test_killed_run_leaves_history_and_cursor_consistent(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
     home = tmp_path / "home"
+    scratch = tmp_path / "scratch"  # the child's temp directory, where its spool lives
+    scratch.mkdir()
     fresh_sandbox.fault("consonance", mode="slow", rate=1.0, delay=0.4)
     child = subprocess.Popen(
         [
@@ -115,6 +118,7 @@ def test_killed_run_leaves_history_and_cursor_consistent(fresh_sandbox: Sandbox,
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "running"
     time.sleep(3.0)  # mid-way through the pages
@@ -122,6 +126,8 @@ def test_killed_run_leaves_history_and_cursor_consistent(fresh_sandbox: Sandbox,
     child.kill()
     child.wait(10)
     assert served >= 1
+    # Killed outright, it could not remove its spool; a later ingest sweeps it once it is stale.
+    assert [p.name.split("-")[2] for p in scratch.glob("consodam-spool-*")] == [str(child.pid)]
     fresh_sandbox.clear_faults()
     lineage = store(home)
     assert lineage.get_cursor(CHANGED_SINCE_CURSOR) is None  # nothing committed: the next run starts over
