@@ -86,7 +86,6 @@ def ingest_metadata(
     schema: Mapping[str, pl.DataType],
     diff: SnapshotDiff,
     batch: IngestBatch,
-    mode: str,
     window: str,
     requests: int,
     retries: int,
@@ -95,6 +94,7 @@ def ingest_metadata(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_kind = quarantine_counts([q[1] for q in batch.quarantined])
+    mode = "full reconciliation" if batch.complete else "incremental"
     summary = [
         ("mode", mode),
         ("window", window),

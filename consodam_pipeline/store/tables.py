@@ -48,14 +48,11 @@ def _write(frame: pl.DataFrame | pl.LazyFrame, path: str) -> None:
 
 
 def read_parquet(path: str) -> pl.DataFrame:
-    """A file, or a partitioned asset's folder of files (every partition)."""
-    folder = Path(path.removeprefix("file://"))
-    if _is_local(path) and folder.is_dir():
-        return pl.read_parquet(sorted(folder.glob("*.parquet")))
-    return pl.read_parquet(path)
+    return scan_parquet(path).collect()
 
 
 def scan_parquet(path: str) -> pl.LazyFrame:
+    """A file, or a partitioned asset's folder of files (every partition)."""
     folder = Path(path.removeprefix("file://"))
     if _is_local(path) and folder.is_dir():
         return pl.scan_parquet(sorted(folder.glob("*.parquet")))

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
-from consodam_pipeline.sync.spool import SEQ, Spool
+from consodam_pipeline.sync.spool import SEQ, Spool, key_text
 
 
 def render_payloads(records: pl.DataFrame) -> pl.Series:
@@ -58,7 +58,7 @@ class IngestBatch:
     def add_frame(self, records: pl.DataFrame) -> None:
         records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
         digests = [hashlib.sha256(p.encode()).hexdigest() for p in render_payloads(records)]
-        keys = records[self.key_column].cast(pl.String)
+        keys = records.select(key_text(self.key_column)).to_series()
         self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
         self.spool.add(records)
         self.fetched += records.height
@@ -106,9 +106,7 @@ class IngestBatch:
         prefixes = to_open["record_key"].str.slice(0, 1)
         for prefix in prefixes.unique(maintain_order=True).to_list():
             wanted = to_open.filter(prefixes == prefix).select("record_key", "content_hash")
-            rows = self.spool.key_range(prefix).with_columns(
-                pl.col(self.key_column).cast(pl.String).alias("record_key")
-            )
+            rows = self.spool.key_range(prefix).with_columns(key_text(self.key_column).alias("record_key"))
             joined = wanted.join(rows, on="record_key", how="inner", maintain_order="left")
             for block in joined.iter_slices(20_000):
                 yield block.select(
@@ -137,7 +135,10 @@ def commit_batch(
     observed_at: datetime,
     run_id: str | None,
     cursors: Mapping[str, str],
+    full_at_cursor: str,
 ) -> SnapshotDiff:
+    """History, quarantine and cursors in one transaction. A complete batch is a full reconciliation:
+    `full_at_cursor` then records when it happened."""
     hashes = batch.take_hashes()
     checked = () if batch.complete else batch.seen_keys(hashes["record_key"])
     with store.engine.begin() as conn:
@@ -153,6 +154,8 @@ def commit_batch(
             complete=batch.complete,
             checked_keys=checked,
         )
+        if batch.complete:
+            cursors = {**cursors, full_at_cursor: observed_at.isoformat()}
         for name, value in cursors.items():
             store.set_cursor(conn, name, value, run_id)
         if run_id:
@@ -194,7 +197,7 @@ def current_snapshot(
         return pl.concat([batch.records(), held.lazy()])
     if previous is None:
         return payload_frame(store, entity, batch.schema).lazy()
-    key = pl.col(batch.key_column).cast(pl.String)
+    key = key_text(batch.key_column)
     touched = pl.Series([*diff.added, *diff.changed, *diff.removed], dtype=pl.String).implode()
     fresh_keys = pl.Series([*diff.added, *diff.changed], dtype=pl.String).implode()
     kept = previous.select([pl.col(n).cast(t) for n, t in batch.schema.items()]).filter(~key.is_in(touched))

@@ -54,7 +54,7 @@ class Spool:
         if not self._pending:
             return
         gathered = pl.concat(self._pending).with_columns(
-            _key_expr(self.key_column).str.slice(0, 1).alias(PREFIX)
+            key_text(self.key_column).str.slice(0, 1).alias(PREFIX)
         )
         self._pending, self._pending_rows = [], 0
         for (prefix,), part in gathered.partition_by(PREFIX, as_dict=True).items():
@@ -80,7 +80,7 @@ class Spool:
         if not files:
             return pl.DataFrame(schema=self.schema)
         rows = pl.scan_ipc(files).collect().sort(SEQ)
-        return rows.filter(_key_expr(self.key_column).is_last_distinct()).drop(SEQ)
+        return rows.filter(key_text(self.key_column).is_last_distinct()).drop(SEQ)
 
     def close(self) -> None:
         self._pending.clear()
@@ -88,7 +88,8 @@ class Spool:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _key_expr(key_column: str) -> pl.Expr:
+def key_text(key_column: str) -> pl.Expr:
+    """The record key as text, the form history and the hash frame use."""
     return pl.col(key_column).cast(pl.String)
 
 

@@ -64,9 +64,6 @@ def title_metadata_snapshot(
                 client.iter_product_pages(changed_since=since), batch, edition_record, lambda p: str(p.id)
             )
             requests, retries = client.http.requests, client.http.retries
-        cursors = {CHANGED_SINCE_CURSOR: started.date().isoformat()}
-        if full:
-            cursors[FULL_AT_CURSOR] = started.isoformat()
         diff = commit_batch(
             store,
             entity=ENTITY,
@@ -74,7 +71,8 @@ def title_metadata_snapshot(
             batch=batch,
             observed_at=started,
             run_id=context.run.run_id,
-            cursors=cursors,
+            cursors={CHANGED_SINCE_CURSOR: started.date().isoformat()},
+            full_at_cursor=FULL_AT_CURSOR,
         )
         frame = typed_editions(current_snapshot(store, batch, diff, previous, ENTITY).collect())
     context.log.info(
@@ -91,7 +89,6 @@ def title_metadata_snapshot(
             schema=frame.schema,
             diff=diff,
             batch=batch,
-            mode="full reconciliation" if full else "incremental",
             window="everything" if since is None else f"changedSince {since.isoformat()}",
             requests=requests,
             retries=retries,

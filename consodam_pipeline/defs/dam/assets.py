@@ -98,9 +98,6 @@ def dam_asset_inventory(
     with IngestBatch(complete=full, key_column="asset_id", schema=VERSION_SCHEMA) as batch:
         requests, retries = fetch_versions(dam, batch, since)
         new_high = max(high_water or "", batch.high_water)
-        cursors = {MODIFIED_CURSOR: new_high} if new_high else {}
-        if full:
-            cursors[FULL_AT_CURSOR] = started.isoformat()
         diff = commit_batch(
             store,
             entity=ENTITY,
@@ -108,7 +105,8 @@ def dam_asset_inventory(
             batch=batch,
             observed_at=started,
             run_id=context.run.run_id,
-            cursors=cursors,
+            cursors={MODIFIED_CURSOR: new_high} if new_high else {},
+            full_at_cursor=FULL_AT_CURSOR,
         )
         versions = typed_inventory(current_snapshot(store, batch, diff, previous, ENTITY))
         frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run.run_id)
@@ -123,7 +121,6 @@ def dam_asset_inventory(
                 schema=frame.collect_schema(),
                 diff=diff,
                 batch=batch,
-                mode="full reconciliation" if full else "incremental",
                 window="everything" if since is None else f"modified after {since}",
                 requests=requests,
                 retries=retries,

@@ -138,10 +138,16 @@ def _link_json(prefix: str = "") -> pl.Expr:
         pl.col(f"{prefix}by").alias("approved_by"),
         pl.col(f"{prefix}asset_id").alias("asset_id"),
         pl.col(f"{prefix}original_asset_id").alias("original_asset_id"),
-        pl.when(pl.col(f"{prefix}edition_specific")).then(pl.lit("edition")).otherwise(pl.lit("work"))
-        .alias("scope"),
+        _scope(prefix),
         pl.col(f"{prefix}version").alias("version"),
     ).struct.json_encode()  # fmt: skip
+
+
+def _scope(prefix: str = "") -> pl.Expr:
+    """Whether the approval was for this edition alone or for every edition of the work."""
+    return (
+        pl.when(pl.col(f"{prefix}edition_specific")).then(pl.lit("edition")).otherwise(pl.lit("work"))
+    ).alias("scope")
 
 
 def link_events(changes: pl.DataFrame, attached: pl.DataFrame) -> list[pl.DataFrame]:
@@ -231,10 +237,7 @@ def current_links(changes: pl.DataFrame, attached: pl.DataFrame) -> pl.DataFrame
             "version",
             pl.col("by").alias("approved_by"),
             pl.col("at").alias("approved_at"),
-            pl.when(pl.col("edition_specific"))
-            .then(pl.lit("edition"))
-            .otherwise(pl.lit("work"))
-            .alias("scope"),
+            _scope(),
             pl.col("moment").alias("linked_since"),
         )
         .cast(LINK_COLUMNS)  # type: ignore[arg-type]
