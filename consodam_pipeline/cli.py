@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from consodam_pipeline import endpoints
 from consodam_pipeline.sandbox.run import SandboxConfig, ensure_catalog, serve
 
 
@@ -28,8 +29,8 @@ def main() -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=Path(".consodam/sandbox"), show_default=True
 )
-@click.option("--consonance-port", default=8701, show_default=True)
-@click.option("--dam-port", default=8702, show_default=True)
+@click.option("--consonance-port", default=endpoints.CONSONANCE_PORT, show_default=True)
+@click.option("--dam-port", default=endpoints.DAM_PORT, show_default=True)
 @click.option("--token-ttl", default=3600, show_default=True, help="Seconds a DAM access token lives.")
 def sandbox(
     works: int,

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import dagster as dg
 
+from consodam_pipeline import endpoints
 from consodam_pipeline.sandbox.process import SandboxProcess
 from consodam_pipeline.store.engine import default_home
 
@@ -26,7 +27,9 @@ def port_or_free(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def demo_sandbox(works: int, consonance_port: int = 8701, dam_port: int = 8702) -> SandboxProcess:
+def demo_sandbox(
+    works: int, consonance_port: int = endpoints.CONSONANCE_PORT, dam_port: int = endpoints.DAM_PORT
+) -> SandboxProcess:
     return SandboxProcess(
         data_dir=default_home() / f"sandbox-{works}",
         works=works,
@@ -49,20 +52,12 @@ def run_main_job(
     instance: dg.DagsterInstance,
     label: str,
     job_name: str = "consodam_sync",
-    periods: list[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     from consodam_pipeline.definitions import defs
-    from consodam_pipeline.defs.editions import period_keys
 
     job = defs().resolve_job_def(job_name)
-    tags = {"consodam/demo": label}
-    if periods:
-        ordered = [k for k in period_keys() if k in set(periods)]
-        tags |= {
-            "dagster/asset_partition_range_start": ordered[0],
-            "dagster/asset_partition_range_end": ordered[-1],
-        }
-    result = job.execute_in_process(instance=instance, tags=tags)
+    result = job.execute_in_process(instance=instance, tags={"consodam/demo": label, **(tags or {})})
     if not result.success:
         raise click.ClickException(f"the {label} run failed; see `make dev` → Runs")
     report: dict[str, dict[str, Any]] = {}
@@ -74,6 +69,22 @@ def run_main_job(
         meta = {k: v.value for k, v in materialization.metadata.items()}
         report.setdefault(key, {}).update(meta)
     return report
+
+
+def run_periods(instance: dg.DagsterInstance, label: str, periods: list[str]) -> dict[str, dict[str, Any]]:
+    """The edition graph for exactly these periods: one run per range of neighbouring periods. Says what
+    it ran; counts add up over the runs."""
+    from consodam_pipeline.defs.editions import contiguous_ranges, range_tags
+    from consodam_pipeline.sync.report import add_counts
+
+    ranges = contiguous_ranges(periods)
+    shown = " | ".join(r[0] if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in ranges)
+    click.echo(f"running exactly {len(periods)} period(s) in {len(ranges)} run(s): {shown}")
+    total: dict[str, dict[str, Any]] = {}
+    for keys in ranges:
+        for asset, meta in run_main_job(instance, label, "consodam_editions", range_tags(keys)).items():
+            add_counts(total.setdefault(asset, {}), meta)
+    return total
 
 
 def requested_periods(instance: dg.DagsterInstance, cursor: Any) -> tuple[list[str], Any]:
@@ -94,7 +105,7 @@ def print_sync(title: str, report: dict[str, dict[str, Any]]) -> None:
         "dam_access_restrictions": ("written", "written", "failed", "failed"),
         "dam_title_tags": ("written", "written", "failed", "failed"),
         "approved_version_links": ("links", "dagster/row_count", "new ledger events", "events_new_in_ledger"),
-        "consonance_asset_links": ("written", "written", "already linked", "already_linked"),
+        "consonance_asset_links": ("written", "written", "removed", "removed"),
     }
     for key, (label_a, field_a, label_b, field_b) in rows.items():
         meta = report.get(key, {})
@@ -142,7 +153,7 @@ def run_demo(works: int) -> None:
         click.echo(f"sandboxes up: Consonance {sandbox.consonance_url}, OpenText DAM {sandbox.dam_url}")
         with dg.DagsterInstance.get() as instance:
             print_report("first run (everything)", run_main_job(instance, "first run"))
-            first = run_main_job(instance, "first sync", "consodam_editions", period_keys())
+            first = run_periods(instance, "first sync", period_keys())
             print_sync("rights, tags and links for every period, in one run (the backlist backfill)", first)
             print_report("DAM re-read (our own writes are seen, and do not wake the edition graph)",
                          run_main_job(instance, "after first sync"))  # fmt: skip
@@ -166,8 +177,7 @@ def run_demo(works: int) -> None:
                 f"\nautomation requests {len(periods)} of {len(period_keys())} periods: {', '.join(periods)}"
             )
             if periods:
-                print_sync("those periods, in one run", run_main_job(instance, "automation", "consodam_editions",
-                                                                     periods))  # fmt: skip
+                print_sync("those periods", run_periods(instance, "automation", periods))
         store = LineageStoreResource().store()
         click.echo(f"\n== audit trail of {isbn}, whose cover was just refreshed (consodam audit {isbn})\n")
         click.echo(render(edition_audit(store, isbn)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from consodam_pipeline.defs.dam.checks import approvals_are_attributed, quaranti
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_pipeline.sync.report import add_counts
 from consodam_tests.support import Sandbox
 
 INGEST = [title_metadata_snapshot, dam_asset_inventory]
@@ -73,14 +75,23 @@ def store(home: Path) -> LineageStore:
     return LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}").store()
 
 
-def metadata(result: dg.ExecuteInJobResult, asset: str) -> dict[str, Any]:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
-    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+def metadata(result: dg.ExecuteInJobResult | Runs, asset: str) -> dict[str, Any]:
+    """The asset's materialization metadata; over several runs, counts are summed (the last event of
+    each run, since a run over several partitions repeats its metadata on each)."""
+    last: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.to_user_string() == asset:
+            last[event.run_id] = {k: v.value for k, v in event.materialization.metadata.items()}
+    merged: dict[str, Any] = {}
+    for values in last.values():
+        add_counts(merged, values)
+    return merged
 
 
 def edition_assets() -> list[Any]:
     from consodam_pipeline.defs.editions import edition_changes
-    from consodam_pipeline.defs.links.assets import approved_version_links, consonance_asset_links
+    from consodam_pipeline.defs.links.assets import approved_version_links
+    from consodam_pipeline.defs.links.writes import consonance_asset_links
     from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
     from consodam_pipeline.defs.tags.assets import dam_title_tags
 
@@ -100,25 +111,39 @@ def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
     )
 
 
+@dataclass
+class Runs:
+    """The runs one call made (one per contiguous range of periods), read like one result."""
+
+    results: list[dg.ExecuteInJobResult]
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    def get_asset_materialization_events(self) -> list[Any]:
+        return [e for r in self.results for e in r.get_asset_materialization_events()]
+
+    def get_asset_check_evaluations(self) -> list[Any]:
+        return [e for r in self.results for e in r.get_asset_check_evaluations()]
+
+
 def sync_partitions(
     sandbox: Sandbox,
     home: Path,
     instance: dg.DagsterInstance,
     keys: list[str],
     selection: list[Any] | None = None,
-) -> dg.ExecuteInJobResult:
-    """One run over the given partitions of the edition-level assets (a single-run backfill)."""
-    from consodam_pipeline.defs.editions import period_keys
+) -> Runs:
+    """Exactly these partitions of the edition-level assets: one run per range of neighbouring periods
+    (a single-run backfill when they are all neighbours)."""
+    from consodam_pipeline.defs.editions import contiguous_ranges, range_tags
 
-    ordered = [k for k in period_keys() if k in set(keys)]
-    tags = {
-        "dagster/asset_partition_range_start": ordered[0],
-        "dagster/asset_partition_range_end": ordered[-1],
-    }
-    if len(ordered) == 1:
-        tags = {"dagster/partition": ordered[0]}
     selected = selection or edition_assets()[1:]
-    return dg.materialize(
-        [*INGEST, *edition_assets()], selection=selected, instance=instance,
-        resources=resources(sandbox, home), tags=tags,
-    )  # fmt: skip
+    return Runs([
+        dg.materialize(
+            [*INGEST, *edition_assets()], selection=selected, instance=instance,
+            resources=resources(sandbox, home), tags=range_tags(keys_in_range),
+        )
+        for keys_in_range in contiguous_ranges(keys)
+    ])  # fmt: skip

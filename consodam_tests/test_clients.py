@@ -86,7 +86,7 @@ def test_bad_credentials_fail_fast_and_redacted(sandbox: Sandbox) -> None:
         OpenTextDamResource(url=sandbox.dam_url, client_secret="not-the-secret-1234").client() as client,
         pytest.raises(ApiError) as info,
     ):
-        client.security_policies()
+        client.get_asset("anything")
     assert info.value.status == 401 and info.value.attempts == 1
     assert "not-the-secret-1234" not in str(info.value)
     with (
@@ -106,7 +106,7 @@ def test_timeouts_are_retried_then_reported(sandbox: Sandbox) -> None:
     assert "timed out" in str(info.value) and info.value.attempts == 2
 
 
-def test_dam_search_lock_update_and_jobs(fresh_sandbox: Sandbox) -> None:
+def test_dam_search_lock_and_update(fresh_sandbox: Sandbox) -> None:
     with dam(fresh_sandbox).client() as client:
         first = client.assets_page(0, all_versions=False).assets_resource.asset_list[0]
         isbn = first.fields()[FIELD + "ISBN"]
@@ -120,15 +120,6 @@ def test_dam_search_lock_update_and_jobs(fresh_sandbox: Sandbox) -> None:
         assert updated.fields()[FIELD + "TITLE"] == "Tagged"
         assert [p.id for p in updated.security_policy_list] == [2]
         assert client.get_asset(first.asset_id).locked is False
-        new_id = client.new_version(first.asset_id)
-        assert [v.asset_id for v in client.versions(first.asset_id)][-1] == new_id
-
-
-def test_rest_fallback_lists_every_product(sandbox: Sandbox) -> None:
-    with consonance(sandbox).client() as client:
-        graphql_ids = sorted(p.id for page in client.iter_product_pages() for p in page)
-        rest_ids = sorted(p["id"] for page in client.iter_rest_pages(per_page=70) for p in page.products)
-    assert rest_ids == graphql_ids
 
 
 def test_the_last_page_key_is_read_off_the_raw_body() -> None:

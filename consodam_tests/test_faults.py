@@ -3,10 +3,11 @@
 import httpx
 import pytest
 
+from consodam_pipeline.endpoints import CONSONANCE_KEY
 from consodam_tests.support import Sandbox
 
 QUERY = {"query": "{ products(limit: 5) { id } }"}
-KEY = {"Authorization": "Bearer sandboxconsonancekey0000000000001"}
+KEY = {"Authorization": f"Bearer {CONSONANCE_KEY}"}
 
 
 def call(sandbox: Sandbox, timeout: float = 10) -> httpx.Response:
@@ -61,7 +62,7 @@ def test_rate_and_path_scope(sandbox: Sandbox) -> None:
     assert call(sandbox).status_code == 200  # /graphql is outside the rule's path
     rest = httpx.get(
         f"{sandbox.consonance_url}/api/v4/products.json",
-        headers={"Authorization": "Token token=sandboxconsonancekey0000000000001"},
+        headers={"Authorization": f"Token token={CONSONANCE_KEY}"},
     )
     assert rest.status_code == 503
     described = sandbox.admin("consonance", "GET", "/_sandbox/faults")

@@ -19,6 +19,7 @@ from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.defs.consonance.assets import CHANGED_SINCE_CURSOR, title_metadata_snapshot
 from consodam_pipeline.defs.dam.assets import dam_asset_inventory
 from consodam_pipeline.domain.isbn import make_isbn13
+from consodam_pipeline.endpoints import DAM_CLIENT_SECRET
 from consodam_tests.pipeline import ingest, metadata, store, table
 from consodam_tests.support import Sandbox
 
@@ -239,7 +240,7 @@ def test_metadata_tells_what_changed(sandbox: Sandbox, tmp_path: Path) -> None:
     assert "CONSONANCE_API_KEY" not in json.dumps(
         {k: str(v) for k, v in metadata(result, "dam_asset_inventory").items()}
     )
-    assert "sandbox-dam-secret" not in str(metadata(result, "dam_asset_inventory"))
+    assert DAM_CLIENT_SECRET not in str(metadata(result, "dam_asset_inventory"))
 
 
 @pytest.mark.parametrize("asset", [title_metadata_snapshot, dam_asset_inventory])

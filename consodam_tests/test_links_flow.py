@@ -81,8 +81,9 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
             new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
             sandbox.admin("dam", "POST", f"/_sandbox/assets/{new['asset_id']}/approval",
                           json={"status": "approved", "by": "art.director@publisher.example"})  # fmt: skip
-            probe = dam_change_sensor(dg.build_sensor_context(
-                instance=instance, cursor=None, resources={"dam": resources(sandbox, home)["dam"]}))  # fmt: skip
+            probe = dam_change_sensor(
+                dg.build_sensor_context(instance=instance, cursor=None, resources=resources(sandbox, home))
+            )
             assert isinstance(probe, dg.SensorResult) and probe.run_requests
             ingest(sandbox, home, instance)
             tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)

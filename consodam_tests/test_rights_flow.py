@@ -81,8 +81,7 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             sandbox.admin("consonance", "POST", f"/_sandbox/products/{target['product_id']}",
                           json={"isForSaleWorldwide": False, "forSaleCountryCodes": ["GB", "IE"],
                                 "notForSaleCountryCodes": []})  # fmt: skip
-            probe = dg.build_sensor_context(instance=instance, resources={"consonance": resources(sandbox, home)[
-                "consonance"]})  # fmt: skip
+            probe = dg.build_sensor_context(instance=instance, resources=resources(sandbox, home))
             sensor = consonance_change_sensor(probe)
             assert isinstance(sensor, dg.SensorResult) and sensor.run_requests
             ingest(sandbox, home, instance, assets=[definitions_asset("title_metadata_snapshot")])
@@ -106,7 +105,7 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             )
             changed = (
                 pl.read_parquet(home / "tables" / "dam_access_restrictions" / f"{period}.parquet")
-                .filter(pl.col("written"))["asset_id"]
+                .filter(pl.col("written"))["key"]
                 .to_list()
             )
             assert changed and set(changed) <= set(work_assets)

@@ -2,9 +2,10 @@
 
 import httpx
 
+from consodam_pipeline.endpoints import CONSONANCE_KEY
 from consodam_tests.support import Sandbox
 
-KEY = "sandboxconsonancekey0000000000001"
+KEY = CONSONANCE_KEY
 
 
 def page(

@@ -4,6 +4,7 @@ import json
 
 import httpx
 
+from consodam_pipeline.endpoints import DAM_CLIENT_ID, DAM_CLIENT_SECRET
 from consodam_tests.support import Sandbox
 
 F = "CONSODAM.FIELD."
@@ -25,7 +26,7 @@ def selection(*ids: str) -> str:
 def test_token_endpoint(sandbox: Sandbox) -> None:
     url = f"{sandbox.dam_url}/tenants/sandbox-tenant/oauth2/token"
     basic = httpx.post(
-        url, data={"grant_type": "client_credentials"}, auth=("consodam-sandbox-client", "sandbox-dam-secret")
+        url, data={"grant_type": "client_credentials"}, auth=(DAM_CLIENT_ID, DAM_CLIENT_SECRET)
     ).json()
     assert basic["token_type"] == "Bearer" and basic["expires_in"] == 3600
     bad = httpx.post(

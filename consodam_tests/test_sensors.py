@@ -8,14 +8,20 @@ from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
 from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_tests.pipeline import ingest
 from consodam_tests.support import Sandbox
 
 
 def tick(
-    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None, sandbox: Sandbox
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    sandbox: Sandbox,
+    home: Path,
 ) -> dg.SensorResult:
     resources = {
+        "lineage": LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}"),
         "consonance": ConsonanceResource(
             url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"]
         ),
@@ -33,12 +39,12 @@ def requested(result: dg.SensorResult) -> list[list[dg.AssetKey]]:
 
 def test_consonance_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
-        first = tick(consonance_change_sensor, instance, None, fresh_sandbox)
+        first = tick(consonance_change_sensor, instance, None, fresh_sandbox, tmp_path / "home")
         assert requested(first) == [
             [dg.AssetKey("title_metadata_snapshot")]
         ]  # never materialized: initial load
         ingest(fresh_sandbox, tmp_path / "home", instance)
-        quiet = tick(consonance_change_sensor, instance, first.cursor, fresh_sandbox)
+        quiet = tick(consonance_change_sensor, instance, first.cursor, fresh_sandbox, tmp_path / "home")
         assert not quiet.run_requests and quiet.skip_reason
         product = fresh_sandbox.graphql("{ products(limit: 1) { id } }")["data"]["products"][0]["id"]
         fresh_sandbox.admin(
@@ -47,23 +53,23 @@ def test_consonance_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_p
             f"/_sandbox/products/{product}",
             json={"forSaleCountryCodes": ["GB"], "isForSaleWorldwide": False},
         )
-        changed = tick(consonance_change_sensor, instance, quiet.cursor, fresh_sandbox)
+        changed = tick(consonance_change_sensor, instance, quiet.cursor, fresh_sandbox, tmp_path / "home")
         assert requested(changed) == [[dg.AssetKey("title_metadata_snapshot")]]
         run_key = changed.run_requests[0].run_key  # type: ignore[index]
         assert run_key and run_key.startswith("title_metadata_snapshot:")
-        again = tick(consonance_change_sensor, instance, changed.cursor, fresh_sandbox)
+        again = tick(consonance_change_sensor, instance, changed.cursor, fresh_sandbox, tmp_path / "home")
         assert not again.run_requests
         fresh_sandbox.admin(
             "consonance", "POST", f"/_sandbox/products/{product}", json={"fullTitle": "Renamed"}
         )
-        next_change = tick(consonance_change_sensor, instance, again.cursor, fresh_sandbox)
+        next_change = tick(consonance_change_sensor, instance, again.cursor, fresh_sandbox, tmp_path / "home")
         assert next_change.run_requests and next_change.run_requests[0].run_key != run_key
 
 
 def test_dam_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         ingest(fresh_sandbox, tmp_path / "home", instance)
-        first = tick(dam_change_sensor, instance, None, fresh_sandbox)
+        first = tick(dam_change_sensor, instance, None, fresh_sandbox, tmp_path / "home")
         assert not first.run_requests
         token = fresh_sandbox.dam_token()
         import httpx
@@ -74,6 +80,8 @@ def test_dam_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Pa
             headers={"Authorization": f"Bearer {token}"},
         ).json()["assets_resource"]["asset_list"][0]
         fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{asset['asset_id']}/versions", json={})
-        changed = tick(dam_change_sensor, instance, first.cursor, fresh_sandbox)
+        changed = tick(dam_change_sensor, instance, first.cursor, fresh_sandbox, tmp_path / "home")
         assert requested(changed) == [[dg.AssetKey("dam_asset_inventory")]]
-        assert not tick(dam_change_sensor, instance, changed.cursor, fresh_sandbox).run_requests
+        assert not tick(
+            dam_change_sensor, instance, changed.cursor, fresh_sandbox, tmp_path / "home"
+        ).run_requests

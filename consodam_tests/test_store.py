@@ -5,10 +5,13 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
-from consodam_pipeline.defs.dam.writes import state_hash
 from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
 from consodam_pipeline.store.engine import PG_SCHEMA
+from consodam_pipeline.store.schema import metadata
+from consodam_pipeline.sync.engine import state_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,7 +45,25 @@ def test_migrations_are_idempotent(store_url: str) -> None:
     engine = connect_store(store_url)
     with engine.connect() as conn:
         table = "alembic_version" if engine.dialect.name == "sqlite" else f"{PG_SCHEMA}.alembic_version"
-        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0002"]
+
+
+def test_schema_and_migrations_agree(store_url: str) -> None:
+    """store/schema.py (what the code reads and writes) and the migrations (what a store holds) describe
+    the same tables, columns and indexes."""
+    engine = connect_store(store_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_schemas": False, "compare_type": True, "compare_server_default": False}
+        )
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"SET search_path TO {PG_SCHEMA}"))
+        differences = [d for d in compare_metadata(context, metadata) if not _is_alembic_table(d)]
+    assert differences == []
+
+
+def _is_alembic_table(difference: object) -> bool:
+    return "alembic_version" in repr(difference)
 
 
 def test_snapshot_history_and_as_of(store: LineageStore) -> None:

@@ -51,7 +51,6 @@ def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col("not_for_sale").str.json_decode(pl.List(pl.String)).alias("not_for_sale_countries"),
         pl.col("row_rights_type").alias("row_sales_rights_type"),
         pl.lit("").alias("sales_rights"),
-        "updated_at",
     )  # fmt: skip
     valid_codes = set(json.loads('["' + '","'.join(_codes()) + '"]'))
     editions = editions.filter(

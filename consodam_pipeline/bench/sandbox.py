@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from consodam_pipeline.bench.common import Report, bench_sandbox
-from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, SANDBOX_KEY
+from consodam_pipeline.clients.consonance import PRODUCT_FIELDS
+from consodam_pipeline.endpoints import CONSONANCE_KEY
 
 
 def _timed(fn: object, repeats: int) -> list[float]:
@@ -37,7 +38,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: i
             def graphql_page() -> None:
                 body = {"query": query, "variables": {"s": {"after": next(it)}, "l": 500}}
                 response = client.post(
-                    "/graphql", json=body, headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
+                    "/graphql", json=body, headers={"Authorization": f"Bearer {CONSONANCE_KEY}"}
                 )
                 assert response.status_code == 200 and response.json()["data"]["products"]
 

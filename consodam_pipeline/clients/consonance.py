@@ -14,12 +14,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from consodam_pipeline import endpoints
 from consodam_pipeline.clients.http import ApiError, ResilientHttp
 from consodam_pipeline.clients.resource import HttpApiResource
-from consodam_pipeline.sandbox import credentials
-
-SANDBOX_URL = credentials.CONSONANCE_URL
-SANDBOX_KEY = credentials.CONSONANCE_KEY
 
 
 class _Camel(BaseModel):
@@ -59,6 +56,10 @@ class SupportingResource(_Camel):
     created_at: str | None = None
 
 
+SUPPORTING_RESOURCE_FIELDS = "id caption filename imageRemoteUrl productIds resourceContentType createdAt"
+RESOURCE_BATCH = 100
+
+
 class Work(_Camel):
     id: int
     title: str
@@ -91,6 +92,29 @@ class Product(_Camel):
     work: Work
 
 
+class _ResourcesOfWork(_Camel):
+    supporting_resources: list[SupportingResource] = Field(default_factory=list)
+
+
+class ProductResources(_Camel):
+    """An edition, when it last changed, and the supporting resources of its work."""
+
+    id: int
+    isbn: Isbn | None = None
+    updated_at: str | None = None
+    work: _ResourcesOfWork
+
+    @property
+    def resources(self) -> list[SupportingResource]:
+        """The resources linked to this edition."""
+        return [r for r in self.work.supporting_resources if self.id in r.product_ids]
+
+
+RESOURCE_FIELDS = (
+    f"id isbn {{ isbn13 }} updatedAt work {{ supportingResources {{ {SUPPORTING_RESOURCE_FIELDS} }} }}"
+)
+
+
 class ProductStamp(_Camel):
     """The cheap probe shape: which product, and when it last changed."""
 
@@ -113,9 +137,7 @@ def validated(model: type[M], rows: list[dict[str, Any]]) -> list[M]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"]))
-        raise ApiError(
-            "POST /graphql products", 1, f"unexpected payload at {where}: {first['msg']}"
-        ) from None
+        raise ApiError("POST /graphql", 1, f"unexpected payload at {where}: {first['msg']}") from None
 
 
 class GraphQLResponse(BaseModel):
@@ -138,14 +160,6 @@ def last_page_key(body: bytes) -> tuple[int, int | None]:
     `pageKey: id`. JSON escapes every quote inside a string, so the pattern only matches the field."""
     keys = _PAGE_KEYS.findall(body)
     return len(keys), int(keys[-1]) if keys else None
-
-
-class RestProductsPage(BaseModel):
-    current_page: int
-    per_page: int
-    total_pages: int
-    url: str
-    products: list[dict[str, Any]]
 
 
 PRODUCT_FIELDS = """
@@ -173,13 +187,17 @@ class ConsonanceClient:
     def _bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def graphql(
+        self, query: str, variables: dict[str, Any] | None = None, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """A query, or a mutation; one that creates something is not idempotent (see clients.http)."""
         response: GraphQLResponse = self.http.call(
             "POST",
             "/graphql",
             json={"query": query, "variables": variables or {}},
             headers=self._bearer,
             decode=lambda r: GraphQLResponse.model_validate_json(r.content),
+            idempotent=idempotent,
         )
         return _data(response)
 
@@ -275,61 +293,68 @@ class ConsonanceClient:
     def iter_product_stamps(self, *, changed_since: date | None = None) -> Iterator[list[ProductStamp]]:
         return self.iter_pages(ProductStamp, PROBE_FIELDS, changed_since=changed_since)
 
-    def products_by_isbn(self, isbns: Sequence[str]) -> list[Product]:
-        found: list[Product] = []
-        for start in range(0, len(isbns), self.page_size):
-            found += self.products_page(
-                {"isbn13In": list(isbns[start : start + self.page_size])}, PRODUCT_FIELDS, Product
+    def products_with_resources(self, isbns: Sequence[str]) -> list[ProductResources]:
+        """The given editions with their work's supporting resources, as Consonance shows them now."""
+        found: list[ProductResources] = []
+        for start in range(0, len(isbns), RESOURCE_BATCH):
+            data = self.graphql(
+                "query R($i: [String!], $n: Int) { products(productSearch: {isbn13In: $i}, limit: $n) {"
+                f" {RESOURCE_FIELDS} }} }}",
+                {"i": list(isbns[start : start + RESOURCE_BATCH]), "n": RESOURCE_BATCH * 2},
             )
+            found += validated(ProductResources, data.get("products") or [])
         return found
 
-    def update_product(self, product_id: int, **changes: Any) -> dict[str, Any]:
-        data = self.graphql(
-            "mutation U($input: UpdateProductInput!) { updateProduct(input: $input) {"
-            " product { id projectStageName publicationDate } errors { attribute message } } }",
-            {"input": {"id": product_id, **changes}},
-        )
-        return dict(data["updateProduct"])
-
-    def create_supporting_resource(self, **fields: Any) -> dict[str, Any]:
+    def create_supporting_resource(
+        self, *, product_id: int, content_type: str, url: str, caption: str, filename: str
+    ) -> SupportingResource:
+        """Not idempotent: an ambiguous failure raises AmbiguousWrite, and the caller looks it up."""
         data = self.graphql(
             "mutation C($input: CreateSupportingResourceInput!) { createSupportingResource(input: $input) {"
-            " supportingResource { id productIds imageRemoteUrl resourceContentType caption filename createdAt }"
-            " errors { attribute message } } }",
-            {"input": fields},
-        )
-        return dict(data["createSupportingResource"])
+            f" supportingResource {{ {SUPPORTING_RESOURCE_FIELDS} }} errors {{ attribute message }} }} }}",
+            {"input": {"productIds": [product_id], "resourceContentType": content_type,
+                       "imageRemoteUrl": url, "caption": caption, "filename": filename}},
+            idempotent=False,
+        )["createSupportingResource"]  # fmt: skip
+        _raise_errors("createSupportingResource", data)
+        created = validated(SupportingResource, [data.get("supportingResource")])
+        return created[0]
 
-    def delete_supporting_resource(self, resource_id: int) -> dict[str, Any]:
+    def delete_supporting_resource(self, resource_id: int) -> bool:
+        """True if it was deleted now, False if it was already gone (a repeated delete is no error)."""
         data = self.graphql(
             "mutation D($id: Int!) { deleteSupportingResource(id: $id) { supportingResource { id }"
             " errors { attribute message } } }",
             {"id": resource_id},
-        )
-        return dict(data["deleteSupportingResource"])
+        )["deleteSupportingResource"]
+        if any("not found" in str(e.get("message")) for e in data.get("errors") or []):
+            return False
+        _raise_errors("deleteSupportingResource", data)
+        return True
 
-    def iter_rest_pages(self, per_page: int = 100) -> Iterator[RestProductsPage]:
-        """The legacy REST v4 list (page-number paging) — a fallback where GraphQL is not enabled."""
-        page = 1
-        while True:
-            result: RestProductsPage = self.http.call(
-                "GET",
-                "/api/v4/products.json",
-                params={"page": page, "per_page": per_page},
-                headers=lambda: {"Authorization": f"Token token={self.api_key}"},
-                decode=lambda r: RestProductsPage.model_validate_json(r.content),
-            )
-            yield result
-            if result.current_page >= result.total_pages:
-                return
-            page += 1
+    def update_product(self, product_id: int, **changes: Any) -> dict[str, Any]:
+        """Sets the given fields to the given values: a full state, so repeating it is safe."""
+        data = self.graphql(
+            "mutation U($input: UpdateProductInput!) { updateProduct(input: $input) {"
+            " product { id projectStageName publicationDate updatedAt } errors { attribute message } } }",
+            {"input": {"id": product_id, **changes}},
+        )["updateProduct"]
+        _raise_errors("updateProduct", data)
+        return dict(data["product"])
+
+
+def _raise_errors(mutation: str, payload: dict[str, Any]) -> None:
+    errors = payload.get("errors") or []
+    if errors:
+        detail = "; ".join(f"{e.get('attribute')}: {e.get('message')}" for e in errors)
+        raise ApiError(f"POST /graphql {mutation}", 1, f"rejected: {detail}")
 
 
 class ConsonanceResource(HttpApiResource):
     """Consonance API access; defaults point at the local sandbox."""
 
-    url: str = SANDBOX_URL
-    api_key: str = SANDBOX_KEY
+    url: str = endpoints.CONSONANCE_URL
+    api_key: str = endpoints.CONSONANCE_KEY
     page_size: int = 500
 
     def client(self) -> ConsonanceClient:

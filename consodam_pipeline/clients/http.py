@@ -1,9 +1,16 @@
 """The resilient HTTP core both clients share.
 
-Every call has a timeout; transient failures (429, 5xx, timeouts, dropped connections, truncated
-bodies) are retried with exponential backoff and full jitter, honouring Retry-After; concurrency is
-bounded by a semaphore sized like the connection pool. When retries run out the caller gets an
-ApiError naming the endpoint and the attempt count, with every configured secret redacted.
+Every call has a timeout and bounded concurrency (a semaphore sized like the connection pool). What is
+retried depends on whether the call may be repeated:
+- an idempotent call (a read, a PUT/PATCH of a full state, a delete) is retried on every transient
+  failure (429, 5xx, timeouts, dropped connections, cut-short bodies) with exponential backoff and full
+  jitter, honouring Retry-After;
+- a call that is not (a create) is retried only where the server cannot have acted on it (the connection
+  never opened, 429, an expired token). Any other failure leaves it open whether the server applied it:
+  that is an `AmbiguousWrite`, raised at once, and the caller looks the item up before trying again.
+A body that parses but does not have the expected shape is the API changing under us, not the network:
+an `ApiError` at once. When retries run out the caller gets an ApiError naming the endpoint and the
+attempt count, with every configured secret redacted.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ log = logging.getLogger("consodam.http")
 T = TypeVar("T")
 R = TypeVar("R")
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+NOT_PROCESSED_STATUS = frozenset({408, 425, 429})  # the server says it did not act on the request
 
 
 class ApiError(RuntimeError):
@@ -41,12 +49,19 @@ class ApiError(RuntimeError):
         super().__init__(f"{endpoint} failed after {attempts} attempt(s): {reason}")
 
 
+class AmbiguousWrite(ApiError):
+    """A call that must not be repeated blindly failed after the server may have applied it."""
+
+
 class TransientError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, status: int | None = None, *, applied: bool
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.status = status
+        self.applied = applied  # whether the server may have acted on the request
 
 
 class Unauthorized(Exception):
@@ -134,9 +149,11 @@ class ResilientHttp:
         decode: Callable[[httpx.Response], Any] = lambda r: r.json(),
         on_unauthorized: Callable[[], dict[str, str]] | None = None,
         headers: Callable[[], dict[str, str]] = dict,
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> Any:
-        """One logical call: retried as a whole; `headers()` is re-evaluated per attempt (fresh tokens)."""
+        """One logical call, retried as a whole where that is safe (see the module docstring);
+        `headers()` is re-evaluated per attempt (fresh tokens)."""
         endpoint = f"{method} {path}"
         refreshed = False
 
@@ -150,13 +167,16 @@ class ResilientHttp:
                 refreshed = True
                 on_unauthorized()
                 raise TransientError(
-                    "401 Unauthorized; credentials refreshed", retry_after=0.0, status=401
+                    "401 Unauthorized; credentials refreshed", retry_after=0.0, status=401, applied=False
                 ) from None
+
+        def repeatable(exc: BaseException) -> bool:
+            return isinstance(exc, TransientError) and (idempotent or not exc.applied)
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
+            retry=retry_if_exception(repeatable),
             before_sleep=self._before_sleep,
             sleep=self.sleep,
             reraise=True,
@@ -164,7 +184,17 @@ class ResilientHttp:
         try:
             return retrying(attempt)
         except TransientError as exc:
-            raise ApiError(endpoint, self.policy.max_attempts, self.redact(exc.reason), exc.status) from None
+            attempts = retrying.statistics.get("attempt_number", self.policy.max_attempts)
+            reason = self.redact(exc.reason)
+            if exc.applied and not idempotent:
+                raise AmbiguousWrite(
+                    endpoint, attempts, f"{reason}; it may have been applied", exc.status
+                ) from None
+            raise ApiError(endpoint, attempts, reason, exc.status) from None
+        except UnexpectedPayload as exc:
+            if not idempotent:  # the server answered, so it acted: only the answer is unreadable
+                raise AmbiguousWrite(endpoint, 1, f"{exc.reason}; it was probably applied") from None
+            raise
         except Unauthorized:
             raise ApiError(endpoint, 1, "401 Unauthorized: check the credentials", 401) from None
 
@@ -181,10 +211,12 @@ class ResilientHttp:
                 self.requests += 1
             try:
                 response = self.client.request(method, path, headers=headers, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise TransientError(f"connection failed ({type(exc).__name__})", applied=False) from None
             except httpx.TimeoutException as exc:
-                raise TransientError(f"timed out ({type(exc).__name__})") from None
+                raise TransientError(f"timed out ({type(exc).__name__})", applied=True) from None
             except httpx.TransportError as exc:
-                raise TransientError(f"connection failed ({type(exc).__name__})") from None
+                raise TransientError(f"connection dropped ({type(exc).__name__})", applied=True) from None
         if response.status_code == 401:
             raise Unauthorized()
         if response.status_code in TRANSIENT_STATUS:
@@ -192,6 +224,7 @@ class ResilientHttp:
                 f"HTTP {response.status_code}",
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
                 status=response.status_code,
+                applied=response.status_code not in NOT_PROCESSED_STATUS,
             )
         if response.status_code >= 400:
             detail = self.redact(response.text[:300])
@@ -200,17 +233,30 @@ class ResilientHttp:
             )
         try:
             return decode(response)
-        except ValidationError as exc:
-            if not any(err["type"] == "json_invalid" for err in exc.errors()):
-                first = exc.errors()[0]
-                where = ".".join(map(str, first["loc"]))
-                raise ApiError(
-                    f"{method} {path}", 1, f"unexpected payload at {where}: {first['msg']}"
-                ) from None
-            raise TransientError("unreadable response body (truncated JSON)") from None
-        except (json.JSONDecodeError, ValueError) as exc:
-            # A 200 whose body does not parse was cut short on the way: worth another try.
-            raise TransientError(f"unreadable response body ({type(exc).__name__})") from None
+        except Exception as exc:
+            if not _parses(response.content):
+                # A 200 whose body does not parse was cut short on the way: worth another try.
+                raise TransientError("unreadable response body (cut short)", applied=True) from None
+            raise UnexpectedPayload(f"{method} {path}", 1, self.redact(_shape_error(exc))) from None
+
+
+class UnexpectedPayload(ApiError):
+    """A complete body of an unexpected shape: the API changed, so repeating the call cannot help."""
+
+
+def _parses(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def _shape_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        return f"unexpected payload at {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return f"unexpected payload: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def prefetch_ordered(pool: Executor, fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[R]:

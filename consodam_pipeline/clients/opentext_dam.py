@@ -14,13 +14,10 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from consodam_pipeline.clients.http import ApiError, ResilientHttp, prefetch_ordered
+from consodam_pipeline import endpoints
+from consodam_pipeline.clients.http import ResilientHttp, prefetch_ordered
 from consodam_pipeline.clients.resource import HttpApiResource
 
-SANDBOX_URL = "http://127.0.0.1:8702"
-SANDBOX_TENANT = "sandbox-tenant"
-SANDBOX_CLIENT_ID = "consodam-sandbox-client"
-SANDBOX_CLIENT_SECRET = "sandbox-dam-secret"
 FIELD = "CONSODAM.FIELD."
 MODIFIED_FIELD = "ARTESIA.FIELD.DATE LAST MODIFIED"
 
@@ -316,16 +313,11 @@ class DamClient:
                 return
 
     def get_asset(self, asset_id: str) -> DamAsset:
-        return DamAsset.model_validate(self.call("GET", f"/assets/{asset_id}")["asset_resource"]["asset"])
-
-    def versions(self, asset_id: str) -> list[DamAsset]:
-        data = self.call("GET", f"/assets/{asset_id}/versions")
-        return [DamAsset.model_validate(a) for a in data["versions_resource"]["asset_list"]]
-
-    def security_policies(self) -> list[dict[str, Any]]:
-        return list(
-            self.call("GET", "/securitypolicies")["security_policies_resource"]["security_policy_list"]
-        )
+        asset: DamAsset = self.call(
+            "GET", f"/assets/{asset_id}",
+            decode=lambda r: DamAsset.model_validate(r.json()["asset_resource"]["asset"]),
+        )  # fmt: skip
+        return asset
 
     # ---- writes ----
 
@@ -340,15 +332,16 @@ class DamClient:
                 }
             }
         }
-        data = self.call(
-            "PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)}
-        )
-        result: dict[str, Any] = data["bulk_asset_result_representation"]["bulk_asset_result"]
+        result: dict[str, Any] = self.call(
+            "PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)},
+            decode=lambda r: dict(r.json()["bulk_asset_result_representation"]["bulk_asset_result"]),
+        )  # fmt: skip
         return result
 
     @contextmanager
     def locked(self, asset_ids: Sequence[str]) -> Iterator[list[str]]:
-        """Lock, yield what we hold, always unlock — the OTMM edit protocol."""
+        """Lock, yield what we hold, always unlock — the OTMM edit protocol. Locking what we already
+        hold succeeds, so repeating it is safe."""
         result = self._state("lock", asset_ids)
         held = list(result["successful_object_list"])
         try:
@@ -360,6 +353,7 @@ class DamClient:
     def update_metadata(
         self, asset_id: str, values: dict[str, Any], security_policy_ids: Sequence[int] | None = None
     ) -> DamAsset:
+        """Set these fields (None clears one) and policies: a full state, so repeating it is safe."""
         data: dict[str, Any] = {
             "asset_identifier": asset_id,
             "metadata": [
@@ -373,45 +367,20 @@ class DamClient:
         }
         if security_policy_ids is not None:
             data["security_policy_list"] = [{"id": p} for p in security_policy_ids]
-        result = self.call("PATCH", f"/assets/{asset_id}", json={"edited_asset": {"data": data}})
-        return DamAsset.model_validate(result["asset_resource"]["asset"])
-
-    def wait_job(self, job_id: str) -> str:
-        deadline = time.monotonic() + self.job_timeout_s
-        while time.monotonic() < deadline:
-            job = self.call("GET", f"/jobs/{job_id}")["job_resource"]["job"]
-            if job["job_state"] == "COMPLETED":
-                return str(job["asset_id"])
-            if job["job_state"] in ("FAILED", "CANCELLED"):
-                raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job ended {job['job_state']}")
-            time.sleep(self.job_poll_s)
-        raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job not done after {self.job_timeout_s:.0f}s")
-
-    def new_version(self, asset_id: str) -> str:
-        return self.wait_job(self.call("POST", f"/assets/{asset_id}/versions")["job_handle"]["job_id"])
-
-    def collections(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/collections")["collection_resource"]["collection"])
-
-    def ensure_collection(self, name: str) -> str:
-        body = {"collection_resource": {"collection": {"name": name}}}
-        for c in self.call("POST", "/collections", json=body)["collection_resource"]["collection"]:
-            if c["name"] == name:
-                return str(c["id"])
-        raise ApiError("POST /otmmapi/v6/collections", 1, f"collection {name!r} not created")
-
-    def add_to_collection(self, collection_id: str, asset_ids: Sequence[str]) -> list[str]:
-        data = self.call("PUT", f"/collections/{collection_id}/assets", json={"asset_ids": list(asset_ids)})
-        return [a["asset_id"] for a in data["assets_resource"]["asset_list"]]
+        asset: DamAsset = self.call(
+            "PATCH", f"/assets/{asset_id}", json={"edited_asset": {"data": data}},
+            decode=lambda r: DamAsset.model_validate(r.json()["asset_resource"]["asset"]),
+        )  # fmt: skip
+        return asset
 
 
 class OpenTextDamResource(HttpApiResource):
     """OpenText DAM API access; defaults point at the local sandbox."""
 
-    url: str = SANDBOX_URL
-    tenant: str = SANDBOX_TENANT
-    client_id: str = SANDBOX_CLIENT_ID
-    client_secret: str = SANDBOX_CLIENT_SECRET
+    url: str = endpoints.DAM_URL
+    tenant: str = endpoints.DAM_TENANT
+    client_id: str = endpoints.DAM_CLIENT_ID
+    client_secret: str = endpoints.DAM_CLIENT_SECRET
     page_size: int = 1000
 
     def client(self) -> DamClient:

@@ -7,6 +7,7 @@ Ingest records a materialization of `edition_changes` for each period its change
 after: an edition whose date moves touches both), and the edition-level assets react to exactly those.
 """
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -99,6 +100,26 @@ def on_updates_of(*keys: dg.AssetKey | str) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.in_progress()
         & dg.AutomationCondition.all_deps_blocking_checks_passed().allow(selection)
     ).with_label(f"on updates of {', '.join(dg.AssetKey.from_coercible(k).to_user_string() for k in keys)}")
+
+
+def contiguous_ranges(keys: Iterable[str]) -> list[list[str]]:
+    """The given period keys grouped into runs of neighbours, in partition order: a run over a range
+    materializes every key between its ends, so only neighbours may share one."""
+    order = {key: i for i, key in enumerate(publication_periods.get_partition_keys())}
+    ranges: list[list[str]] = []
+    for key in sorted(set(keys), key=lambda k: order[k]):
+        if ranges and order[ranges[-1][-1]] + 1 == order[key]:
+            ranges[-1].append(key)
+        else:
+            ranges.append([key])
+    return ranges
+
+
+def range_tags(keys: list[str]) -> dict[str, str]:
+    """Run tags that select exactly this range of neighbouring periods."""
+    if len(keys) == 1:
+        return {"dagster/partition": keys[0]}
+    return {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
 
 
 def by_period(upstream: dg.AssetKey | str) -> dict[str, Any]:

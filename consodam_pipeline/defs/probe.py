@@ -2,7 +2,12 @@
 
 A run is requested when the fingerprint of the recent-changes window differs from the last tick's; the
 run_key carries the fingerprint, so Dagster never runs the same change set twice, and a tick costs
-time in proportion to recent changes, not to the catalog.
+time in proportion to recent changes, not to the catalog. Three things keep runs from piling up:
+- changes whose stamp is the one the system showed right after consodam's own write (the write journal)
+  are consodam's writes coming back, not work: they are left out of the window;
+- while a run for the asset is queued or in progress, nothing is requested and the cursor stays put, so
+  the next tick after it ends requests one run covering whatever came meanwhile;
+- the initial load (the asset never materialized) is requested once; only a failed one is asked again.
 """
 
 import hashlib
@@ -11,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import dagster as dg
+
+from consodam_pipeline.store.lineage import LineageStore
 
 
 @dataclass
@@ -33,8 +40,25 @@ def fingerprint(changes: Iterable[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def never_materialized(context: dg.SensorEvaluationContext, asset_key: dg.AssetKey) -> bool:
-    return context.instance.get_latest_materialization_event(asset_key) is None
+def not_our_own(store: LineageStore, system: str, changes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The changes that are not consodam's own writes seen again (same object, same stamp)."""
+    ours = store.journal(system, [key for key, _ in changes])
+    return [(key, stamp) for key, stamp in changes if ours.get(key) != stamp]
+
+
+def run_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dg.DagsterRun | None:
+    """The queued or running run that plans to materialize this asset, if any."""
+    planned = instance.get_latest_planned_materialization_info(asset_key)
+    if planned is None:
+        return None
+    run = instance.get_run_by_id(planned.run_id)
+    return run if run is not None and not run.is_finished else None
+
+
+def last_run_failed(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
+    planned = instance.get_latest_planned_materialization_info(asset_key)
+    run = instance.get_run_by_id(planned.run_id) if planned is not None else None
+    return run.run_id if run is not None and run.status == dg.DagsterRunStatus.FAILURE else None
 
 
 def decide(
@@ -45,14 +69,22 @@ def decide(
     cursor: ProbeCursor,
     high_water: str = "",
 ) -> dg.SensorResult:
+    name = asset_key.to_user_string()
+    busy = run_in_flight(context.instance, asset_key)
+    if busy is not None:
+        return dg.SensorResult(
+            skip_reason=f"run {busy.run_id[:8]} for {name} is {busy.status.value.lower()}: it, or the first "
+            f"tick after it ends, picks up the {len(changes)} change(s) in the window",
+            cursor=cursor.dump(),
+        )
     fp = fingerprint(changes)
     new_cursor = ProbeCursor(fingerprint=fp, high_water=high_water or cursor.high_water).dump()
-    name = asset_key.to_user_string()
-    if never_materialized(context, asset_key):
+    if context.instance.get_latest_materialization_event(asset_key) is None:
+        failed = last_run_failed(context.instance, asset_key)
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"{name}:initial:{fp[:16]}",
+                    run_key=f"{name}:initial" + (f":after:{failed}" if failed else ""),
                     asset_selection=[asset_key],
                     tags={"consodam/trigger": "initial load"},
                 )

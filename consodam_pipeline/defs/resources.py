@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from consodam_pipeline import endpoints
 from consodam_pipeline.clients import consonance as cons
 from consodam_pipeline.clients import opentext_dam as dam
 from consodam_pipeline.store.resource import LineageStoreResource
@@ -23,14 +24,14 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "consonance": cons.ConsonanceResource(
-                url=env_or("CONSONANCE_URL", cons.SANDBOX_URL),
-                api_key=env_or("CONSONANCE_API_KEY", cons.SANDBOX_KEY),
+                url=env_or("CONSONANCE_URL", endpoints.CONSONANCE_URL),
+                api_key=env_or("CONSONANCE_API_KEY", endpoints.CONSONANCE_KEY),
             ),
             "dam": dam.OpenTextDamResource(
-                url=env_or("OTDAM_URL", dam.SANDBOX_URL),
-                tenant=env_or("OTDAM_TENANT", dam.SANDBOX_TENANT),
-                client_id=env_or("OTDAM_CLIENT_ID", dam.SANDBOX_CLIENT_ID),
-                client_secret=env_or("OTDAM_CLIENT_SECRET", dam.SANDBOX_CLIENT_SECRET),
+                url=env_or("OTDAM_URL", endpoints.DAM_URL),
+                tenant=env_or("OTDAM_TENANT", endpoints.DAM_TENANT),
+                client_id=env_or("OTDAM_CLIENT_ID", endpoints.DAM_CLIENT_ID),
+                client_secret=env_or("OTDAM_CLIENT_SECRET", endpoints.DAM_CLIENT_SECRET),
             ),
             "lineage": LineageStoreResource(url=env_or("CONSODAM_STORE_URL", "")),
             "io_manager": PolarsParquetIOManager(base_path=env_or("CONSODAM_TABLES_PATH", "")),

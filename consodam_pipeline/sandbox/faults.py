@@ -2,7 +2,8 @@
 
 Modes: 429 (with Retry-After), 500/502/503, slow (reply after the client's timeout), drop (the
 connection closes mid-reply), expired_token (401 as if the token lapsed), truncated (a 200 whose JSON
-is cut short). Each rule fires at a rate, or for the next N matching requests.
+is cut short). Each rule fires at a rate, or for the next N matching requests; a rule matches a path
+prefix, and with `body_contains` only requests whose body contains that text (a GraphQL mutation name).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FaultRule:
     rate: float = 0.0
     count: int | None = None
     path_prefix: str = "/"
+    body_contains: str | None = None
     retry_after: float = 1.0
     delay: float = 5.0
 
@@ -61,11 +63,17 @@ class FaultInjector:
                 "requests": self.requests,
             }
 
-    def pick(self, path: str) -> FaultRule | None:
+    @property
+    def reads_bodies(self) -> bool:
+        return any(rule.body_contains for rule in self.rules)
+
+    def pick(self, path: str, body: bytes = b"") -> FaultRule | None:
         with self.lock:
             self.requests += 1
             for rule in self.rules:
                 if not path.startswith(rule.path_prefix):
+                    continue
+                if rule.body_contains and rule.body_contains.encode() not in body:
                     continue
                 if rule.count is not None:
                     if rule.count <= 0:
@@ -90,7 +98,10 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
-        rule = self.injector.pick(scope["path"])
+        body = b""
+        if self.injector.reads_bodies:
+            body, receive = await _buffered(receive)
+        rule = self.injector.pick(scope["path"], body)
         if rule is None:
             await self.app(scope, receive, send)
         elif rule.mode in ("429", "500", "502", "503", "expired_token"):
@@ -102,6 +113,27 @@ class FaultMiddleware:
             await _drop(send)
         else:
             await self.app(scope, receive, _truncating(send))
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole request body, and a `receive` that hands it to the app as if unread."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
 
 
 async def _error(send: Send, rule: FaultRule) -> None:

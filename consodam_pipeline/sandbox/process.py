@@ -11,8 +11,8 @@ from typing import Any, Self
 
 import httpx
 
+from consodam_pipeline import endpoints as credentials
 from consodam_pipeline.ports import free_port
-from consodam_pipeline.sandbox import credentials
 from consodam_pipeline.sandbox.run import SandboxConfig
 
 

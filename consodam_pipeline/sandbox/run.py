@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from consodam_pipeline import endpoints
 from consodam_pipeline.sandbox.catalog import CatalogSpec, CatalogStats, seed_catalog
 from consodam_pipeline.sandbox.consonance_server import ConsonanceSandbox, open_consonance_db
 from consodam_pipeline.sandbox.dam_server import DamSandbox, open_dam_db
@@ -25,12 +26,12 @@ class SandboxConfig:
     seed: int = 7
     anchor: date = field(default_factory=date.today)
     dirt_rate: float = 0.005
-    consonance_port: int = 8701
-    dam_port: int = 8702
-    consonance_api_key: str = "sandboxconsonancekey0000000000001"
-    dam_tenant: str = "sandbox-tenant"
-    dam_client_id: str = "consodam-sandbox-client"
-    dam_client_secret: str = "sandbox-dam-secret"
+    consonance_port: int = endpoints.CONSONANCE_PORT
+    dam_port: int = endpoints.DAM_PORT
+    consonance_api_key: str = endpoints.CONSONANCE_KEY
+    dam_tenant: str = endpoints.DAM_TENANT
+    dam_client_id: str = endpoints.DAM_CLIENT_ID
+    dam_client_secret: str = endpoints.DAM_CLIENT_SECRET
     token_ttl: int = 3600
 
     def env(self) -> dict[str, str]:

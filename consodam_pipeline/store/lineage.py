@@ -20,7 +20,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.ledger import EVENT_COLUMNS, append_event_frame, with_event_ids
-from consodam_pipeline.store.schema import audit_ledger, quarantine, record_history, sync_cursor
+from consodam_pipeline.store.schema import (
+    audit_ledger,
+    quarantine,
+    record_history,
+    sync_cursor,
+    write_failures,
+    write_journal,
+)
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
 
@@ -297,6 +304,121 @@ class LineageStore:
             schema={"record_key": pl.String, "last_hash": pl.String, "last_at": pl.Datetime("us")},
             orient="row",
         )
+
+    def open_records(self, entity: str, keys: Sequence[str], *, with_handle: bool = True) -> pl.DataFrame:
+        """(record_key, content_hash, valid_from, handle) of the open version of each given record; the
+        handle is the id the write engine stored with it (null when not asked for or not stored)."""
+        cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.valid_from]
+        if with_handle:
+            cols.append(record_history.c.payload)
+        with self.engine.connect() as conn:
+            rows = self._open_rows(conn, entity, cols, keys)
+        schema: dict[str, pl.DataType] = {
+            "record_key": pl.String(), "content_hash": pl.String(), "valid_from": pl.Datetime("us"),
+        }  # fmt: skip
+        if with_handle:
+            schema["payload"] = pl.String()
+        frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+        if not with_handle:
+            return frame.with_columns(pl.lit(None, pl.String).alias("handle"))
+        return frame.with_columns(pl.col("payload").str.json_path_match("$.handle").alias("handle")).drop(
+            "payload"
+        )
+
+    def open_keys(self, entity: str) -> list[str]:
+        """Every record of the entity that has an open version."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in self._open_rows(conn, entity, [record_history.c.record_key], None)]
+
+    def close_records(self, conn: sa.Connection, entity: str, keys: Sequence[str], at: datetime) -> int:
+        """End the open version of these records (the thing they describe is gone)."""
+        closed = 0
+        for chunk in _chunks(list(keys)):
+            closed += conn.execute(
+                sa.update(record_history)
+                .where(
+                    record_history.c.entity == entity,
+                    record_history.c.valid_to.is_(None),
+                    record_history.c.record_key.in_(chunk),
+                )
+                .values(valid_to=to_naive_utc(at))
+            ).rowcount
+        return closed
+
+    # ---- write failures and the echo journal ----
+
+    def track_failures(
+        self,
+        conn: sa.Connection,
+        entity: str,
+        failures: Sequence[tuple[str, str, str]],
+        *,
+        settled: Sequence[str],
+        run_id: str | None,
+    ) -> None:
+        """Record (record_key, action, reason) failures, counting runs in a row; forget the settled keys
+        (considered this run and not failing)."""
+        now = utcnow()
+        known = {
+            r.record_key: r
+            for r in conn.execute(sa.select(write_failures).where(write_failures.c.entity == entity))
+        }
+        failing = {key for key, _, _ in failures}
+        gone = [k for k in set(settled) & set(known) if k not in failing]
+        for chunk in _chunks(gone):
+            conn.execute(
+                sa.delete(write_failures).where(
+                    write_failures.c.entity == entity, write_failures.c.record_key.in_(chunk)
+                )
+            )
+        rows = []
+        for key, action, reason in {f[0]: f for f in failures}.values():
+            before = known.get(key)
+            runs = 1 if before is None else before.consecutive_runs + (before.run_id != run_id)
+            rows.append({
+                "entity": entity, "record_key": key, "action": action, "reason": reason[:2000],
+                "first_failed_at": before.first_failed_at if before else now, "last_failed_at": now,
+                "consecutive_runs": runs, "run_id": run_id,
+            })  # fmt: skip
+        self.upsert(conn, write_failures, rows, ["entity", "record_key"])
+
+    def failures(self, entity: str) -> pl.DataFrame:
+        """Items of the entity that are pending after failing: key, action, reason, runs in a row."""
+        query = sa.select(
+            write_failures.c.record_key, write_failures.c.action, write_failures.c.reason,
+            write_failures.c.consecutive_runs, write_failures.c.last_failed_at,
+        ).where(write_failures.c.entity == entity)  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(write_failures.c.record_key)).all()
+        return pl.DataFrame(
+            [tuple(r) for r in rows],
+            schema={"record_key": pl.String, "action": pl.String, "reason": pl.String,
+                    "consecutive_runs": pl.Int64, "last_failed_at": pl.Datetime("us")},
+            orient="row",
+        )  # fmt: skip
+
+    def journal_writes(
+        self, conn: sa.Connection, system: str, stamps: dict[str, str], *, run_id: str | None
+    ) -> None:
+        now = utcnow()
+        rows = [
+            {"system": system, "object_key": key, "stamp": stamp, "written_at": now, "run_id": run_id}
+            for key, stamp in stamps.items()
+        ]
+        for start in range(0, len(rows), 5000):
+            self.upsert(conn, write_journal, rows[start : start + 5000], ["system", "object_key"])
+
+    def journal(self, system: str, keys: Sequence[str]) -> dict[str, str]:
+        """object key → the stamp the system showed right after consodam's last write to it."""
+        found: dict[str, str] = {}
+        base = sa.select(write_journal.c.object_key, write_journal.c.stamp).where(
+            write_journal.c.system == system
+        )
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                for key, stamp in conn.execute(base.where(write_journal.c.object_key.in_(chunk))):
+                    found[key] = stamp
+        return found
 
     def count_open(self, entity: str) -> int:
         with self.engine.connect() as conn:

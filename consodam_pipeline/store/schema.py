@@ -22,6 +22,18 @@ record_history = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
     sa.Column("recorded_at", sa.DateTime(), nullable=False),
 )
+sa.Index(
+    "ix_record_history_key", record_history.c.entity, record_history.c.record_key, record_history.c.valid_from
+)
+# At most one open version per record: the invariant every as-of query relies on.
+sa.Index(
+    "ux_record_history_open",
+    record_history.c.entity,
+    record_history.c.record_key,
+    unique=True,
+    sqlite_where=sa.text("valid_to IS NULL"),
+    postgresql_where=sa.text("valid_to IS NULL"),
+)
 
 # Append-only: rows are inserted once (event_id is a content-derived id) and never updated.
 audit_ledger = sa.Table(
@@ -41,6 +53,8 @@ audit_ledger = sa.Table(
     sa.Column("before_json", sa.Text(), nullable=True),
     sa.Column("after_json", sa.Text(), nullable=True),
 )
+sa.Index("ix_audit_isbn_time", audit_ledger.c.isbn13, audit_ledger.c.occurred_at)
+sa.Index("ix_audit_asset", audit_ledger.c.dam_asset_id, audit_ledger.c.dam_version)
 
 sync_cursor = sa.Table(
     "sync_cursor",
@@ -61,5 +75,32 @@ quarantine = sa.Table(
     sa.Column("first_seen_at", sa.DateTime(), nullable=False),
     sa.Column("last_seen_at", sa.DateTime(), nullable=False),
     sa.Column("resolved_at", sa.DateTime(), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+# Items a write asset could not write: kept until the item is written (or no longer wanted), counting the
+# runs in a row it failed, so a check can tell a passing hiccup from an item that never gets through.
+write_failures = sa.Table(
+    "write_failures",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("record_key", sa.String(200), primary_key=True),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("first_failed_at", sa.DateTime(), nullable=False),
+    sa.Column("last_failed_at", sa.DateTime(), nullable=False),
+    sa.Column("consecutive_runs", sa.Integer(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+# The last modification stamp each system showed right after consodam wrote an object: a change whose
+# stamp is this one is consodam's own write coming back, not work (the sensors skip it).
+write_journal = sa.Table(
+    "write_journal",
+    metadata,
+    sa.Column("system", sa.String(20), primary_key=True),
+    sa.Column("object_key", sa.String(200), primary_key=True),
+    sa.Column("stamp", sa.String(64), nullable=False),
+    sa.Column("written_at", sa.DateTime(), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
 )

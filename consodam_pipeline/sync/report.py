@@ -8,7 +8,15 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from consodam_pipeline.store.lineage import SnapshotDiff
+from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
+from consodam_pipeline.sync.engine import (
+    DUPLICATE,
+    MANUAL,
+    PERSISTENT_AFTER,
+    REPLACED,
+    WriteResult,
+    WriteTarget,
+)
 
 _DAGSTER_TYPES = {
     pl.String: "string",
@@ -65,3 +73,91 @@ def quarantine_counts(reasons: Sequence[str]) -> dict[str, int]:
         kind = reason.split(":", 1)[0]
         counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+WRITES_CHECK = "writes_landed"
+
+
+def writes_check_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        WRITES_CHECK,
+        asset=asset,
+        description="Every planned write landed: WARN when items failed this run (they stay pending and are "
+        "planned again), ERROR when an item has failed three runs in a row.",
+    )
+
+
+def write_report(result: WriteResult, slots: pl.DataFrame) -> pl.DataFrame:
+    """One row per slot considered: the slot's columns (`key` and any context, the partition), and what
+    was done there: action (create/update/delete/record, or none), why, whether it went through (`ok`),
+    the error if not, and `written` (a create or update that landed)."""
+    rows = [(o.action.key, o.action.kind, o.action.reason, o.ok, o.error) for o in result.outcomes] + [
+        (k, "record", "found already right" if d.adopt else str(d.forget), True, None)
+        for k, d in result.plan.decisions.items()
+        if (d.adopt or d.forget) and not d.actions
+    ]
+    done = pl.DataFrame(
+        rows, orient="row",
+        schema={"key": pl.String, "action": pl.String, "reason": pl.String, "ok": pl.Boolean, "error": pl.String},
+    ).unique(subset="key", keep="first")  # fmt: skip
+    missing = done.join(slots.select("key"), on="key", how="anti").select("key")
+    return (
+        pl.concat([slots, missing], how="diagonal_relaxed")
+        .join(done, on="key", how="left")
+        .with_columns(
+            (pl.col("action").is_in(["create", "update"]) & pl.col("ok")).fill_null(False).alias("written")
+        )
+    )
+
+
+def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, store: LineageStore
+                   ) -> tuple[dict[str, Any], dg.AssetCheckResult]:  # fmt: skip
+    """What a write asset tells a person, and the writes_landed check, from the engine's result."""
+    failed = result.failed
+    pending = store.failures(target.entity)
+    persistent = pending.filter(pl.col("consecutive_runs") >= PERSISTENT_AFTER)
+    figures = {
+        "created": result.done("create"),
+        "updated": result.done("update"),
+        "removed": sum(1 for o in result.outcomes if o.ok and o.action.kind == "delete"
+                       and o.action.reason not in (DUPLICATE, REPLACED)),
+        "replaced": result.done("delete", REPLACED),
+        "duplicates_removed": result.done("delete", DUPLICATE),
+        "manual_changes_overwritten": sum(1 for o in result.outcomes if o.ok and o.action.reason == MANUAL),
+        "already_right": sum(1 for d in result.plan.decisions.values() if d.adopt and not d.actions),
+        "unchanged": result.plan.unchanged,
+        "failed": len(failed),
+        "pending_failures": pending.height,
+        "failing_3_runs_or_more": persistent.height,
+        "ledger_events": result.events,
+    }  # fmt: skip
+    failures_md = "\n".join(f"- `{o.action.key}` ({o.action.kind}): {o.error}" for o in failed[:10]) or "none"
+    metadata: dict[str, Any] = {
+        **figures,
+        "written": figures["created"] + figures["updated"],
+        "failures": dg.MetadataValue.md(failures_md),
+        "summary": summary_markdown(title, [(k.replace("_", " "), v) for k, v in figures.items()]),
+    }
+    check = dg.AssetCheckResult(
+        check_name=WRITES_CHECK,
+        passed=not failed and persistent.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR if persistent.height else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "failed_this_run": len(failed),
+            "pending": pending.height,
+            "failing_3_runs_or_more": persistent.height,
+            "persistent": dg.MetadataValue.md(
+                "\n".join(f"- `{r['record_key']}` ({r['consecutive_runs']} runs): {r['reason']}"
+                          for r in persistent.head(10).iter_rows(named=True)) or "none"
+            ),
+        },
+    )  # fmt: skip
+    return metadata, check
+
+
+def add_counts(into: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata of several runs read as one: counts add up, anything else keeps the latest value."""
+    for key, value in values.items():
+        summable = isinstance(value, int) and not isinstance(value, bool) and isinstance(into.get(key), int)
+        into[key] = into[key] + value if summable else value
+    return into

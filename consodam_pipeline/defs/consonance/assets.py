@@ -80,7 +80,6 @@ def title_metadata_snapshot(
         f"{len(batch.quarantined_keys)} quarantined"
     )
     periods = changed_periods(diff, frame, previous)
-    yield from change_events(periods, "consonance")
     yield dg.Output(
         frame,
         metadata=ingest_metadata(
@@ -100,6 +99,7 @@ def title_metadata_snapshot(
             },
         ),
     )
+    yield from change_events(periods, "consonance")  # only once the snapshot is stored
 
 
 def changed_periods(diff: SnapshotDiff, now: pl.DataFrame, before: pl.LazyFrame | None) -> list[str]:

@@ -47,7 +47,6 @@ EDITION_SCHEMA: dict[str, pl.DataType] = {
     "not_for_sale_countries": pl.List(pl.String()),
     "row_sales_rights_type": pl.String(),
     "sales_rights": pl.String(),
-    "updated_at": pl.String(),
 }
 
 COLUMN_DOCS = {
@@ -123,7 +122,6 @@ def edition_record(product: Product) -> tuple[dict[str, Any] | None, list[str]]:
         "not_for_sale_countries": sorted(product.not_for_sale_country_codes),
         "row_sales_rights_type": product.row_sales_rights_type_code,
         "sales_rights": product.sales_rights_description,
-        "updated_at": product.updated_at,
     }, []
 
 

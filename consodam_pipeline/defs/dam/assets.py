@@ -112,7 +112,6 @@ def dam_asset_inventory(
         frame, orphan_count = flag_orphans(store, versions, title_metadata_snapshot, context.run.run_id)
         periods = changed_periods(frame, previous, title_metadata_snapshot)
         figures = inventory_figures(frame)
-        yield from change_events(periods, "dam")
         yield dg.Output(
             frame,
             metadata=ingest_metadata(
@@ -136,6 +135,7 @@ def dam_asset_inventory(
                 },
             ),
         )
+        yield from change_events(periods, "dam")  # only once the snapshot is stored
 
 
 def fetch_versions(dam: OpenTextDamResource, batch: IngestBatch, since: str | None) -> tuple[int, int]:

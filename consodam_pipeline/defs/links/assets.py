@@ -1,24 +1,18 @@
-"""approved_version_links (F1, F8, F7 history) and consonance_asset_links (F1/F8 sync), by period."""
+"""approved_version_links (F1, F8, F7 history), by period."""
 
-import json
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from consodam_pipeline.audit import live_links
-from consodam_pipeline.clients.consonance import ConsonanceResource
-from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import state_hash, state_json
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
 from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
 from consodam_pipeline.defs.rights.assets import partition_slice
-from consodam_pipeline.store.lineage import AuditEvent, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.report import summary_markdown
 
-LINK_ENTITY = "consonance_link"
 AGREEMENT_SAMPLE = 200
 
 
@@ -133,120 +127,3 @@ def ledger_agrees(store: Any, links: pl.DataFrame) -> dg.AssetCheckResult:
             "examples": ", ".join(mismatches[:5]) or "—",
         },
     )
-
-
-@dg.asset(
-    **by_period("approved_version_links"),
-    group_name="links",
-    kinds={"consonance"},
-    pool="consonance_api",
-    description="Writes each link into the Consonance title record as a supporting resource (imageRemoteUrl "
-    "= the DAM version's content URL). A newer approved version replaces the old resource; the old link stays "
-    "in history. Idempotent: an existing resource with the same URL is adopted, not duplicated.",
-)
-def consonance_asset_links(
-    context: dg.AssetExecutionContext,
-    approved_version_links: pl.DataFrame,
-    consonance: ConsonanceResource,
-    dam: OpenTextDamResource,
-    lineage: LineageStoreResource,
-) -> dg.Output[pl.DataFrame]:
-    store = lineage.store()
-    links = approved_version_links.with_columns(
-        pl.concat_str(pl.col("product_id").cast(pl.String), pl.lit("|"), pl.col("role")).alias("record_key")
-    )
-    written_before = store.open_versions(LINK_ENTITY, links["record_key"].to_list())
-    last = {r["record_key"]: r["last_hash"] for r in written_before.iter_rows(named=True)}
-    todo = [r for r in links.iter_rows(named=True) if last.get(r["record_key"]) != link_hash(r)]
-    results = write_links(consonance, dam.url, store, todo, context.run.run_id)
-    report = links.with_columns(
-        pl.col("record_key").is_in(pl.Series([r["record_key"] for r in results], dtype=pl.String).implode())
-        .alias("written")
-    )  # fmt: skip
-    return dg.Output(
-        report,
-        metadata={
-            "dagster/row_count": report.height,
-            "written": len(results),
-            "already_linked": report.height - len(todo),
-            "summary": summary_markdown(
-                "Consonance asset links", [("links", report.height), ("written", len(results))]
-            ),
-        },
-    )
-
-
-def link_hash(row: dict[str, Any]) -> str:
-    return state_hash(state_json({"asset_id": row["asset_id"], "version": row["version"]}))
-
-
-def write_links(
-    consonance: ConsonanceResource, dam_url: str, store: Any, todo: list[dict[str, Any]], run_id: str
-) -> list[dict[str, Any]]:
-    """Create (or adopt) the supporting resource for each link, delete the one it replaces, record both."""
-    if not todo:
-        return []
-    done: list[dict[str, Any]] = []
-    with consonance.client() as client:
-        existing = resources_by_product(client, sorted({r["isbn13"] for r in todo}))
-        payloads = store.open_payload_map(LINK_ENTITY, [r["record_key"] for r in todo])
-        old = {key: json.loads(payload) for key, payload in payloads.items()}
-        for row in todo:
-            url = f"{dam_url}/otmmapi/v6/assets/{row['asset_id']}/contents"
-            match = next((s for s in existing.get(row["product_id"], []) if s["imageRemoteUrl"] == url), None)
-            if match is None:
-                created = client.create_supporting_resource(
-                    productIds=[row["product_id"]], resourceContentType=row["resource_content_type"],
-                    imageRemoteUrl=url, caption=f"{row['role']} v{row['version']}",
-                    filename=f"{row['asset_id']}-v{row['version']}",
-                )  # fmt: skip
-                if created["errors"]:
-                    continue
-                match = created["supportingResource"]
-            replaced = old.get(row["record_key"])
-            if replaced and replaced.get("resource_id") not in (None, match["id"]):
-                client.delete_supporting_resource(int(replaced["resource_id"]))
-            done.append({**row, "resource_id": match["id"], "replaced": replaced})
-    now = utcnow()
-    records = pl.DataFrame({
-        "record_key": [r["record_key"] for r in done],
-        "content_hash": [link_hash(r) for r in done],
-        "payload": [state_json({"asset_id": r["asset_id"], "version": r["version"], "resource_id": r["resource_id"]})
-                    for r in done],
-    }, schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String})  # fmt: skip
-    events = [
-        AuditEvent(
-            event_type="link_written",
-            occurred_at=now,
-            isbn13=r["isbn13"],
-            work_id=str(r["work_id"]),
-            dam_asset_id=r["asset_id"],
-            dam_version=r["version"],
-            role=r["role"],
-            actor="consodam",
-            before=r["replaced"],
-            after={"resource_id": r["resource_id"], "asset_id": r["asset_id"]},
-            run_id=run_id,
-            identity=f"{r['record_key']}|{(r['replaced'] or {}).get('resource_id')}|{r['resource_id']}",
-        )
-        for r in done
-    ]
-    with store.engine.begin() as conn:
-        store.apply_snapshot(conn, LINK_ENTITY, records, observed_at=now, complete=False, run_id=run_id)
-        store.append_events(conn, events)
-    return done
-
-
-def resources_by_product(client: Any, isbns: list[str]) -> dict[int, list[dict[str, Any]]]:
-    found: dict[int, list[dict[str, Any]]] = {}
-    for start in range(0, len(isbns), 100):
-        data = client.graphql(
-            "query($i: [String!]) { products(productSearch: {isbn13In: $i}, limit: 1000) { id work {"
-            " supportingResources { id productIds imageRemoteUrl } } } }",
-            {"i": isbns[start : start + 100]},
-        )
-        for product in data["products"]:
-            found[product["id"]] = [
-                s for s in product["work"]["supportingResources"] if product["id"] in s["productIds"]
-            ]
-    return found

@@ -1,20 +1,11 @@
 """rights_matrix (F4 derived) and dam_access_restrictions (F4 sync), partitioned by publication period."""
 
 from datetime import UTC, date, datetime
-from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import (
-    execute_writes,
-    plan_writes,
-    record_writes,
-    state_json,
-    write_metadata,
-    write_report,
-)
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
 from consodam_pipeline.defs.rights.matrix import asset_grants
 from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
@@ -22,7 +13,15 @@ from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
 from consodam_pipeline.domain.territories import TerritorySet, word_columns
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
-from consodam_pipeline.sync.report import column_schema, summary_markdown
+from consodam_pipeline.sync.dam_fields import DamFieldsTarget
+from consodam_pipeline.sync.engine import frame_context, state_json, sync
+from consodam_pipeline.sync.report import (
+    column_schema,
+    summary_markdown,
+    write_metadata,
+    write_report,
+    writes_check_spec,
+)
 
 RIGHTS_FIELD = "CONSODAM.RIGHTS."
 INTERNAL, PUBLIC, EMBARGOED = 1, 2, 3  # the DAM's security policies (see /otmmapi/v6/securitypolicies)
@@ -181,27 +180,17 @@ def desired_restrictions(grants: pl.DataFrame, today: date) -> pl.DataFrame:
     return grants.join(territories, on=words, how="left").select("asset_id", desired.alias("desired"))
 
 
-def observed_state(inventory: pl.DataFrame, prefix: str, with_policies: bool) -> pl.DataFrame:
-    """What the DAM showed at the last ingest, in the same JSON shape as the desired state."""
-    rows = []
-    for row in inventory.select("tags", "security_policy_ids").iter_rows(named=True):
-        fields = {t["id"]: t["value"] for t in row["tags"] or [] if t["id"].startswith(prefix)}
-        state: dict[str, Any] = {"fields": fields}
-        if with_policies:
-            state["policies"] = sorted(row["security_policy_ids"] or [])
-        rows.append(state_json(state))
-    return inventory.select(
-        "asset_id", "version", "work_id", "isbn13", pl.col("modified_at").alias("observed_at")
-    ).with_columns(pl.Series("observed", rows, dtype=pl.String))
+RESTRICTIONS = DamFieldsTarget(
+    entity=RESTRICTION_ENTITY, written_event="restriction_applied", prefix=RIGHTS_FIELD, with_policies=True
+)
 
 
-def restriction_request(state: dict[str, Any]) -> tuple[dict[str, Any], list[int] | None]:
-    """Desired state → PATCH body; fields no longer wanted are cleared (value None)."""
-    values: dict[str, Any] = {
-        RIGHTS_FIELD + f: None for f in ("COUNTRIES", "VISIBLE_FROM", "VISIBLE_UNTIL", "DOWNLOADABLE")
-    }
-    values.update(state["fields"])
-    return values, list(state["policies"])
+def version_slots(versions: pl.DataFrame) -> pl.DataFrame:
+    """One row per asset version a DAM write considers: its id (the slot) and what a ledger event names."""
+    return versions.select(
+        pl.col("asset_id").alias("key"), "isbn13", "work_id", pl.col("asset_id").alias("dam_asset_id"),
+        pl.col("version").alias("dam_version"), "role",
+    )  # fmt: skip
 
 
 @dg.asset(
@@ -209,29 +198,31 @@ def restriction_request(state: dict[str, Any]) -> tuple[dict[str, Any], list[int
     group_name="rights",
     kinds={"opentext"},
     pool="dam_api",
+    check_specs=[writes_check_spec("dam_access_restrictions")],
     description="Pushes the rights matrix to the DAM: RIGHTS_* metadata and a security policy per asset "
     "version (Public when visible and downloadable now, Embargoed before the window, Internal otherwise). "
     "Writes only what differs; every write is in the audit ledger with before and after.",
 )
-def dam_access_restrictions(
+def dam_access_restrictions(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     rights_matrix: pl.DataFrame,
     dam_asset_inventory: pl.DataFrame,
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
-) -> dg.Output[pl.DataFrame]:
+):
     store = lineage.store()
-    grants = asset_grants(rights_matrix.rename({PARTITION_COLUMN: "period"}) if PARTITION_COLUMN in
-                          rights_matrix.columns else rights_matrix)  # fmt: skip
-    today = datetime.now(UTC).date()
-    desired = desired_restrictions(grants, today)
-    observed = observed_state(
-        dam_asset_inventory.join(desired.select("asset_id"), on="asset_id", how="semi"), RIGHTS_FIELD, True
+    grants = asset_grants(rights_matrix.rename({PARTITION_COLUMN: "period"}, strict=False))
+    desired = desired_restrictions(grants, datetime.now(UTC).date())
+    versions = dam_asset_inventory.join(desired.select("asset_id"), on="asset_id", how="semi")
+    slots = version_slots(versions).join(
+        grants.select(pl.col("asset_id").alias("key"), pl.col("period").alias(PARTITION_COLUMN)), on="key"
     )
-    plan = plan_writes(store, RESTRICTION_ENTITY, observed.join(desired, on="asset_id"))
     with dam.client() as client:
-        result = execute_writes(client, plan, restriction_request)
-    events = record_writes(store, plan, result, "restriction_applied", context.run.run_id)
-    report = write_report(plan, result, grants.select("asset_id", "period"), on="asset_id")
-    context.log.info(f"restrictions: {len(result.written)} written, {len(result.failed)} failed")
-    return dg.Output(report, metadata=write_metadata("DAM access restrictions", report, plan, result, events))
+        result = sync(
+            RESTRICTIONS, client, store,
+            desired=desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state")),
+            found=RESTRICTIONS.observed(versions), scope=[], run_id=context.run.run_id,
+            context=frame_context(slots), log=context.log,
+        )  # fmt: skip
+    metadata, check = write_metadata("DAM access restrictions", RESTRICTIONS, result, store)
+    return dg.MaterializeResult(value=write_report(result, slots), metadata=metadata, check_results=[check])

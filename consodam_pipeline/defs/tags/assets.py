@@ -4,21 +4,18 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.dam.writes import (
-    execute_writes,
-    plan_writes,
-    record_writes,
-    state_json,
-    write_metadata,
-    write_report,
-)
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
-from consodam_pipeline.defs.rights.assets import observed_state, partition_slice
+from consodam_pipeline.defs.rights.assets import partition_slice, version_slots
 from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.tables import PARTITION_COLUMN
+from consodam_pipeline.sync.dam_fields import DamFieldsTarget
+from consodam_pipeline.sync.engine import frame_context, state_json, sync
+from consodam_pipeline.sync.report import write_metadata, write_report, writes_check_spec
 
 TAG_FIELD = "CONSODAM.TAG."
 TAGS = ("TITLE", "CONTRIBUTORS", "IMPRINT", "ISBN", "FORMAT", "PUBLICATION_DATE", "TERRITORY")
 TAG_ENTITY = "dam_title_tags"
+TITLE_TAGS = DamFieldsTarget(entity=TAG_ENTITY, written_event="tags_written", prefix=TAG_FIELD)
 
 
 def edition_tags(editions: pl.DataFrame) -> pl.DataFrame:
@@ -72,36 +69,40 @@ def desired_tags(editions: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame
     return tags.select("asset_id").with_columns(pl.Series("desired", rows, dtype=pl.String)).sort("asset_id")
 
 
-def tag_request(state: dict[str, object]) -> tuple[dict[str, object], None]:
-    return dict(state["fields"]), None  # type: ignore[call-overload]
-
-
 @dg.asset(
     **by_period(EDITION_CHANGES),
     deps=[EDITION_CHANGES],
     group_name="tags",
     kinds={"opentext"},
     pool="dam_api",
+    check_specs=[writes_check_spec("dam_title_tags")],
     description="ISBN, title, contributors, imprint, format, publication date and rights territory written "
     "into each asset's newest version (lock → update → unlock), only where they differ.",
 )
-def dam_title_tags(
+def dam_title_tags(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     title_metadata_snapshot: pl.DataFrame,
     dam_asset_inventory: pl.DataFrame,
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
-) -> dg.Output[pl.DataFrame]:
-    keys = list(context.partition_keys)
-    editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, keys)
+):
+    editions, versions = partition_slice(
+        title_metadata_snapshot, dam_asset_inventory, list(context.partition_keys)
+    )
     desired = desired_tags(editions, versions)
-    observed = observed_state(
-        versions.join(desired.select("asset_id"), on="asset_id", how="semi"), TAG_FIELD, False
+    tagged = versions.join(desired.select("asset_id"), on="asset_id", how="semi")
+    slots = version_slots(tagged).join(
+        work_periods(editions).select("work_id", pl.col("period").alias(PARTITION_COLUMN)),
+        on="work_id",
+        how="left",
     )
     store = lineage.store()
-    plan = plan_writes(store, TAG_ENTITY, observed.join(desired, on="asset_id"))
     with dam.client() as client:
-        result = execute_writes(client, plan, tag_request)
-    events = record_writes(store, plan, result, "tags_written", context.run.run_id)
-    report = write_report(plan, result, work_periods(editions))
-    return dg.Output(report, metadata=write_metadata("DAM title tags", report, plan, result, events))
+        result = sync(
+            TITLE_TAGS, client, store,
+            desired=desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state")),
+            found=TITLE_TAGS.observed(tagged), scope=[], run_id=context.run.run_id,
+            context=frame_context(slots), log=context.log,
+        )  # fmt: skip
+    metadata, check = write_metadata("DAM title tags", TITLE_TAGS, result, store)
+    return dg.MaterializeResult(value=write_report(result, slots), metadata=metadata, check_results=[check])
