@@ -45,7 +45,9 @@ def test_asset_graph_matches_snapshot() -> None:
     current = graph_summary()
     if os.environ.get("CONSODAM_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    assert SNAPSHOT.exists(), f"{SNAPSHOT} is missing: review the graph, then write it with CONSODAM_UPDATE_SNAPSHOTS=1"
+    assert SNAPSHOT.exists(), (
+        f"{SNAPSHOT} is missing: review the graph, then write it with CONSODAM_UPDATE_SNAPSHOTS=1"
+    )
     assert current == json.loads(SNAPSHOT.read_text())
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,8 +86,11 @@ def test_a_hand_edited_resource_is_replaced_and_reported() -> None:
 STATES = st.sampled_from([A, B])
 
 
+Slot = tuple[str, str | None, list[Found], tuple[str, str | None] | None]
+
+
 @st.composite
-def slots(draw: st.DrawFn) -> list[tuple[str, str | None, list[Found], tuple[str, str | None] | None]]:
+def slots(draw: st.DrawFn) -> list[Slot]:
     out = []
     for i in range(draw(st.integers(1, 12))):
         key = f"k{i}"
@@ -127,8 +131,10 @@ def _store(path: Path) -> LineageStore:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cases=slots())
-def test_plan_equals_decide_for_every_slot(cases: list, tmp_path_factory: object) -> None:  # type: ignore[type-arg]
-    store = _store(tmp_path_factory.mktemp("plan") / "lineage.db")  # type: ignore[attr-defined]
+def test_plan_equals_decide_for_every_slot(
+    cases: list[Slot], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    store = _store(tmp_path_factory.mktemp("plan") / "lineage.db")
     target = _Target()
     records = pl.DataFrame(
         [(k, state_hash(s), state_json({"state": json.loads(s), "handle": h})) for k, _, _, last in cases
