@@ -78,13 +78,11 @@ def store(home: Path) -> LineageStore:
 def metadata(result: dg.ExecuteInJobResult | Runs, asset: str) -> dict[str, Any]:
     """The asset's materialization metadata; over several runs, counts are summed (the last event of
     each run, since a run over several partitions repeats its metadata on each)."""
-    last: dict[str, dict[str, Any]] = {}
-    for event in result.get_asset_materialization_events():
-        if event.asset_key.to_user_string() == asset:
-            last[event.run_id] = {k: v.value for k, v in event.materialization.metadata.items()}
     merged: dict[str, Any] = {}
-    for values in last.values():
-        add_counts(merged, values)
+    for run in result.results if isinstance(result, Runs) else [result]:
+        events = [e for e in run.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+        if events:
+            add_counts(merged, {k: v.value for k, v in events[-1].materialization.metadata.items()})
     return merged
 
 

@@ -1,8 +1,9 @@
-"""Change probes shared by the ingest sensors: a cheap listing of what changed recently, fingerprinted.
+"""Change probes shared by the ingest sensors: a cheap listing of what changed recently.
 
-A run is requested when the fingerprint of the recent-changes window differs from the last tick's; the
-run_key carries the fingerprint, so Dagster never runs the same change set twice, and a tick costs
-time in proportion to recent changes, not to the catalog. Three things keep runs from piling up:
+The cursor remembers a short digest of each (object, stamp) change in the last window; a run is requested
+when the window holds a change the last tick had not seen. The run_key carries a fingerprint of the
+window, so Dagster never runs the same change set twice, and a tick costs time in proportion to recent
+changes, not to the catalog. Three things keep runs from piling up:
 - changes whose stamp is the one the system showed right after consodam's own write (the write journal)
   are consodam's writes coming back, not work: they are left out of the window;
 - while a run for the asset is queued or in progress, nothing is requested and the cursor stays put, so
@@ -13,7 +14,7 @@ time in proportion to recent changes, not to the catalog. Three things keep runs
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
@@ -24,6 +25,7 @@ from consodam_pipeline.store.lineage import LineageStore
 class ProbeCursor:
     fingerprint: str = ""
     high_water: str = ""
+    seen: list[str] = field(default_factory=list)  # digests of the changes in the last window
 
     @classmethod
     def parse(cls, raw: str | None) -> "ProbeCursor":
@@ -31,6 +33,10 @@ class ProbeCursor:
 
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def digest(key: str, stamp: str) -> str:
+    return hashlib.sha256(f"{key}\x1f{stamp}".encode()).hexdigest()[:12]
 
 
 def fingerprint(changes: Iterable[tuple[str, str]]) -> str:
@@ -78,7 +84,8 @@ def decide(
             cursor=cursor.dump(),
         )
     fp = fingerprint(changes)
-    new_cursor = ProbeCursor(fingerprint=fp, high_water=high_water or cursor.high_water).dump()
+    seen = sorted({digest(key, stamp) for key, stamp in changes})
+    new_cursor = ProbeCursor(fingerprint=fp, high_water=high_water or cursor.high_water, seen=seen).dump()
     if context.instance.get_latest_materialization_event(asset_key) is None:
         failed = last_run_failed(context.instance, asset_key)
         return dg.SensorResult(
@@ -91,14 +98,18 @@ def decide(
             ],
             cursor=new_cursor,
         )
-    if not changes or fp == cursor.fingerprint:
+    unseen = set(seen) - set(cursor.seen)
+    if not unseen:
         return dg.SensorResult(skip_reason=f"no new changes ({len(changes)} in window)", cursor=new_cursor)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=f"{name}:{fp[:24]}",
                 asset_selection=[asset_key],
-                tags={"consodam/changes_in_window": str(len(changes))},
+                tags={
+                    "consodam/changes_in_window": str(len(changes)),
+                    "consodam/new_changes": str(len(unseen)),
+                },
             )
         ],
         cursor=new_cursor,
