@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,16 +145,28 @@ def refresh_a_cover(sandbox: SandboxProcess) -> str:
     return str(cover["isbn13"])
 
 
+@contextmanager
+def dagster_lines_to(path: Path) -> Iterator[None]:
+    """Dagster's event lines (its console logger writes to stderr) and its warnings into a file, so the
+    demo's own story is what the terminal shows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log, redirect_stderr(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def run_demo(works: int) -> None:
     from consodam_pipeline.audit import edition_audit, render
     from consodam_pipeline.defs.editions import period_keys
     from consodam_pipeline.store.resource import LineageStoreResource
 
     dagster_home = ensure_dagster_home()
+    log_path = default_home() / "demo-dagster.log"
     with demo_sandbox(works) as sandbox:
         os.environ.update(sandbox.env)
         click.echo(f"sandboxes up: Consonance {sandbox.consonance_url}, OpenText DAM {sandbox.dam_url}")
-        with dg.DagsterInstance.get() as instance:
+        click.echo(f"Dagster's own event lines go to {log_path}")
+        with dagster_lines_to(log_path), dg.DagsterInstance.get() as instance:
             print_report("first run (everything)", run_main_job(instance, "first run"))
             first = run_periods(instance, "first sync", period_keys())
             print_sync("rights, tags and links for every period, in one run (the backlist backfill)", first)
@@ -192,4 +207,5 @@ def run_demo(works: int) -> None:
         f"  Dagster home:  {dagster_home}\n"
         f"  lineage store: {default_home() / 'lineage.db'}\n"
         f"  tables:        {default_home() / 'tables'}\n"
+        f"  Dagster log:   {log_path}\n"
     )
