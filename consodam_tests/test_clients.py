@@ -1,6 +1,8 @@
 """The clients against faulty sandboxes: nothing lost, nothing duplicated, clear errors, no secrets."""
 
+import http.server
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -145,3 +147,56 @@ def test_consonance_pages_are_requested_ahead_and_match_plain_paging(sandbox: Sa
             after = page[-1].id
     assert ahead == plain and len(set(ahead)) == len(ahead)
     assert requests == len(plain) // 50 + 1  # one request per page: nothing fetched twice
+
+
+class CannedServer:
+    """A real HTTP server on 127.0.0.1 that answers every request with the next canned body."""
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        self.bodies = bodies
+        self.requests = 0
+        canned = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = canned.bodies[min(canned.requests, len(canned.bodies) - 1)]
+                canned.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_reply_of_another_shape_fails_at_once_and_a_cut_one_is_retried() -> None:
+    from consodam_pipeline.clients.http import ResilientHttp, RetryPolicy
+    from consodam_pipeline.clients.opentext_dam import decode_page
+
+    def http(url: str) -> ResilientHttp:
+        return ResilientHttp(url, timeout_s=5, policy=RetryPolicy(base_delay=0.01), max_concurrency=2)
+
+    drifted = CannedServer([b'{"assets_resource": {"items": [], "total": 3}}'])
+    try:
+        with pytest.raises(ApiError, match="unexpected payload") as info:
+            http(drifted.url).call("GET", "/assets", decode=lambda r: decode_page(r.text))
+        assert info.value.attempts == 1 and drifted.requests == 1  # the API changed: no retry helps
+    finally:
+        drifted.close()
+    page = b'{"assets_resource": {"asset_list": [], "total_number_of_items": 0}}'
+    cut = CannedServer([page[:20], page])
+    try:
+        assert http(cut.url).call("GET", "/assets", decode=lambda r: decode_page(r.text)).total == 0
+        assert cut.requests == 2  # an unreadable body was fetched again
+    finally:
+        cut.close()
