@@ -23,8 +23,10 @@ def _query(path: Path, sql: str) -> pl.DataFrame:
 
 
 def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    products = _query(data_dir / "consonance.sqlite", "SELECT p.*, w.contributions FROM products p JOIN works w ON "
-                      "w.id = p.work_id")  # fmt: skip
+    products = _query(data_dir / "consonance.sqlite", "SELECT p.*, w.contributions, (SELECT json_group_array("
+                      "json_object('name', t.name, 'milestone', json(CASE t.milestone WHEN 1 THEN 'true' ELSE 'false' "
+                      "END), 'due_date', t.due_date, 'done_date', t.done_date)) FROM todos t WHERE t.product_id = p.id"
+                      ") AS todos FROM products p JOIN works w ON w.id = p.work_id")  # fmt: skip
     forms = {code: (form.value, format_family(form).value) for code, form in ONIX21_TO_PRODUCT_FORM.items()}
     editions = products.filter(
         isbn13_valid_expr("isbn13") & pl.col("publication_date").str.to_date(strict=False).is_not_null()
@@ -51,6 +53,7 @@ def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col("not_for_sale").str.json_decode(pl.List(pl.String)).alias("not_for_sale_countries"),
         pl.col("row_rights_type").alias("row_sales_rights_type"),
         pl.lit("").alias("sales_rights"),
+        pl.col("todos").str.json_decode(EDITION_SCHEMA["todos"]),
     )  # fmt: skip
     valid_codes = set(json.loads('["' + '","'.join(_codes()) + '"]'))
     editions = editions.filter(
@@ -65,6 +68,7 @@ def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         "license_from", "license_until",
         pl.col("security_policies").str.json_decode(pl.List(pl.Int64)).alias("security_policy_ids"),
         pl.lit([], dtype=VERSION_SCHEMA["tags"]).alias("tags"), pl.col("modified_at"),
+        "width_px", "height_px", "colour_space", "file_size", "page_count", "duration_s",
     )  # fmt: skip
     editions = typed_editions(editions.select([pl.col(n).cast(t) for n, t in EDITION_SCHEMA.items()]))
     inventory = typed_inventory(

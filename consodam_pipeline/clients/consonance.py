@@ -68,6 +68,15 @@ class Work(_Camel):
     supporting_resources: list[SupportingResource] = Field(default_factory=list)
 
 
+class Todo(_Camel):
+    """A production to-do (sandbox convention: Consonance has no public GraphQL type for them)."""
+
+    name: str
+    milestone: bool = False
+    due_date: str | None = None
+    done_date: str | None = None
+
+
 class Imprint(_Camel):
     name: str
 
@@ -89,6 +98,7 @@ class Product(_Camel):
     imprint: Imprint | None = None
     project_stage_name: str | None = None
     updated_at: str | None = None
+    todos: list[Todo] = Field(default_factory=list)
     work: Work
 
 
@@ -96,12 +106,24 @@ class _ResourcesOfWork(_Camel):
     supporting_resources: list[SupportingResource] = Field(default_factory=list)
 
 
+class ProductionFile(_Camel):
+    """A file referenced in a product's production workflow (sandbox convention for the type's fields)."""
+
+    id: int
+    file_type: str
+    url: str
+    caption: str | None = None
+
+
 class ProductResources(_Camel):
-    """An edition, when it last changed, and the supporting resources of its work."""
+    """An edition as Consonance shows it now: when it last changed, its stage, the supporting resources of
+    its work and its production files."""
 
     id: int
     isbn: Isbn | None = None
     updated_at: str | None = None
+    project_stage_name: str | None = None
+    production_files: list[ProductionFile] = Field(default_factory=list)
     work: _ResourcesOfWork
 
     @property
@@ -110,8 +132,10 @@ class ProductResources(_Camel):
         return [r for r in self.work.supporting_resources if self.id in r.product_ids]
 
 
+PRODUCTION_FILE_FIELDS = "id fileType url caption"
 RESOURCE_FIELDS = (
-    f"id isbn {{ isbn13 }} updatedAt work {{ supportingResources {{ {SUPPORTING_RESOURCE_FIELDS} }} }}"
+    f"id isbn {{ isbn13 }} updatedAt projectStageName productionFiles {{ {PRODUCTION_FILE_FIELDS} }}"
+    f" work {{ supportingResources {{ {SUPPORTING_RESOURCE_FIELDS} }} }}"
 )
 
 
@@ -166,6 +190,7 @@ PRODUCT_FIELDS = """
   id isbn { isbn13 isbn10 isbnWithDashes } fullTitle subtitle publicationDate onixPublishingStatusCode
   onix21ProductFormCode forSaleCountryCodes notForSaleCountryCodes isForSaleWorldwide salesRightsDescription
   rowSalesRightsTypeCode salesEmbargoDate imprint { name } projectStageName updatedAt
+  todos { name milestone dueDate doneDate }
   work { id title subtitle contributions { id sequenceNumber onixContributorRoleCode contributor { id name } }
          supportingResources { id caption filename imageRemoteUrl productIds resourceContentType createdAt } }
 """
@@ -330,6 +355,31 @@ class ConsonanceClient:
         if any("not found" in str(e.get("message")) for e in data.get("errors") or []):
             return False
         _raise_errors("deleteSupportingResource", data)
+        return True
+
+    def create_production_file(
+        self, *, product_id: int, file_type: str, url: str, caption: str
+    ) -> ProductionFile:
+        """Not idempotent: an ambiguous failure raises AmbiguousWrite, and the caller looks it up."""
+        data = self.graphql(
+            "mutation P($input: CreateProductionFileInput!) { createProductionFile(input: $input) {"
+            f" productionFile {{ {PRODUCTION_FILE_FIELDS} }} errors {{ attribute message }} }} }}",
+            {"input": {"productId": product_id, "fileType": file_type, "url": url, "caption": caption}},
+            idempotent=False,
+        )["createProductionFile"]
+        _raise_errors("createProductionFile", data)
+        return validated(ProductionFile, [data.get("productionFile")])[0]
+
+    def delete_production_file(self, file_id: int) -> bool:
+        """True if it was deleted now, False if it was already gone."""
+        data = self.graphql(
+            "mutation D($id: Int!) { deleteProductionFile(id: $id) { productionFile { id }"
+            " errors { attribute message } } }",
+            {"id": file_id},
+        )["deleteProductionFile"]
+        if any("not found" in str(e.get("message")) for e in data.get("errors") or []):
+            return False
+        _raise_errors("deleteProductionFile", data)
         return True
 
     def update_product(self, product_id: int, **changes: Any) -> dict[str, Any]:

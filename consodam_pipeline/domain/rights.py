@@ -4,7 +4,8 @@ For an edition and an asset version that belongs to it (a cover tagged with the 
 work-wide asset such as an author photo):
 
 1. Only the newest approved version of an asset is granted (a superseded cover stays internal), and
-   never one tagged with an ISBN or work no edition has.
+   never one tagged with an ISBN or work no edition has, nor a production master (the full interior,
+   EPUB, audio, print-ready cover: production files stay internal).
 2. Where: the edition's for-sale territory under ONIX 3.0 semantics (WORLD minus exclusions, explicit
    countries, ROWSalesRightsType for every country not named; not-for-sale wins a conflict).
 3. Status: cancelled, no-longer-ours, withdrawn, recalled (List 64: 01, 05, 11, 15, 16, 17) grant
@@ -26,6 +27,7 @@ from datetime import date
 from consodam_pipeline.domain.onix import PublishingStatus
 from consodam_pipeline.domain.territories import TerritorySet
 
+PRODUCTION_FILE = "a production file, never shared"
 NOTHING = frozenset({"01", "05", "11", "15", "16", "17"})
 SEE_ONLY = frozenset({"06", "07", "08"})
 assert all(PublishingStatus.parse(code) for code in NOTHING | SEE_ONLY)
@@ -45,6 +47,7 @@ class AssetTerms:
     license_from: date | None = None
     license_until: date | None = None
     orphan: bool = False
+    production_master: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ def grant(edition: EditionRights, asset: AssetTerms) -> Grant:
     """The grant of one asset version through one edition (rules 1–4)."""
     if asset.orphan:
         return denied("tagged with an unknown ISBN or work")
+    if asset.production_master:
+        return denied(PRODUCTION_FILE)
     if not asset.approved:
         return denied("not approved")
     if asset.superseded:

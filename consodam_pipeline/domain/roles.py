@@ -15,6 +15,9 @@ class AssetRole(StrEnum):
     SAMPLE_CONTENT = "sample_content"
     AUDIO_SAMPLE = "audio_sample"
     PROMOTIONAL_IMAGE = "promotional_image"
+    FULL_COVER = "full_cover"  # print-ready cover (front, back, spine, flaps)
+    FULL_CONTENT = "full_content"  # the whole book as text: interior PDF, EPUB
+    FULL_CONTENT_AUDIO = "full_content_audio"  # the whole audiobook
 
     @property
     def content_type(self) -> ResourceContentType:
@@ -23,6 +26,12 @@ class AssetRole(StrEnum):
     @property
     def mode(self) -> ResourceMode:
         return _ONIX[self][1]
+
+    @property
+    def production_master(self) -> bool:
+        """A production file (F5): referenced in the production workflow, never shared with the trade,
+        never linked to the title record as marketing material."""
+        return self in PRODUCTION_MASTERS
 
     @property
     def edition_specific(self) -> bool:
@@ -45,7 +54,12 @@ _ONIX: dict[AssetRole, tuple[ResourceContentType, ResourceMode]] = {
     AssetRole.SAMPLE_CONTENT: (ResourceContentType.SAMPLE_CONTENT, ResourceMode.TEXT),
     AssetRole.AUDIO_SAMPLE: (ResourceContentType.SAMPLE_CONTENT, ResourceMode.AUDIO),
     AssetRole.PROMOTIONAL_IMAGE: (ResourceContentType.ONLINE_ADVERTISEMENT_PANEL, ResourceMode.IMAGE),
+    AssetRole.FULL_COVER: (ResourceContentType.FULL_COVER, ResourceMode.IMAGE),
+    AssetRole.FULL_CONTENT: (ResourceContentType.FULL_CONTENT, ResourceMode.TEXT),
+    AssetRole.FULL_CONTENT_AUDIO: (ResourceContentType.FULL_CONTENT, ResourceMode.AUDIO),
 }
+PRODUCTION_MASTERS = frozenset({AssetRole.FULL_COVER, AssetRole.FULL_CONTENT, AssetRole.FULL_CONTENT_AUDIO})
+MARKETING_ROLES = [role.value for role in AssetRole if role not in PRODUCTION_MASTERS]
 
 
 class ApprovalStatus(StrEnum):

@@ -107,7 +107,23 @@ WORDS = (
     "Atlas",
     "Night",
 )
-STAGES_FORTHCOMING = ("Acquisition", "Editorial", "Design", "Cover approval", "Production sign-off")
+STAGES_FORTHCOMING = (
+    "Acquisition",
+    "Editorial",
+    "Design",
+    "Cover approval",
+    "Production sign-off",
+    "Files to press",
+)
+# Production to-dos (Consonance's workflow): name, days before publication it is due, milestone or not.
+TODOS = (
+    ("Manuscript delivery", 270, False),
+    ("Cover approval", 150, True),
+    ("Copyedit complete", 120, False),
+    ("Production sign-off", 75, True),
+    ("Files to press", 45, False),
+    ("Delivered to warehouse", 14, False),
+)
 FORMATS = ("BB", "BC", "DG", "AJ")  # ONIX 2.1 codes as Consonance exposes them
 EXPLICIT_TERRITORIES = (
     ("GB", "IE"),
@@ -129,7 +145,11 @@ REVIEWERS = (
 DIRT_KINDS = ("bad_check_digit", "unknown_territory", "malformed_date", "missing_date", "orphan_isbn_tag")
 
 # Bumped whenever the same spec would generate a different catalog, so saved catalogs are not reused.
-CATALOG_REVISION = 2
+CATALOG_REVISION = 3
+# Shares of production files that are missing or fail a retailer's technical requirement (F5's dirt).
+NO_PRODUCTION_FILES = 0.25
+SMALL_AUDIO_COVER = 0.12
+RGB_PRINT_COVER = 0.12
 
 
 @dataclass
@@ -284,13 +304,18 @@ class _WorkBuilder:
                 self._imprint = str(rows[0][9])
         return rows
 
-    def versions(self, role: AssetRole, isbn: str | None, folder: str) -> list[tuple[object, ...]]:
+    def versions(
+        self, role: AssetRole, isbn: str | None, folder: str, form: str | None = None
+    ) -> list[tuple[object, ...]]:
         rng = self.rng
         n_versions = rng.choices((1, 2, 3, 4, 5), weights=(45, 25, 15, 10, 5))[0]
         original = asset_uoi(self.spec.seed, self.work_id, role, isbn, 1)
         created = self.anchor_dt - timedelta(days=rng.randint(30, 5 * 365), seconds=rng.randint(0, 86399))
         licensed = role is AssetRole.CONTRIBUTOR_PICTURE and rng.random() < 0.4
         ext, mime = _FILE_KIND[role]
+        if role is AssetRole.FULL_CONTENT and form == "DG":
+            ext, mime = "epub", "application/epub+zip"
+        facts = rendition(role, form, rng)
         rows: list[tuple[object, ...]] = []
         # Nothing happens after the catalog's "today": every upload and decision is in the past, in order.
         latest_start = self.anchor_dt - timedelta(hours=12)
@@ -351,8 +376,42 @@ class _WorkBuilder:
                     json.dumps(history),
                     lic_from,
                     lic_until,
+                    *facts,
                 )
             )
+        return rows
+
+    def production_files(self, form: str, isbn: str, folder: str) -> list[tuple[object, ...]]:
+        """The files a format's production needs: print a cover and an interior, ebook an EPUB, audio the
+        audiobook (a missing one is F5's most common gap)."""
+        if form in ("BB", "BC"):
+            return self.versions(AssetRole.FULL_COVER, isbn, folder, form) + self.versions(
+                AssetRole.FULL_CONTENT, isbn, folder, form
+            )
+        if form == "DG":
+            return self.versions(AssetRole.FULL_CONTENT, isbn, folder, form)
+        if form == "AJ":
+            return self.versions(AssetRole.FULL_CONTENT_AUDIO, isbn, folder, form)
+        return []
+
+    def todos(self, products: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        """Each forthcoming edition's production to-dos, due relative to publication; those due before
+        its current stage are done."""
+        rows: list[tuple[object, ...]] = []
+        for product in products:
+            pub_text, stage = product[5], str(product[10])
+            if stage == "Published" or not isinstance(pub_text, str):
+                continue
+            try:
+                pub = date.fromisoformat(pub_text)
+            except ValueError:
+                continue
+            reached = STAGES_FORTHCOMING.index(stage) if stage in STAGES_FORTHCOMING else 0
+            for name, days_before, milestone in TODOS:
+                done = name in STAGES_FORTHCOMING and STAGES_FORTHCOMING.index(name) < reached
+                due = pub - timedelta(days=days_before)
+                rows.append((product[0], name, int(milestone), due.isoformat(),
+                             min(due, self.spec.anchor).isoformat() if done else None))  # fmt: skip
         return rows
 
     def assets(self, products: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
@@ -364,11 +423,14 @@ class _WorkBuilder:
             if self.dirty():
                 self.dirt.append("orphan_isbn_tag")
                 isbn = make_isbn13(f"{rng.randint(0, 10**9 - 1):09d}", "979")
-            rows += self.versions(AssetRole.FRONT_COVER, isbn, folder)
-            if product[8] in ("BB", "BC") and rng.random() < 0.3:
-                rows += self.versions(AssetRole.BACK_COVER, isbn, folder)
-            if product[8] == "AJ":
-                rows += self.versions(AssetRole.AUDIO_SAMPLE, None, folder)
+            form = str(product[8])
+            rows += self.versions(AssetRole.FRONT_COVER, isbn, folder, form)
+            if form in ("BB", "BC") and rng.random() < 0.3:
+                rows += self.versions(AssetRole.BACK_COVER, isbn, folder, form)
+            if form == "AJ":
+                rows += self.versions(AssetRole.AUDIO_SAMPLE, None, folder, form)
+            if rng.random() >= NO_PRODUCTION_FILES:
+                rows += self.production_files(form, isbn, folder)
         if rng.random() < 0.6:
             rows += self.versions(AssetRole.CONTRIBUTOR_PICTURE, None, folder)
         rows += self.versions(AssetRole.JACKET_COPY, None, folder)
@@ -390,16 +452,53 @@ _FILE_KIND = {
     AssetRole.SAMPLE_CONTENT: ("pdf", "application/pdf"),
     AssetRole.AUDIO_SAMPLE: ("mp3", "audio/mpeg"),
     AssetRole.PROMOTIONAL_IMAGE: ("png", "image/png"),
+    AssetRole.FULL_COVER: ("pdf", "application/pdf"),
+    AssetRole.FULL_CONTENT: ("pdf", "application/pdf"),
+    AssetRole.FULL_CONTENT_AUDIO: ("mp3", "audio/mpeg"),
 }
 
 
-def iter_catalog(spec: CatalogSpec, stats: CatalogStats) -> Iterator[tuple[tuple[object, ...], list, list]]:
+def rendition(role: AssetRole, form: str | None, rng: random.Random) -> tuple[object, ...]:
+    """(width px, height px, colour space, file size bytes, page count, duration s) of a file of this role,
+    with the retailers' most common rejections mixed in (a small audio cover, an RGB print cover)."""
+    width = height = pages = duration = None
+    colour: str | None = None
+    if role is AssetRole.FRONT_COVER and form == "AJ":
+        width = height = 1400 if rng.random() < SMALL_AUDIO_COVER else rng.choice((2400, 3000))
+        colour = "RGB"
+    elif role in (AssetRole.FRONT_COVER, AssetRole.CONTRIBUTOR_PICTURE, AssetRole.PROMOTIONAL_IMAGE):
+        width, height, colour = rng.choice((1600, 1800, 2000)), rng.choice((2400, 2700, 3000)), "RGB"
+    elif role in (AssetRole.FULL_COVER, AssetRole.BACK_COVER):
+        width, height = rng.choice((3300, 3600)), 2700
+        colour = "RGB" if rng.random() < RGB_PRINT_COVER else "CMYK"
+    elif role in (AssetRole.FULL_CONTENT, AssetRole.SAMPLE_CONTENT, AssetRole.JACKET_COPY):
+        pages = rng.randint(120, 640) if role is AssetRole.FULL_CONTENT else rng.randint(1, 30)
+    elif role in (AssetRole.FULL_CONTENT_AUDIO, AssetRole.AUDIO_SAMPLE):
+        duration = (
+            rng.randint(3 * 3600, 20 * 3600) if role is AssetRole.FULL_CONTENT_AUDIO else rng.randint(60, 300)
+        )
+    size = rng.randint(200_000, 900_000_000 if role is AssetRole.FULL_CONTENT_AUDIO else 90_000_000)
+    return width, height, colour, size, pages, duration
+
+
+@dataclass
+class WorkRows:
+    """One work's rows in both systems' state."""
+
+    work: tuple[object, ...]
+    products: list[tuple[object, ...]]
+    assets: list[tuple[object, ...]]
+    todos: list[tuple[object, ...]]
+
+
+def iter_catalog(spec: CatalogSpec, stats: CatalogStats) -> Iterator[WorkRows]:
     next_product = 1
     for index in range(spec.works):
         builder = _WorkBuilder(spec, index, next_product)
         work = builder.work_row()
         products = builder.products()
         assets = builder.assets(products)
+        todos = builder.todos(products)
         next_product = builder.next_product_id
         stats.works += 1
         stats.products += len(products)
@@ -407,15 +506,17 @@ def iter_catalog(spec: CatalogSpec, stats: CatalogStats) -> Iterator[tuple[tuple
         stats.assets += sum(1 for a in assets if a[2] == 1)
         for kind in builder.dirt:
             stats.dirt[kind] += 1
-        yield work, products, assets
+        yield WorkRows(work, products, assets, todos)
 
 
 PRODUCT_INSERT = "INSERT INTO products VALUES (" + ",".join("?" * 17) + ")"
 ASSET_INSERT = (
     "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, work_id, "
     "folder_id, created_at, modified_at, approval_status, approved_by, approved_at, approval_history, "
-    "license_from, license_until) VALUES (" + ",".join("?" * 18) + ")"
+    "license_from, license_until, width_px, height_px, colour_space, file_size, page_count, duration_s) "
+    "VALUES (" + ",".join("?" * 24) + ")"
 )
+TODO_INSERT = "INSERT INTO todos (product_id, name, milestone, due_date, done_date) VALUES (?,?,?,?,?)"
 
 
 def seed_catalog(
@@ -426,24 +527,26 @@ def seed_catalog(
     works: list[tuple[object, ...]] = []
     products: list[tuple[object, ...]] = []
     assets: list[tuple[object, ...]] = []
+    todos: list[tuple[object, ...]] = []
 
     def flush() -> None:
         with consonance.tx() as c:
             c.executemany("INSERT INTO works VALUES (?,?,?,?)", works)
             c.executemany(PRODUCT_INSERT, products)
+            c.executemany(TODO_INSERT, todos)
         with dam.tx() as d:
             d.executemany(ASSET_INSERT, assets)
-        works.clear()
-        products.clear()
-        assets.clear()
+        for rows in (works, products, assets, todos):
+            rows.clear()
 
     indexes = {db: db.drop_indexes() for db in (consonance, dam)}
     for db in indexes:
         db.conn.execute("PRAGMA synchronous=OFF")  # a crash mid-seed just means seeding again
-    for work, prods, asts in iter_catalog(spec, stats):
-        works.append(work)
-        products.extend(prods)
-        assets.extend(asts)
+    for rows in iter_catalog(spec, stats):
+        works.append(rows.work)
+        products.extend(rows.products)
+        assets.extend(rows.assets)
+        todos.extend(rows.todos)
         if len(works) >= batch_works:
             flush()
     flush()

@@ -4,7 +4,11 @@ Field and argument names follow the vendor's published GraphQL schema (`products
 with keyset `after`, `changedSince`, `isbn13In`, publication-date ranges, `onix21ProductFormCodeIn`;
 `updateProduct`). Where the public record is silent the sandbox adds, and marks below as conventions:
 the `limit` page size, `salesEmbargoDate`, `rowSalesRightsTypeCode`, `projectStageName`, `updatedAt`,
-and the supporting-resource mutations used to link DAM assets back to a title.
+the supporting-resource mutations used to link DAM assets back to a title, and the workflow: a product's
+`todos` (Consonance's to-dos, `milestone` flagged, due relative to publication, with a done date), the
+ordered `projectStages`, the stage write `updateProduct(input: {id, projectStageName})` (one of those
+stages), and `productionFiles` per product with `createProductionFile` / `deleteProductionFile` (the
+vendor documents DeleteProductionFile, not the type's fields).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from consodam_pipeline.sandbox.state import CONSONANCE_DDL, StateDB
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 ROLE_NAMES = {"A01": "By (author)", "A12": "Illustrated by", "B06": "Translated by"}
+STAGES = ("Acquisition", "Editorial", "Design", "Cover approval", "Production sign-off", "Files to press",
+          "Published")  # fmt: skip
 LIST7_NAMES = {
     "BB": "Hardback",
     "BC": "Paperback",
@@ -63,7 +69,12 @@ input ProductSearchAttributes {
   onix21ProductFormCodeIn: [ONIX21ProductFormCode!]
 }
 
+type Todo { id: Int! name: String! milestone: Boolean! dueDate: ISO8601Date doneDate: ISO8601Date }
+type ProductionFile { id: Int! fileType: String! url: String! caption: String createdAt: ISO8601DateTime }
+
 type Query {
+  "sandbox convention: the project stages, in order"
+  projectStages: [String!]!
   "Keyset paging: pass the largest id you have seen as productSearch.after. `limit` is a sandbox convention."
   products(productSearch: ProductSearchAttributes, limit: Int): [Product!]!
   product(id: Int!): Product
@@ -123,6 +134,10 @@ type Product {
   projectStageName: String
   "sandbox convention"
   updatedAt: ISO8601DateTime
+  "sandbox convention"
+  todos: [Todo!]!
+  "sandbox convention"
+  productionFiles: [ProductionFile!]!
   work: Work!
 }
 
@@ -143,12 +158,17 @@ input CreateSupportingResourceInput {
   filename: String
 }
 type SupportingResourcePayload { supportingResource: SupportingResource errors: [ValidationError!]! }
+input CreateProductionFileInput { productId: Int! fileType: String! url: String! caption: String }
+type ProductionFilePayload { productionFile: ProductionFile errors: [ValidationError!]! }
 
 type Mutation {
   updateProduct(input: UpdateProductInput!): UpdateProductPayload!
   "sandbox convention for linking an asset: the vendor documents SupportingResource and imageRemoteUrl"
   createSupportingResource(input: CreateSupportingResourceInput!): SupportingResourcePayload!
   deleteSupportingResource(id: Int!): SupportingResourcePayload!
+  "sandbox convention for referencing a production file (a DAM version) in a product's workflow"
+  createProductionFile(input: CreateProductionFileInput!): ProductionFilePayload!
+  deleteProductionFile(id: Int!): ProductionFilePayload!
 }
 """
 
@@ -202,9 +222,12 @@ class ConsonanceSandbox:
         query.fields["product"].resolve = self.resolve_product
         query.fields["works"].resolve = self.resolve_works
         query.fields["work"].resolve = self.resolve_work
+        query.fields["projectStages"].resolve = lambda *_: list(STAGES)
         mutation.fields["updateProduct"].resolve = self.update_product
         mutation.fields["createSupportingResource"].resolve = self.create_supporting_resource
         mutation.fields["deleteSupportingResource"].resolve = self.delete_supporting_resource
+        mutation.fields["createProductionFile"].resolve = self.create_production_file
+        mutation.fields["deleteProductionFile"].resolve = self.delete_production_file
 
     # ---- read model ----
 
@@ -253,7 +276,29 @@ class ConsonanceSandbox:
 
     def _products(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         works = self._works({r["work_id"] for r in rows})
-        return [self._product(r, works[r["work_id"]]) for r in rows]
+        todos, files = (
+            self._per_product("todos", rows, _todo),
+            self._per_product("production_files", rows, _file),
+        )
+        return [
+            {**self._product(r, works[r["work_id"]]), "todos": todos.get(r["id"], []),
+             "productionFiles": files.get(r["id"], [])}
+            for r in rows
+        ]  # fmt: skip
+
+    def _per_product(
+        self, table: str, products: list[sqlite3.Row], shape: Any
+    ) -> dict[int, list[dict[str, Any]]]:
+        ids = tuple(r["id"] for r in products)
+        if not ids:
+            return {}
+        found: dict[int, list[dict[str, Any]]] = {}
+        rows = self.db.query(
+            f"SELECT * FROM {table} WHERE product_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids
+        )
+        for row in rows:
+            found.setdefault(row["product_id"], []).append(shape(row))
+        return found
 
     def _product(self, r: sqlite3.Row, work: dict[str, Any]) -> dict[str, Any]:
         for_sale, not_for_sale = json.loads(r["for_sale"]), json.loads(r["not_for_sale"])
@@ -354,6 +399,8 @@ class ConsonanceSandbox:
                 date.fromisoformat(str(input["publicationDate"]))
             except ValueError:
                 errors.append(_error("publicationDate", "is not a valid date"))
+        if input.get("projectStageName") is not None and input["projectStageName"] not in STAGES:
+            errors.append(_error("projectStageName", f"is not a project stage ({', '.join(STAGES)})"))
         if input.get("onixPublishingStatusCode") is not None:
             try:
                 PublishingStatus.parse(input["onixPublishingStatusCode"])
@@ -412,6 +459,28 @@ class ConsonanceSandbox:
             conn.execute("DELETE FROM supporting_resources WHERE id = ?", (id,))
             self.touch_products(conn, f"id IN ({','.join('?' * len(ids))})", tuple(ids))
         return {"supportingResource": self._resource(rows[0]), "errors": []}
+
+    def create_production_file(self, _root: Any, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        if not self.db.query("SELECT 1 FROM products WHERE id = ?", (input["productId"],)):
+            return {"productionFile": None, "errors": [_error("productId", "not found")]}
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO production_files (product_id, file_type, url, caption, created_at) VALUES (?,?,?,?,?)",
+                (input["productId"], input["fileType"], input["url"], input.get("caption"), now_ts()),
+            )
+            self.touch_products(conn, "id = ?", (input["productId"],))
+            new_id = cur.lastrowid
+        return {"productionFile": _file(self.db.query("SELECT * FROM production_files WHERE id = ?", (new_id,))[0]),
+                "errors": []}  # fmt: skip
+
+    def delete_production_file(self, _root: Any, _info: Any, id: int) -> dict[str, Any]:
+        rows = self.db.query("SELECT * FROM production_files WHERE id = ?", (id,))
+        if not rows:
+            return {"productionFile": None, "errors": [_error("id", "not found")]}
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM production_files WHERE id = ?", (id,))
+            self.touch_products(conn, "id = ?", (rows[0]["product_id"],))
+        return {"productionFile": _file(rows[0]), "errors": []}
 
     # ---- HTTP ----
 
@@ -525,6 +594,21 @@ class ConsonanceSandbox:
             return JSONResponse({"error": "no such product"}, status_code=404)
         return JSONResponse({"product": self.resolve_product(None, None, pid)})
 
+    async def admin_complete_todo(self, request: Request) -> Response:
+        """Someone ticks a to-do off: `{"doneDate": "YYYY-MM-DD"}` (default today)."""
+        body = await json_body(request)
+        with self.db.tx() as conn:
+            rows = conn.execute(
+                "SELECT product_id FROM todos WHERE id = ?", (request.path_params["id"],)
+            ).fetchall()
+            if not rows:
+                return JSONResponse({"error": "no such to-do"}, status_code=404)
+            conn.execute("UPDATE todos SET done_date = ? WHERE id = ?",
+                         (body.get("doneDate") or today(), request.path_params["id"]))  # fmt: skip
+            self.touch_products(conn, "id = ?", (rows[0]["product_id"],))
+        return JSONResponse({"todo": _todo(self.db.query("SELECT * FROM todos WHERE id = ?",
+                                                         (request.path_params["id"],))[0])})  # fmt: skip
+
     async def admin_milestone(self, request: Request) -> Response:
         body = await json_body(request)
         return await self._set_stage(int(request.path_params["id"]), str(body.get("stage", "Cover approval")))
@@ -572,7 +656,7 @@ class ConsonanceSandbox:
     async def admin_stats(self, _request: Request) -> Response:
         counts = {
             t: self.db.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]
-            for t in ("works", "products", "supporting_resources")
+            for t in ("works", "products", "supporting_resources", "todos", "production_files")
         }
         return JSONResponse(
             {
@@ -588,11 +672,22 @@ class ConsonanceSandbox:
             Route("/api/v4/products.json", self.rest_products, methods=["GET"]),
             Route("/_sandbox/products/{id:int}", self.admin_product, methods=["POST", "DELETE"]),
             Route("/_sandbox/products/{id:int}/milestone", self.admin_milestone, methods=["POST"]),
+            Route("/_sandbox/todos/{id:int}/complete", self.admin_complete_todo, methods=["POST"]),
             Route("/_sandbox/activity", self.admin_activity, methods=["POST"]),
             Route("/_sandbox/stats", self.admin_stats, methods=["GET"]),
             *fault_routes(self.injector),
         ]
         return Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, injector=self.injector)])
+
+
+def _todo(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "milestone": bool(row["milestone"]), "dueDate": row["due_date"],
+            "doneDate": row["done_date"]}  # fmt: skip
+
+
+def _file(row: sqlite3.Row) -> dict[str, Any]:
+    return {"id": row["id"], "fileType": row["file_type"], "url": row["url"], "caption": row["caption"],
+            "createdAt": row["created_at"]}  # fmt: skip
 
 
 def _error(attribute: str, message: str) -> dict[str, Any]:

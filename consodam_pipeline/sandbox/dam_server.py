@@ -8,7 +8,12 @@ Conventions where the public record is silent, each named once here:
 - modified-since search is a condition on ARTESIA.FIELD.DATE LAST MODIFIED with operator IS AFTER;
 - new versions are POSTed to /assets/{id}/versions (OTMM uses an import-job dance);
 - jobs complete on the first poll at least `job_seconds` after creation;
-- review tasks (a milestone asks reviewers to look at an asset) live under /otmmapi/v6/reviewtasks;
+- review tasks live under /otmmapi/v6/reviewtasks: `kind` "review" (a milestone asks reviewers to decide on
+  one asset version; the decision is the version's approval) or "request" (a milestone needs an asset that
+  is missing or unusable); one task per natural key (asset and milestone, or ISBN, milestone and
+  requirement): creating it again reopens it; PUT sets its status (consodam cancels moot ones);
+- rendition facts (pixel size, colour space, file size, page count, duration) are metadata fields
+  CONSODAM.FIELD.WIDTH_PX, HEIGHT_PX, COLOUR_SPACE, FILE_SIZE, PAGE_COUNT, DURATION_S;
 - paging offsets count deleted assets (tombstones), so deletions never shift later pages.
 """
 
@@ -45,7 +50,16 @@ SEARCHABLE = {
     F + "ROLE": "role",
     F + "APPROVAL_STATUS": "approval_status",
 }
-PROTECTED = {F + "ROLE", F + "WORK_ID", F + "APPROVED_BY", F + "APPROVED_AT", F + "APPROVAL_HISTORY"}
+RENDITION = {F + "WIDTH_PX": "width_px", F + "HEIGHT_PX": "height_px", F + "COLOUR_SPACE": "colour_space",
+             F + "FILE_SIZE": "file_size", F + "PAGE_COUNT": "page_count", F + "DURATION_S": "duration_s"}  # fmt: skip
+PROTECTED = {
+    F + "ROLE",
+    F + "WORK_ID",
+    F + "APPROVED_BY",
+    F + "APPROVED_AT",
+    F + "APPROVAL_HISTORY",
+    *RENDITION,
+}
 MAX_LIMIT = 2000
 
 
@@ -94,6 +108,17 @@ def asset_json(row: sqlite3.Row, detail: str = "full") -> dict[str, Any]:
         field(F + "LICENSE_FROM", row["license_from"], "date"),
         field(F + "LICENSE_UNTIL", row["license_until"], "date"),
         history_table(json.loads(row["approval_history"])),
+        *[
+            field(
+                fid,
+                None
+                if row[col] is None
+                else f"{row[col]:g}"
+                if isinstance(row[col], float)
+                else str(row[col]),
+            )
+            for fid, col in RENDITION.items()
+        ],
     ]
     elements += [field(k, v) for k, v in sorted(json.loads(row["extra_metadata"]).items())]
     return {
@@ -475,9 +500,17 @@ class DamSandbox:
             AssetRole(values[F + "ROLE"]), values.get(F + "ISBN"), values.get(F + "WORK_ID"), payload["name"]
         )
 
-    def add_asset(self, role: AssetRole, isbn: str | None, work_id: str | None, name: str) -> str:
+    def add_asset(
+        self,
+        role: AssetRole,
+        isbn: str | None,
+        work_id: str | None,
+        name: str,
+        facts: dict[str, Any] | None = None,
+    ) -> str:
         stamp = now_ts()
         asset_id = asset_uoi("created", role, isbn, work_id, name, time.time_ns())
+        facts = {k: v for k, v in (facts or {}).items() if k in (*RENDITION.values(), "mime_type")}
         with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, "
@@ -485,9 +518,12 @@ class DamSandbox:
                 "VALUES (?,?,1,1,?,?,?,?,?,'folder-root',?,?,'draft','[]')",
                 (asset_id, asset_id, name, "image/jpeg", role.value, isbn, work_id, stamp, stamp),
             )
+            if facts:
+                conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in facts)} WHERE asset_id = ?",
+                             (*facts.values(), asset_id))  # fmt: skip
         return asset_id
 
-    def add_version(self, original_asset_id: str, by: str) -> str:
+    def add_version(self, original_asset_id: str, by: str, facts: dict[str, Any] | None = None) -> str:
         stamp = now_ts()
         with self.db.tx() as conn:
             latest = conn.execute(
@@ -500,7 +536,8 @@ class DamSandbox:
             conn.execute(
                 "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, "
                 "work_id, folder_id, created_at, modified_at, approval_status, approval_history, license_from, "
-                "license_until, extra_metadata, security_policies) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "license_until, extra_metadata, security_policies, width_px, height_px, colour_space, file_size, "
+                "page_count, duration_s) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     asset_id,
                     original_asset_id,
@@ -519,6 +556,7 @@ class DamSandbox:
                     latest["license_until"],
                     latest["extra_metadata"],
                     latest["security_policies"],
+                    *[(facts or {}).get(col, latest[col]) for col in RENDITION.values()],
                 ),
             )
         return asset_id
@@ -654,43 +692,86 @@ class DamSandbox:
     # ---- review tasks (sandbox convention) ----
 
     def _task_json(self, row: sqlite3.Row) -> dict[str, Any]:
-        return {"task_id": row["task_id"], "asset_id": row["asset_id"], "isbn": row["isbn"],
-                "milestone": row["milestone"], "status": row["status"], "created_at": row["created_at"],
-                "completed_at": row["completed_at"]}  # fmt: skip
+        return {key: row[key] for key in ("task_id", "kind", "asset_id", "isbn", "milestone", "requirement",
+                                          "status", "note", "created_at", "completed_at", "completed_by")}  # fmt: skip
 
     async def review_tasks(self, request: Request) -> Response:
         if denied := self.guard(request):
             return denied
         if request.method == "POST":
-            body = await json_body(request)
-            if self._asset_row(str(body.get("asset_id"))) is None or not body.get("milestone"):
-                return JSONResponse({"exception_body": {"message": "asset_id of an existing asset and a milestone "
-                                                                   "are required"}}, status_code=400)  # fmt: skip
-            task_id = hashlib.sha1(f"{body['asset_id']}|{body['milestone']}".encode()).hexdigest()[:16]
-            with self.db.tx() as conn:  # one open task per asset and milestone: creating it twice is a no-op
-                conn.execute("INSERT OR IGNORE INTO review_tasks VALUES (?,?,?,?,'open',?,NULL)",
-                             (task_id, body["asset_id"], body.get("isbn"), body["milestone"], now_ts()))  # fmt: skip
-            row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (task_id,))[0]
-            return JSONResponse({"review_task": self._task_json(row)}, status_code=201)
-        status = request.query_params.get("status")
+            return self._open_task(await json_body(request))
+        filters = {k: request.query_params.get(k) for k in ("status", "isbn", "milestone", "kind")}
+        clauses = " AND ".join(f"(? IS NULL OR {k} = ?)" for k in filters)
+        params = tuple(v for value in filters.values() for v in (value, value))
         rows = self.db.query(
-            "SELECT * FROM review_tasks WHERE (? IS NULL OR status = ?) ORDER BY created_at, task_id",
-            (status, status),
+            f"SELECT * FROM review_tasks WHERE {clauses} ORDER BY created_at, task_id", params
         )
         return JSONResponse({"review_tasks": [self._task_json(r) for r in rows]})
 
-    async def admin_complete_task(self, request: Request) -> Response:
-        """A reviewer closes a task: `{"status": "approved" | "rejected"}`."""
+    def _open_task(self, body: dict[str, Any]) -> Response:
+        kind, milestone = body.get("kind", "review"), body.get("milestone")
+        if kind == "review" and self._asset_row(str(body.get("asset_id"))) is not None and milestone:
+            key = f"{body['asset_id']}|{milestone}"
+        elif kind == "request" and body.get("isbn") and body.get("requirement") and milestone:
+            key = f"{body['isbn']}|{milestone}|{body['requirement']}"
+        else:
+            message = (
+                "a review needs asset_id (an existing asset) and milestone; a request needs isbn, milestone "
+            )
+            return JSONResponse({"exception_body": {"message": message + "and requirement"}}, status_code=400)
+        task_id = hashlib.sha1(f"{kind}|{key}".encode()).hexdigest()[:16]
+        with self.db.tx() as conn:  # one task per natural key: creating it again reopens it
+            conn.execute(
+                "INSERT INTO review_tasks (task_id, kind, asset_id, isbn, milestone, requirement, note, status, "
+                "created_at) VALUES (?,?,?,?,?,?,?,'open',?) ON CONFLICT(task_id) DO UPDATE SET status = 'open', "
+                "note = excluded.note, completed_at = NULL, completed_by = NULL WHERE status != 'open'",
+                (task_id, kind, body.get("asset_id"), body.get("isbn"), milestone, body.get("requirement"),
+                 body.get("note"), now_ts()),
+            )  # fmt: skip
+        row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (task_id,))[0]
+        return JSONResponse({"review_task": self._task_json(row)}, status_code=201)
+
+    async def review_task(self, request: Request) -> Response:
+        """PUT {"status": "cancelled", "note": …}: close a task nobody needs any more."""
+        if denied := self.guard(request):
+            return denied
         body = await json_body(request)
-        status = body.get("status", "approved")
+        if body.get("status") not in ("cancelled", "open"):
+            return JSONResponse(
+                {"exception_body": {"message": "status must be cancelled or open"}}, status_code=400
+            )
+        with self.db.tx() as conn:
+            changed = conn.execute(
+                "UPDATE review_tasks SET status = ?, note = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
+                (body["status"], body.get("note"), now_ts() if body["status"] != "open" else None,
+                 self.client_of(request), request.path_params["id"]),
+            ).rowcount  # fmt: skip
+        if not changed:
+            return JSONResponse({"exception_body": {"message": "review task not found"}}, status_code=404)
+        row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (request.path_params["id"],))[0]
+        return JSONResponse({"review_task": self._task_json(row)})
+
+    async def admin_complete_task(self, request: Request) -> Response:
+        """A reviewer decides a review task: `{"status": "approved" | "rejected", "by": …}`; the decision is the
+        version's approval decision."""
+        body = await json_body(request)
+        status, by = body.get("status", "approved"), body.get("by", "reviewer@publisher.example")
         if status not in ("approved", "rejected"):
             return JSONResponse({"error": "status must be approved or rejected"}, status_code=400)
-        with self.db.tx() as conn:
-            changed = conn.execute("UPDATE review_tasks SET status = ?, completed_at = ? WHERE task_id = ?",
-                                   (status, now_ts(), request.path_params["id"])).rowcount  # fmt: skip
-        if not changed:
+        rows = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (request.path_params["id"],))
+        if not rows:
             return JSONResponse({"error": "no such task"}, status_code=404)
-        row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (request.path_params["id"],))[0]
+        stamp = now_ts()
+        with self.db.tx() as conn:
+            conn.execute("UPDATE review_tasks SET status = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
+                         (status, stamp, by, rows[0]["task_id"]))  # fmt: skip
+        asset = self._asset_row(rows[0]["asset_id"]) if rows[0]["asset_id"] else None
+        if asset is not None:
+            sets = self._approval_sets(asset, status, by, stamp)
+            with self.db.tx() as conn:
+                conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
+                             (*sets.values(), asset["asset_id"]))  # fmt: skip
+        row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (rows[0]["task_id"],))[0]
         return JSONResponse({"review_task": self._task_json(row)})
 
     # ---- /_sandbox activity ----
@@ -701,7 +782,11 @@ class DamSandbox:
         if row is None:
             return _not_found(request.path_params["id"])
         return JSONResponse(
-            {"asset_id": self.add_version(row["original_asset_id"], body.get("by", "designer"))}
+            {
+                "asset_id": self.add_version(
+                    row["original_asset_id"], body.get("by", "designer"), body.get("facts")
+                )
+            }
         )
 
     async def admin_approval(self, request: Request) -> Response:
@@ -732,7 +817,11 @@ class DamSandbox:
         except (KeyError, ValueError) as exc:
             return JSONResponse({"error": f"role required: {exc}"}, status_code=400)
         asset_id = self.add_asset(
-            role, body.get("isbn"), body.get("work_id"), body.get("name", f"new {role.value}")
+            role,
+            body.get("isbn"),
+            body.get("work_id"),
+            body.get("name", f"new {role.value}"),
+            body.get("facts"),
         )
         return JSONResponse({"asset_id": asset_id})
 
@@ -804,6 +893,7 @@ class DamSandbox:
             Route(f"{v6}/collections/{{id}}/assets", self.collection_assets, methods=["GET", "PUT"]),
             Route(f"{v6}/securitypolicies", self.security_policies, methods=["GET"]),
             Route(f"{v6}/reviewtasks", self.review_tasks, methods=["GET", "POST"]),
+            Route(f"{v6}/reviewtasks/{{id}}", self.review_task, methods=["PUT"]),
             Route("/_sandbox/reviewtasks/{id}/complete", self.admin_complete_task, methods=["POST"]),
             Route("/_sandbox/assets", self.admin_create, methods=["POST"]),
             Route("/_sandbox/assets/{id}", self.admin_delete, methods=["DELETE"]),

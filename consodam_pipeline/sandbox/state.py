@@ -42,6 +42,22 @@ CREATE TABLE IF NOT EXISTS supporting_resources (
     filename TEXT,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS todos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    milestone INTEGER NOT NULL,
+    due_date TEXT,
+    done_date TEXT
+);
+CREATE TABLE IF NOT EXISTS production_files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_id INTEGER NOT NULL,
+    file_type TEXT NOT NULL,
+    url TEXT NOT NULL,
+    caption TEXT,
+    created_at TEXT NOT NULL
+);
 """
 CONSONANCE_INDEXES = """
 CREATE INDEX IF NOT EXISTS ix_products_changed ON products(changed_on, id);
@@ -49,6 +65,8 @@ CREATE INDEX IF NOT EXISTS ix_products_isbn ON products(isbn13);
 CREATE INDEX IF NOT EXISTS ix_products_work ON products(work_id);
 CREATE INDEX IF NOT EXISTS ix_products_pub ON products(publication_date);
 CREATE INDEX IF NOT EXISTS ix_sr_work ON supporting_resources(work_id);
+CREATE INDEX IF NOT EXISTS ix_todos_product ON todos(product_id);
+CREATE INDEX IF NOT EXISTS ix_pf_product ON production_files(product_id);
 """
 CONSONANCE_DDL = CONSONANCE_TABLES + CONSONANCE_INDEXES
 
@@ -78,7 +96,13 @@ CREATE TABLE IF NOT EXISTS assets (
     extra_metadata TEXT NOT NULL DEFAULT '{}',
     security_policies TEXT NOT NULL DEFAULT '[1]',
     locked_by TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    width_px INTEGER,
+    height_px INTEGER,
+    colour_space TEXT,
+    file_size INTEGER,
+    page_count INTEGER,
+    duration_s REAL
 );
 CREATE TABLE IF NOT EXISTS folders (
     folder_id TEXT PRIMARY KEY, name TEXT NOT NULL, parent_id TEXT
@@ -97,8 +121,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL, asset_id TEXT
 );
 CREATE TABLE IF NOT EXISTS review_tasks (
-    task_id TEXT PRIMARY KEY, asset_id TEXT NOT NULL, isbn TEXT, milestone TEXT NOT NULL,
-    status TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT
+    task_id TEXT PRIMARY KEY, asset_id TEXT, isbn TEXT, milestone TEXT NOT NULL,
+    status TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT,
+    kind TEXT NOT NULL DEFAULT 'review', requirement TEXT, note TEXT, completed_by TEXT
 );
 """
 DAM_INDEXES = """

@@ -398,15 +398,37 @@ class LineageStore:
         )  # fmt: skip
 
     def journal_writes(
-        self, conn: sa.Connection, system: str, stamps: dict[str, str], *, run_id: str | None
+        self,
+        conn: sa.Connection,
+        system: str,
+        stamps: dict[str, str],
+        *,
+        fields: dict[str, dict[str, Any]] | None = None,
+        run_id: str | None,
     ) -> None:
+        """Record, per object written, the stamp the system showed after the write and the record fields
+        the write set (as the ingest names them)."""
         now = utcnow()
+        fields = fields or {}
         rows = [
-            {"system": system, "object_key": key, "stamp": stamp, "written_at": now, "run_id": run_id}
+            {"system": system, "object_key": key, "stamp": stamp, "written_at": now, "run_id": run_id,
+             "fields": canonical_json(fields[key]) if key in fields else None}
             for key, stamp in stamps.items()
-        ]
+        ]  # fmt: skip
         for start in range(0, len(rows), 5000):
             self.upsert(conn, write_journal, rows[start : start + 5000], ["system", "object_key"])
+
+    def journal_fields(self, system: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """object key → the record fields consodam's last write to it set (for objects whose write set any)."""
+        found: dict[str, dict[str, Any]] = {}
+        base = sa.select(write_journal.c.object_key, write_journal.c.fields).where(
+            write_journal.c.system == system, write_journal.c.fields.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                for key, text in conn.execute(base.where(write_journal.c.object_key.in_(chunk))):
+                    found[key] = json.loads(text)
+        return found
 
     def journal(self, system: str, keys: Sequence[str]) -> dict[str, str]:
         """object key → the stamp the system showed right after consodam's last write to it."""

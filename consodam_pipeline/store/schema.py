@@ -93,14 +93,16 @@ write_failures = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
 )
 
-# The last modification stamp each system showed right after consodam wrote an object: a change whose
-# stamp is this one is consodam's own write coming back, not work (the sensors skip it).
+# The last modification stamp each system showed right after consodam wrote an object, and the record
+# fields that write set: a change whose stamp is this one, or whose only differences are those fields with
+# those values, is consodam's own write coming back, not work (sensors and ingest skip it).
 write_journal = sa.Table(
     "write_journal",
     metadata,
     sa.Column("system", sa.String(20), primary_key=True),
     sa.Column("object_key", sa.String(200), primary_key=True),
     sa.Column("stamp", sa.String(64), nullable=False),
+    sa.Column("fields", sa.Text(), nullable=True),
     sa.Column("written_at", sa.DateTime(), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
 )

@@ -191,6 +191,11 @@ class WriteTarget(ABC, Generic[Client]):
         """object key → the system's modification stamp after consodam's writes (the echo journal)."""
         return {o.result.handle: o.result.stamp for o in done if o.result is not None and o.result.stamp}
 
+    def journal_fields(self, done: Sequence[Outcome]) -> dict[str, dict[str, Any]]:
+        """object key → the fields of the source's record these writes set (as the ingest names them),
+        when the write changes a record consodam also ingests (a Consonance stage)."""
+        return {}
+
 
 @dataclass
 class Outcome:
@@ -392,7 +397,7 @@ def record(
         store.close_records(conn, target.entity, sorted(closed), now)
         appended = store.append_events(conn, events)
         store.track_failures(conn, target.entity, failures, settled=list(plan.decisions), run_id=run_id)
-        store.journal_writes(conn, target.system, stamps, run_id=run_id)
+        store.journal_writes(conn, target.system, stamps, fields=target.journal_fields(ok), run_id=run_id)
     return WriteResult(plan, outcomes, appended)
 
 

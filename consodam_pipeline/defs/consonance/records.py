@@ -27,6 +27,9 @@ SOURCE = "consonance"
 # ONIX list 64: these statuses must be sent without a publication date.
 NO_DATE_STATUSES = {PublishingStatus.CANCELLED, PublishingStatus.POSTPONED_INDEFINITELY}
 
+TODO = pl.Struct(
+    {"name": pl.String(), "milestone": pl.Boolean(), "due_date": pl.String(), "done_date": pl.String()}
+)
 EDITION_SCHEMA: dict[str, pl.DataType] = {
     "product_id": pl.Int64(),
     "isbn13": pl.String(),
@@ -47,6 +50,7 @@ EDITION_SCHEMA: dict[str, pl.DataType] = {
     "not_for_sale_countries": pl.List(pl.String()),
     "row_sales_rights_type": pl.String(),
     "sales_rights": pl.String(),
+    "todos": pl.List(TODO),
 }
 
 COLUMN_DOCS = {
@@ -57,6 +61,8 @@ COLUMN_DOCS = {
     "publication_date": "ONIX PublishingDateRole 01",
     "embargo_date": "ONIX PublishingDateRole 02 (sales embargo lifts)",
     "row_sales_rights_type": "ONIX ROWSalesRightsType (List 46) for territories not named",
+    "project_stage": "where the title is in production (Consonance's projectStageName)",
+    "todos": "production to-dos: name, milestone flag, due and done dates",
 }
 
 
@@ -122,6 +128,10 @@ def edition_record(product: Product) -> tuple[dict[str, Any] | None, list[str]]:
         "not_for_sale_countries": sorted(product.not_for_sale_country_codes),
         "row_sales_rights_type": product.row_sales_rights_type_code,
         "sales_rights": product.sales_rights_description,
+        "todos": [
+            {"name": t.name, "milestone": t.milestone, "due_date": t.due_date, "done_date": t.done_date}
+            for t in product.todos
+        ],
     }, []
 
 

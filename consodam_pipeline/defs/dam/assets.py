@@ -157,7 +157,8 @@ def fetch_versions(dam: OpenTextDamResource, batch: IngestBatch, since: str | No
 # What the edition-level assets read from a version; our own writes (tags, restrictions, policies) are not in
 # it, so the DAM changes consodam itself makes do not send the edition graph round again.
 RELEVANT = ["asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status",
-            "approved_at", "license_from", "license_until", "orphan_tag"]  # fmt: skip
+            "approved_at", "license_from", "license_until", "orphan_tag", "mime_type", "width_px", "height_px",
+            "colour_space", "page_count", "duration_s"]  # fmt: skip
 
 
 def changed_periods(now: pl.LazyFrame, before: pl.LazyFrame | None, editions: pl.DataFrame) -> list[str]:

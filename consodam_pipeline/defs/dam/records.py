@@ -19,7 +19,18 @@ SCALAR_FIELDS = {
     FIELD + "APPROVED_AT": "approved_at",
     FIELD + "LICENSE_FROM": "license_from",
     FIELD + "LICENSE_UNTIL": "license_until",
+    FIELD + "WIDTH_PX": "width_px_raw",
+    FIELD + "HEIGHT_PX": "height_px_raw",
+    FIELD + "COLOUR_SPACE": "colour_space",
+    FIELD + "FILE_SIZE": "file_size_raw",
+    FIELD + "PAGE_COUNT": "page_count_raw",
+    FIELD + "DURATION_S": "duration_s_raw",
 }
+# Rendition facts arrive as text; each becomes a number of this type (a value that is not one is quarantined).
+NUMBERS: dict[str, pl.DataType] = {
+    "width_px": pl.Int64(), "height_px": pl.Int64(), "file_size": pl.Int64(), "page_count": pl.Int64(),
+    "duration_s": pl.Float64(),
+}  # fmt: skip
 KNOWN_FIELDS = {*SCALAR_FIELDS, HISTORY_FIELD}
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 DAY = r"^\d{4}-\d{2}-\d{2}$"
@@ -44,6 +55,12 @@ VERSION_SCHEMA: dict[str, pl.DataType] = {
     "security_policy_ids": pl.List(pl.Int64()),
     "tags": pl.List(TAG),
     "modified_at": pl.String(),
+    "width_px": pl.Int64(),
+    "height_px": pl.Int64(),
+    "colour_space": pl.String(),
+    "file_size": pl.Int64(),
+    "page_count": pl.Int64(),
+    "duration_s": pl.Float64(),
 }
 
 COLUMN_DOCS = {
@@ -54,6 +71,10 @@ COLUMN_DOCS = {
     "is_latest": "the newest version of its asset",
     "orphan_tag": "tagged with an ISBN or work no edition has (held in quarantine; excluded downstream)",
     "tags": "other metadata fields (title tags, restrictions written by consodam)",
+    "width_px": "rendition: width in pixels (images)",
+    "colour_space": "rendition: RGB, CMYK, …",
+    "page_count": "rendition: pages (documents)",
+    "duration_s": "rendition: length in seconds (audio)",
 }
 
 
@@ -153,6 +174,7 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         .otherwise(pl.col("isbn_fixed"))
         .alias("isbn13"),
         pl.col("work_id_raw").cast(pl.Int64, strict=False).alias("work_id"),
+        *[pl.col(f"{name}_raw").cast(dtype, strict=False).alias(name) for name, dtype in NUMBERS.items()],
     )
     reasons = pl.concat_list(
         pl.when(~pl.col("role").is_in([r.value for r in AssetRole]) | pl.col("role").is_null())
@@ -164,6 +186,11 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         .then(pl.format("unknown_code: work id '{}'", pl.col("work_id_raw"))),
         pl.when(pl.col("approved_at").is_not_null() & ~pl.col("approved_at").str.contains(TIMESTAMP))
         .then(pl.format("malformed_date: approved at '{}'", pl.col("approved_at"))),
+        *[
+            pl.when(pl.col(f"{n}_raw").is_not_null() & pl.col(n).is_null())
+            .then(pl.format("malformed_number: {} '{}'", pl.lit(n.replace("_", " ")), pl.col(f"{n}_raw")))
+            for n in NUMBERS
+        ],
         *[
             pl.when(pl.col(c).is_not_null() & ~_is_day(c))
             .then(pl.format("malformed_date: {} '{}' is not YYYY-MM-DD", pl.lit(c.replace("_", " ")), pl.col(c)))

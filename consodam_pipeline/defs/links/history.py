@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from consodam_pipeline.domain.roles import AssetRole
+from consodam_pipeline.domain.roles import MARKETING_ROLES, AssetRole
 from consodam_pipeline.domain.timestamps import parse_ts
 from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
 from consodam_pipeline.store.lineage import to_naive_utc
@@ -38,7 +38,7 @@ def approval_entries(versions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         .drop_nulls("approval_history")
         .unnest("approval_history")
     )
-    approved = history.filter(pl.col("status") == "approved")
+    approved = history.filter((pl.col("status") == "approved") & pl.col("role").is_in(MARKETING_ROLES))
     rejected = history.filter(pl.col("status") == "rejected").select(
         "asset_id", pl.col("at").alias("rejected_at")
     )

@@ -22,7 +22,7 @@ from consodam_pipeline.sync.consonance_resources import (
     SupportingResourceTarget,
     asset_in_url,
     product_of,
-    resource_state,
+    reference_state,
     slot_key,
 )
 from consodam_pipeline.sync.engine import Found, found_frame, frame_context, state_json, sync
@@ -50,7 +50,7 @@ def desired_links(links: pl.DataFrame, target: SupportingResourceTarget) -> pl.D
         pl.format("{}|{}", "product_id", "role").alias("key"),
         pl.struct("role", "version", "resource_content_type", "asset_id")
         .map_elements(
-            lambda r: resource_state(f"{r['role']} v{r['version']}", r["resource_content_type"],
+            lambda r: reference_state(f"{r['role']} v{r['version']}", r["resource_content_type"],
                                      target.content_url(r["asset_id"])),
             return_dtype=pl.String,
         ).alias("state"),

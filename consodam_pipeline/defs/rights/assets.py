@@ -10,6 +10,7 @@ from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_per
 from consodam_pipeline.defs.rights.matrix import asset_grants
 from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
 from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
+from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.domain.territories import TerritorySet, word_columns
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -127,9 +128,9 @@ def rights_matrix(  # type: ignore[no-untyped-def]  # an annotation would be rea
 
 
 def no_rights_source(matrix: pl.DataFrame, versions: pl.DataFrame) -> dg.AssetCheckResult:
-    newest = versions.filter(pl.col("approval_status") == "approved").filter(
-        pl.col("version") == pl.col("version").max().over("original_asset_id")
-    )
+    newest = versions.filter(
+        (pl.col("approval_status") == "approved") & pl.col("role").is_in(MARKETING_ROLES)
+    ).filter(pl.col("version") == pl.col("version").max().over("original_asset_id"))
     granted = matrix.filter(pl.col("visible"))["asset_id"].unique().implode()
     orphans = newest.filter(pl.col("orphan_tag")).height
     ungranted = newest.filter(~pl.col("orphan_tag") & ~pl.col("asset_id").is_in(granted)).height

@@ -7,7 +7,8 @@ blocking check recomputes sampled rows with the scalar form to prove the two agr
 import polars as pl
 
 from consodam_pipeline.defs.editions import work_periods
-from consodam_pipeline.domain.rights import NOTHING, SEE_ONLY
+from consodam_pipeline.domain.rights import NOTHING, PRODUCTION_FILE, SEE_ONLY
+from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.domain.territories import (
     WORDS,
     complement_exprs,
@@ -78,7 +79,9 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
     # One lazy plan, collected once: polars fuses the steps and runs them on every core.
     start = pl.max_horizontal("license_from", "embargo_date")
     reason = (
-        pl.when(pl.col("approval_status") != "approved")
+        pl.when(~pl.col("role").is_in(MARKETING_ROLES))
+        .then(pl.lit(PRODUCTION_FILE))
+        .when(pl.col("approval_status") != "approved")
         .then(pl.lit("not approved"))
         .when(~pl.col("newest_approved"))
         .then(pl.lit("superseded by a newer approved version"))

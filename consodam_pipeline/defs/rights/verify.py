@@ -9,6 +9,7 @@ import polars as pl
 
 from consodam_pipeline.domain.onix import SalesRightsType
 from consodam_pipeline.domain.rights import AssetTerms, EditionRights, Grant, grant
+from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.domain.territories import WORLD, SalesRightsBlock, TerritorySet, resolve_sales_rights
 
 
@@ -47,6 +48,7 @@ def asset_terms(row: dict[str, Any], newest: dict[str, int]) -> AssetTerms:
         license_from=row["license_from"],
         license_until=row["license_until"],
         orphan=bool(row["orphan_tag"]),
+        production_master=row["role"] not in MARKETING_ROLES,
     )
 
 

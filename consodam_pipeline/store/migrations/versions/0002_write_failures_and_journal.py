@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("system", sa.String(20), primary_key=True),
         sa.Column("object_key", sa.String(200), primary_key=True),
         sa.Column("stamp", sa.String(64), nullable=False),
+        sa.Column("fields", sa.Text(), nullable=True),
         sa.Column("written_at", sa.DateTime(), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=True),
         schema=schema,

@@ -1,0 +1,200 @@
+"""Title packages, column-wise: every edition × requirement of its format → status, for a whole period at once.
+
+The rules are `domain/packages.py` (readable, one edition at a time); this is their columnar form, and a
+hypothesis test holds the two together. Each candidate version is one row; the statuses become a ranking
+(approved and passing, awaiting review, approved but failing a technical requirement, rejected), and each
+(edition, requirement) keeps its best row, ties broken as the reference breaks them.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from consodam_pipeline.domain.packages import PackageRules
+from consodam_pipeline.domain.roles import AssetRole
+
+ROLE_CODES = pl.DataFrame(
+    [(r.value, r.content_type.value, r.mode.value) for r in AssetRole],
+    schema={"role": pl.String, "content_type": pl.String, "mode": pl.String},
+    orient="row",
+)
+STATUSES = ["approved", "in_review", "fails_technical", "rejected"]  # by rank; none of them: missing
+PACKAGE_COLUMNS = [
+    "product_id", "isbn13", "work_id", "format_family", "imprint", "publication_date", "project_stage",
+    "requirement", "requirement_name", "status", "detail", "asset_id", "version", "approved_by", "approved_at",
+]  # fmt: skip
+
+
+def requirement_frame(rules: PackageRules) -> pl.DataFrame:
+    """One row per (format, requirement, accepted content type), with its technical requirements."""
+    rows = [
+        {"format_family": family, "requirement": r.id, "requirement_name": r.name, "content_type": ct,
+         "mode": r.mode, "file_formats": r.file_formats, "colour_spaces": r.colour_spaces,
+         "min_width_px": r.min_width_px, "min_height_px": r.min_height_px, "square": r.square,
+         "min_pages": r.min_pages, "min_duration_s": r.min_duration_s}
+        for family, fmt in rules.formats.items() for r in fmt.requires for ct in r.content_types
+    ]  # fmt: skip
+    return pl.DataFrame(rows, schema={
+        "format_family": pl.String, "requirement": pl.String, "requirement_name": pl.String,
+        "content_type": pl.String, "mode": pl.String, "file_formats": pl.List(pl.String),
+        "colour_spaces": pl.List(pl.String), "min_width_px": pl.Int64, "min_height_px": pl.Int64,
+        "square": pl.Boolean, "min_pages": pl.Int64, "min_duration_s": pl.Float64,
+    })  # fmt: skip
+
+
+def failures_expr() -> pl.Expr:
+    """Every technical requirement a version fails, in the words of domain.packages.technical_failures."""
+    width, height = pl.col("width_px").fill_null(0), pl.col("height_px").fill_null(0)
+    checks = [
+        pl.when((pl.col("file_formats").list.len() > 0) & ~pl.col("file_formats").list.contains(pl.col("mime_type")))
+        .then(pl.format("file format {}, needs {}", pl.col("mime_type").fill_null("unknown"),
+                        pl.col("file_formats").list.join(" or "))),
+        pl.when((pl.col("colour_spaces").list.len() > 0)
+                & ~pl.col("colour_spaces").list.contains(pl.col("colour_space")).fill_null(False))
+        .then(pl.format("colour space {}, needs {}", pl.col("colour_space").fill_null("unknown"),
+                        pl.col("colour_spaces").list.join(" or "))),
+        pl.when(pl.col("min_width_px").is_not_null() & (width < pl.col("min_width_px")))
+        .then(pl.format("{} px wide, needs at least {}", width, pl.col("min_width_px"))),
+        pl.when(pl.col("min_height_px").is_not_null() & (height < pl.col("min_height_px")))
+        .then(pl.format("{} px high, needs at least {}", height, pl.col("min_height_px"))),
+        pl.when(pl.col("square") & (pl.col("width_px").is_null() | (width != height)))
+        .then(pl.format("not square ({} × {} px)", width, height)),
+        pl.when(pl.col("min_pages").is_not_null() & (pl.col("page_count").fill_null(0) < pl.col("min_pages")))
+        .then(pl.format("{} pages, needs at least {}", pl.col("page_count").fill_null(0), pl.col("min_pages"))),
+        pl.when(pl.col("min_duration_s").is_not_null() & (pl.col("duration_s").fill_null(0) < pl.col("min_duration_s")))
+        .then(pl.format("{} s long, needs at least {}", pl.col("duration_s").fill_null(0).cast(pl.Int64),
+                        pl.col("min_duration_s").cast(pl.Int64))),
+    ]  # fmt: skip
+    return pl.concat_list(checks).list.drop_nulls()
+
+
+def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.DataFrame) -> pl.DataFrame:
+    """(edition, requirement, candidate version) rows: versions of a content type and mode the requirement
+    accepts, tagged with the edition's ISBN (edition-specific) or only its work (work-wide)."""
+    coded = versions.filter(~pl.col("orphan_tag")).join(ROLE_CODES, on="role")
+    cols = ["asset_id", "original_asset_id", "version", "approval_status", "approved_by", "approved_at", "mime_type",
+            "width_px", "height_px", "colour_space", "page_count", "duration_s", "content_type", "mode"]  # fmt: skip
+    owners = editions.select("product_id", "isbn13", "work_id", "format_family")
+    specific = (
+        coded.filter(pl.col("isbn13").is_not_null()).select(*cols, "isbn13")
+        .join(owners.drop("work_id"), on="isbn13").with_columns(pl.lit(True).alias("edition_specific"))
+    )  # fmt: skip
+    shared = (
+        coded.filter(pl.col("isbn13").is_null()).select(*cols, "work_id")
+        .join(owners.drop("isbn13"), on="work_id").with_columns(pl.lit(False).alias("edition_specific"))
+    )  # fmt: skip
+    both = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
+    return both.join(requirements, on=["format_family", "content_type", "mode"])
+
+
+def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
+    """(product_id, requirement) → the deciding version, its status and why."""
+    slot = ["product_id", "requirement", "original_asset_id"]
+    approved = pl.col("approval_status") == "approved"
+    ranked = candidates.with_columns(
+        pl.col("version").max().over(slot).alias("newest"),
+        pl.col("version").filter(approved).max().over(slot).alias("newest_approved"),
+        failures_expr().alias("failures"),
+    )
+    counted = ranked.filter(approved & (pl.col("version") == pl.col("newest_approved"))).with_columns(
+        pl.when(pl.col("failures").list.len() == 0).then(0).otherwise(2).alias("rank"),
+        pl.col("approved_at").fill_null("").alias("recency"),
+    )
+    newest = ranked.filter(pl.col("version") == pl.col("newest")).with_columns(
+        pl.when(pl.col("approval_status").is_in(["draft", "in_review"])).then(1)
+        .when(pl.col("approval_status") == "rejected").then(3).alias("rank"),
+        pl.col("version").cast(pl.String).str.zfill(12).alias("recency"),
+    ).filter(pl.col("rank").is_not_null())  # fmt: skip
+    best = (
+        pl.concat([counted, newest], how="vertical_relaxed")
+        .sort(
+            ["rank", "edition_specific", "recency", "original_asset_id"], descending=[False, True, True, True]
+        )
+        .unique(subset=["product_id", "requirement"], keep="first", maintain_order=True)
+    )
+    detail = (
+        pl.when(pl.col("rank") == 0).then(pl.format("approved {}", pl.col("approved_at")))
+        .when(pl.col("rank") == 1)
+        .then(pl.format("v{} is {}", pl.col("version"), pl.col("approval_status").str.replace("_", " ")))
+        .when(pl.col("rank") == 2).then(pl.col("failures").list.join("; "))
+        .otherwise(pl.format("v{} was rejected", pl.col("version")))
+    )  # fmt: skip
+    return best.select(
+        "product_id", "requirement", pl.col("rank").replace_strict(dict(enumerate(STATUSES))).alias("status"),
+        detail.alias("detail"), "asset_id", "version",
+        pl.when(pl.col("rank") == 0).then(pl.col("approved_by")).alias("approved_by"),
+        pl.when(pl.col("rank") == 0).then(pl.col("approved_at")).alias("approved_at"),
+    )  # fmt: skip
+
+
+def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
+    """Every edition × requirement of its format (PACKAGE_COLUMNS), missing where no candidate exists."""
+    requirements = requirement_frame(rules)
+    expected = editions.join(
+        requirements.select("format_family", "requirement", "requirement_name").unique(maintain_order=True),
+        on="format_family",
+    )
+    best = best_candidates(candidates(editions, versions, requirements))
+    return (
+        expected.join(best, on=["product_id", "requirement"], how="left")
+        .with_columns(
+            pl.col("status").fill_null("missing"),
+            pl.col("detail").fill_null("no asset in the DAM"),
+        )
+        .select(PACKAGE_COLUMNS)
+        .sort("product_id", "requirement")
+    )
+
+
+def with_milestones(packages: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
+    """Each row with the milestone its edition is at (its stage's), and whether that milestone needs it."""
+    pairs = [
+        (m.stage, m.name, family, r.id)
+        for m in rules.milestones for family in rules.formats for r in rules.needed(family, m)
+    ]  # fmt: skip
+    keys = {
+        "project_stage": pl.String,
+        "milestone": pl.String,
+        "format_family": pl.String,
+        "requirement": pl.String,
+    }
+    needs = pl.DataFrame(pairs, schema=keys, orient="row")
+    at = pl.DataFrame([(m.stage, m.name) for m in rules.milestones],
+                      schema={"project_stage": pl.String, "milestone": pl.String}, orient="row")  # fmt: skip
+    return (
+        packages.join(at, on="project_stage", how="left")
+        .join(
+            needs.with_columns(pl.lit(True).alias("needed")),
+            on=["project_stage", "milestone", "format_family", "requirement"],
+            how="left",
+        )
+        .with_columns(pl.col("needed").fill_null(False))
+    )
+
+
+def edition_summary(packages: pl.DataFrame) -> pl.DataFrame:
+    """Per edition: requirements met of all, and of those its current milestone needs; what is missing."""
+    met = pl.col("status") == "approved"
+    return (
+        packages.group_by("product_id", maintain_order=True)
+        .agg(
+            pl.col(
+                "isbn13",
+                "work_id",
+                "format_family",
+                "imprint",
+                "publication_date",
+                "project_stage",
+                "milestone",
+            ).first(),
+            pl.len().alias("requirements"),
+            met.sum().alias("met"),
+            (pl.col("needed") & ~met).sum().alias("needed_unmet"),
+            pl.col("needed").any().alias("at_milestone"),
+            pl.format("{} ({})", "requirement", "status").filter(~met).alias("missing"),
+            pl.format("{} ({})", "requirement", "status")
+            .filter(pl.col("needed") & ~met)
+            .alias("milestone_missing"),
+        )
+        .with_columns((pl.col("met") / pl.col("requirements")).alias("completeness"))
+    )

@@ -1,0 +1,196 @@
+"""Package rules (F5/F2): the rules file, its errors, the readable reference, and the column-wise evaluation
+checked against the reference by hypothesis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consodam_pipeline.defs.dam.records import VERSION_SCHEMA
+from consodam_pipeline.defs.workflow.packages import evaluate_packages
+from consodam_pipeline.domain.packages import (
+    DEFAULT_RULES,
+    RULES_ENV,
+    Candidate,
+    RulesError,
+    evaluate,
+    load_rules,
+    technical_failures,
+)
+from consodam_pipeline.domain.roles import AssetRole
+
+RULES = load_rules()
+
+
+def test_the_shipped_rules_load_and_chain_the_stages() -> None:
+    cover = RULES.milestone_at("Cover approval")
+    assert cover is not None and cover.next_stage == "Production sign-off"
+    assert [r.id for r in RULES.needed("print", cover)] == ["front_cover", "full_cover"]
+    assert [r.id for r in RULES.needed("audio", cover)] == ["front_cover"]
+    signoff = RULES.milestone_at("Production sign-off")
+    assert (
+        signoff is not None and len(RULES.needed("ebook", signoff)) == len(RULES.requirements("ebook")) == 3
+    )
+
+
+BAD_FILES = [
+    (("stages = [", "stages = [["), "not valid TOML"),
+    (
+        ("min_width_px = 2400", 'min_width_px = "big"'),
+        "audio.requires.0.min_width_px: Input should be a valid integer",
+    ),
+    (
+        ('content_types = ["29", "02"]', 'content_types = ["29", "99x"]'),
+        "formats.print.requires.1.content_types",
+    ),
+    (
+        ('next_stage = "Production sign-off"', 'next_stage = "Files to press"'),
+        "milestones[0] ('Cover approval'): next_stage 'Files to press' skips or reverses a stage",
+    ),
+    (
+        ('needs = ["front_cover", "full_cover"]', 'needs = ["front_cover", "spine"]'),
+        "unknown requirement(s) ['spine']",
+    ),
+    (
+        ("square = true", 'square = true\nshade = "blue"'),
+        "audio.requires.0.shade: Extra inputs are not permitted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_FILES)
+def test_a_bad_rules_file_fails_with_the_file_the_field_and_the_reason(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES.read_text().replace(*edit, 1))
+    with pytest.raises(RulesError) as info:
+        load_rules(bad)
+    assert str(bad) in str(info.value) and message in str(info.value)
+    assert "Traceback" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_the_rules_file_is_chosen_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RULES_ENV, str(tmp_path / "nowhere.toml"))
+    with pytest.raises(RulesError, match=f"nowhere.toml: cannot be read .* set {RULES_ENV}"):
+        load_rules()
+
+
+def test_each_technical_requirement_says_what_fails() -> None:
+    cover = next(r for r in RULES.requirements("audio") if r.id == "front_cover")
+    small = Candidate(
+        "a", "a", 1, "approved", "2026-01-01T00:00:00.000Z", True, "image/png", 1400, 1500, "CMYK"
+    )
+    assert technical_failures(cover, small) == [
+        "file format image/png, needs image/jpeg",
+        "colour space CMYK, needs RGB",
+        "1400 px wide, needs at least 2400",
+        "1500 px high, needs at least 2400",
+        "not square (1400 × 1500 px)",
+    ]
+    audio = next(r for r in RULES.requirements("audio") if r.id == "audio")
+    assert technical_failures(audio, Candidate("b", "b", 1, "approved", None, True, "audio/mpeg")) == [
+        "0 s long, needs at least 1"
+    ]
+
+
+def test_a_newer_version_in_review_beats_an_approved_one_that_fails() -> None:
+    cover = next(r for r in RULES.requirements("audio") if r.id == "front_cover")
+    old = Candidate(
+        "v1", "a", 1, "approved", "2026-01-01T00:00:00.000Z", True, "image/jpeg", 1400, 1400, "RGB"
+    )
+    new = Candidate("v2", "a", 2, "in_review", None, True, "image/jpeg", 3000, 3000, "RGB")
+    assert evaluate(cover, [old, new]).status == "in_review"
+    assert evaluate(cover, [old]).status == "fails_technical"
+    assert evaluate(cover, []).status == "missing"
+
+
+# ---- column-wise == reference ----
+
+ROLES = [AssetRole.FRONT_COVER, AssetRole.FULL_COVER, AssetRole.BACK_COVER, AssetRole.FULL_CONTENT,
+         AssetRole.SAMPLE_CONTENT, AssetRole.AUDIO_SAMPLE, AssetRole.FULL_CONTENT_AUDIO]  # fmt: skip
+
+
+MIMES = ["image/jpeg", "application/pdf", "application/epub+zip", "audio/mpeg"]
+
+
+@st.composite
+def catalog(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
+    families = {"BB": "print", "DG": "ebook", "AJ": "audio"}
+    editions = [
+        {
+            "product_id": p,
+            "isbn13": f"97800000000{p:02d}",
+            "work_id": 1 + p % 2,
+            "format_family": families[form],
+        }
+        for p, form in enumerate(draw(st.lists(st.sampled_from(list(families)), min_size=1, max_size=3)))
+    ]
+    versions = []
+    for a in range(draw(st.integers(0, 8))):
+        role = draw(st.sampled_from(ROLES))
+        owner = draw(st.sampled_from(editions))
+        specific = draw(st.booleans())
+        for v in range(1, draw(st.integers(1, 3)) + 1):
+            status = draw(st.sampled_from(["approved", "in_review", "draft", "rejected"]))
+            approved = status == "approved"
+            versions.append(
+                {
+                    "asset_id": f"a{a}v{v}",
+                    "original_asset_id": f"a{a}",
+                    "version": v,
+                    "role": role.value,
+                    "isbn13": owner["isbn13"] if specific else None,
+                    "work_id": owner["work_id"],
+                    "approval_status": status,
+                    "approved_by": "x" if approved else None,
+                    "approved_at": f"2026-01-0{draw(st.integers(1, 3))}T00:00:00.000Z" if approved else None,
+                    "mime_type": draw(st.sampled_from(MIMES)),
+                    "width_px": draw(st.sampled_from([None, 1400, 2400, 3000])),
+                    "colour_space": draw(st.sampled_from(["RGB", "CMYK", None])),
+                    "page_count": draw(st.sampled_from([None, 0, 200])),
+                    "duration_s": draw(st.sampled_from([None, 0.0, 600.0])),
+                    "orphan_tag": False,
+                }
+            )
+            versions[-1]["height_px"] = draw(st.sampled_from([versions[-1]["width_px"], 2400]))
+    frame = pl.DataFrame(versions, schema={**{k: VERSION_SCHEMA[k] for k in (
+        "asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status", "approved_by",
+        "approved_at", "mime_type", "width_px", "height_px", "colour_space", "page_count", "duration_s")},
+        "orphan_tag": pl.Boolean})  # fmt: skip
+    edition_frame = pl.DataFrame(editions).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in ("imprint", "publication_date", "project_stage")
+    )
+    return edition_frame, frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=catalog())
+def test_the_column_wise_packages_equal_the_reference(data: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    editions, versions = data
+    table = {
+        (r["product_id"], r["requirement"]): r
+        for r in evaluate_packages(editions, versions, RULES).iter_rows(named=True)
+    }
+    codes = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole}
+    for edition in editions.iter_rows(named=True):
+        for requirement in RULES.requirements(edition["format_family"]):
+            pool = [
+                Candidate(v["asset_id"], v["original_asset_id"], v["version"], v["approval_status"], v["approved_at"],
+                          v["isbn13"] is not None, v["mime_type"], v["width_px"], v["height_px"], v["colour_space"],
+                          v["page_count"], v["duration_s"])
+                for v in versions.iter_rows(named=True)
+                if codes[v["role"]][0] in requirement.content_types and codes[v["role"]][1] == requirement.mode
+                and (v["isbn13"] == edition["isbn13"] or (v["isbn13"] is None and v["work_id"] == edition["work_id"]))
+            ]  # fmt: skip
+            expected = evaluate(requirement, pool)
+            got = table[(edition["product_id"], requirement.id)]
+            assert (got["status"], got["asset_id"], got["detail"]) == (
+                expected.status,
+                expected.asset_id,
+                expected.detail,
+            )
