@@ -92,9 +92,16 @@ def edition_assets() -> list[Any]:
     from consodam_pipeline.defs.links.writes import consonance_asset_links
     from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
     from consodam_pipeline.defs.tags.assets import dam_title_tags
+    from consodam_pipeline.defs.workflow.assets import title_asset_packages
+    from consodam_pipeline.defs.workflow.writes import (
+        consonance_production_files,
+        consonance_stage_advances,
+        dam_review_tasks,
+    )
 
     return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags, approved_version_links,
-            consonance_asset_links]  # fmt: skip
+            consonance_asset_links, title_asset_packages, consonance_stage_advances, dam_review_tasks,
+            consonance_production_files]  # fmt: skip
 
 
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:

@@ -151,6 +151,31 @@ def decode_page(text: str, search: bool = False) -> AssetPage:
     return AssetPage(assets, int(total))
 
 
+class ReviewTask(_Loose):
+    """A review task (sandbox convention): `review` asks for a decision on one asset version for a
+    milestone; `request` asks for an asset a milestone needs and the DAM lacks or cannot use."""
+
+    task_id: str
+    kind: str = "review"
+    asset_id: str | None = None
+    isbn: str | None = None
+    milestone: str
+    requirement: str | None = None
+    status: str
+    note: str | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+    completed_by: str | None = None
+
+
+class _ReviewTasks(_Loose):
+    review_tasks: list[ReviewTask]
+
+
+class _ReviewTaskReply(_Loose):
+    review_task: ReviewTask
+
+
 class Token(_Loose):
     access_token: str
     token_type: str = "Bearer"
@@ -372,6 +397,31 @@ class DamClient:
             decode=lambda r: DamAsset.model_validate(r.json()["asset_resource"]["asset"]),
         )  # fmt: skip
         return asset
+
+    # ---- review tasks (sandbox convention) ----
+
+    def review_tasks(self, status: str | None = None) -> list[ReviewTask]:
+        params = {"status": status} if status else {}
+        found: _ReviewTasks = self.call(
+            "GET", "/reviewtasks", params=params, decode=lambda r: _ReviewTasks.model_validate_json(r.content)
+        )
+        return found.review_tasks
+
+    def open_review_task(self, **fields: Any) -> ReviewTask:
+        """Not idempotent: an ambiguous failure raises AmbiguousWrite, and the caller looks it up."""
+        reply: _ReviewTaskReply = self.call(
+            "POST", "/reviewtasks", json=fields, idempotent=False,
+            decode=lambda r: _ReviewTaskReply.model_validate_json(r.content),
+        )  # fmt: skip
+        return reply.review_task
+
+    def cancel_review_task(self, task_id: str, note: str) -> ReviewTask:
+        """Close a task nobody needs any more: a full state, so repeating it is safe."""
+        reply: _ReviewTaskReply = self.call(
+            "PUT", f"/reviewtasks/{task_id}", json={"status": "cancelled", "note": note},
+            decode=lambda r: _ReviewTaskReply.model_validate_json(r.content),
+        )  # fmt: skip
+        return reply.review_task
 
 
 class OpenTextDamResource(HttpApiResource):

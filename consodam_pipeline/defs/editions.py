@@ -130,3 +130,28 @@ def by_period(upstream: dg.AssetKey | str) -> dict[str, Any]:
         "backfill_policy": dg.BackfillPolicy.single_run(),
         "automation_condition": on_updates_of(upstream),
     }
+
+
+def works_in(editions: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    periods = work_periods(editions).filter(pl.col("period").is_in(keys))
+    return editions.join(periods.select("work_id"), on="work_id", how="semi")
+
+
+def partition_slice(
+    editions: pl.DataFrame, inventory: pl.DataFrame, keys: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The editions and asset versions owned by these periods (a work and all its assets live in one)."""
+    owned = works_in(editions, keys)
+    versions = inventory.filter(
+        pl.col("work_id").is_in(owned["work_id"].implode())
+        | pl.col("isbn13").is_in(owned["isbn13"].implode())
+    )
+    return owned, versions
+
+
+def version_slots(versions: pl.DataFrame) -> pl.DataFrame:
+    """One row per asset version a DAM write considers: its id (the slot) and what a ledger event names."""
+    return versions.select(
+        pl.col("asset_id").alias("key"), "isbn13", "work_id", pl.col("asset_id").alias("dam_asset_id"),
+        pl.col("version").alias("dam_version"), "role",
+    )  # fmt: skip

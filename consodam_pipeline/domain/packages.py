@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -256,3 +256,35 @@ def _pick(versions: Sequence[Candidate], *, approval: bool) -> Candidate:
     if approval:
         return max(versions, key=lambda c: (c.edition_specific, c.approved_at or "", c.original_asset_id))
     return max(versions, key=lambda c: (c.edition_specific, c.version, c.original_asset_id))
+
+
+def unmet(rules: PackageRules, family: str, stage: str | None, status: Mapping[str, str]) -> list[str]:
+    """What the milestone at this stage still needs, as `requirement (status)`; [] when there is no
+    milestone at the stage or it is met. `status`: requirement id → its status for the edition."""
+    milestone = rules.milestone_at(stage)
+    if milestone is None:
+        return []
+    return [
+        f"{r.id} ({status.get(r.id, 'missing')})"
+        for r in rules.needed(family, milestone)
+        if status.get(r.id, "missing") != "approved"
+    ]
+
+
+def ready_to_advance(
+    rules: PackageRules,
+    stages: Mapping[int, str | None],
+    families: Mapping[int, str],
+    status: Mapping[int, Mapping[str, str]],
+    held_back: Collection[int] = (),
+) -> dict[int, str]:
+    """The titles whose milestone (at their stage) is met, each with the one stage that follows: a title
+    moves one stage at a time, and never while anything its milestone needs is unmet."""
+    ready = {}
+    for title, stage in stages.items():
+        milestone = rules.milestone_at(stage)
+        if title in held_back or milestone is None:
+            continue
+        if not unmet(rules, families[title], stage, status.get(title, {})):
+            ready[title] = milestone.next_stage
+    return ready

@@ -77,8 +77,11 @@ class ConsonanceReferenceTarget(WriteTarget[ConsonanceClient]):
 
     def _found(self, product_id: int, ref: tuple[int, str, str, str]) -> Found:
         ref_id, caption, kind, url = ref
-        return Found(slot_key(product_id, self.slot(product_id, kind, url)), str(ref_id),
-                     reference_state(caption, kind, url))  # fmt: skip
+        return Found(
+            slot_key(product_id, self.slot(product_id, kind, url)),
+            str(ref_id),
+            reference_state(caption, kind, url),
+        )
 
     def observe_products(self, products: Sequence[ProductResources]) -> pl.DataFrame:
         return found_frame(
@@ -87,8 +90,9 @@ class ConsonanceReferenceTarget(WriteTarget[ConsonanceClient]):
 
     def observe(self, client: ConsonanceClient, product_ids: Sequence[int]) -> pl.DataFrame:
         """The references consodam owns on these editions, as Consonance shows them now."""
-        return self.observe_products(client.products_with_resources([self.isbns[p] for p in product_ids
-                                                                     if p in self.isbns]))  # fmt: skip
+        return self.observe_products(
+            client.products_with_resources([self.isbns[p] for p in product_ids if p in self.isbns])
+        )
 
     def create(self, client: ConsonanceClient, key: str, state: str) -> Found:
         product_id = product_of(key)
@@ -123,8 +127,11 @@ class SupportingResourceTarget(ConsonanceReferenceTarget):
     slot_of: Callable[[int, str], str] = lambda product_id, asset_id: asset_id
 
     def references(self, product: ProductResources) -> list[tuple[int, str, str, str]]:
-        return [(r.id, r.caption or "", r.resource_content_type or "", r.image_remote_url or "")
-                for r in product.work.supporting_resources if product.id in r.product_ids]  # fmt: skip
+        return [
+            (r.id, r.caption or "", r.resource_content_type or "", r.image_remote_url or "")
+            for r in product.work.supporting_resources
+            if product.id in r.product_ids
+        ]
 
     def slot(self, product_id: int, kind: str, url: str) -> str:
         return self.slot_of(product_id, asset_in_url(url) or "")
@@ -133,9 +140,12 @@ class SupportingResourceTarget(ConsonanceReferenceTarget):
         self, client: ConsonanceClient, product_id: int, wanted: dict[str, Any]
     ) -> tuple[int, str, str, str]:
         made = client.create_supporting_resource(
-            product_id=product_id, content_type=wanted["type"], url=wanted["url"], caption=wanted["caption"],
+            product_id=product_id,
+            content_type=wanted["type"],
+            url=wanted["url"],
+            caption=wanted["caption"],
             filename=wanted["caption"].replace(" ", "-"),
-        )  # fmt: skip
+        )
         return made.id, made.caption or "", made.resource_content_type or "", made.image_remote_url or ""
 
     def _delete(self, client: ConsonanceClient, reference_id: int) -> None:

@@ -352,6 +352,21 @@ class WriteResult:
 
 
 # keys → {key: {isbn13, work_id, dam_asset_id, dam_version, role}}: what a ledger event says it is about
+def merged(results: Sequence[WriteResult]) -> WriteResult:
+    """Several engine passes of one asset read as one result (later passes win for a slot they share)."""
+    plan = Plan({}, {}, {}, unchanged=0)
+    outcomes: list[Outcome] = []
+    events = 0
+    for result in results:
+        plan.decisions |= result.plan.decisions
+        plan.desired |= result.plan.desired
+        plan.last |= result.plan.last
+        plan.unchanged += result.plan.unchanged
+        outcomes += result.outcomes
+        events += result.events
+    return WriteResult(plan, outcomes, events)
+
+
 EventContext = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any]]]
 
 

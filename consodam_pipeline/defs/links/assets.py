@@ -6,9 +6,8 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.audit import live_links
-from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
+from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partition_slice, work_periods
 from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
-from consodam_pipeline.defs.rights.assets import partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.report import summary_markdown

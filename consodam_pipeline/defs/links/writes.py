@@ -12,8 +12,7 @@ import polars as pl
 
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.editions import by_period, work_periods
-from consodam_pipeline.defs.rights.assets import works_in
+from consodam_pipeline.defs.editions import by_period, work_periods, works_in
 from consodam_pipeline.domain.roles import AssetRole
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
+from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partition_slice, version_slots
 from consodam_pipeline.defs.rights.matrix import asset_grants
 from consodam_pipeline.defs.rights.matrix import rights_matrix as build_matrix
 from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
@@ -27,23 +27,6 @@ from consodam_pipeline.sync.report import (
 RIGHTS_FIELD = "CONSODAM.RIGHTS."
 INTERNAL, PUBLIC, EMBARGOED = 1, 2, 3  # the DAM's security policies (see /otmmapi/v6/securitypolicies)
 RESTRICTION_ENTITY = "dam_restriction"
-
-
-def works_in(editions: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    periods = work_periods(editions).filter(pl.col("period").is_in(keys))
-    return editions.join(periods.select("work_id"), on="work_id", how="semi")
-
-
-def partition_slice(
-    editions: pl.DataFrame, inventory: pl.DataFrame, keys: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The editions and asset versions owned by these periods (a work and all its assets live in one)."""
-    owned = works_in(editions, keys)
-    versions = inventory.filter(
-        pl.col("work_id").is_in(owned["work_id"].implode())
-        | pl.col("isbn13").is_in(owned["isbn13"].implode())
-    )
-    return owned, versions
 
 
 CHECK_SAMPLE = 5000
@@ -184,14 +167,6 @@ def desired_restrictions(grants: pl.DataFrame, today: date) -> pl.DataFrame:
 RESTRICTIONS = DamFieldsTarget(
     entity=RESTRICTION_ENTITY, written_event="restriction_applied", prefix=RIGHTS_FIELD, with_policies=True
 )
-
-
-def version_slots(versions: pl.DataFrame) -> pl.DataFrame:
-    """One row per asset version a DAM write considers: its id (the slot) and what a ledger event names."""
-    return versions.select(
-        pl.col("asset_id").alias("key"), "isbn13", "work_id", pl.col("asset_id").alias("dam_asset_id"),
-        pl.col("version").alias("dam_version"), "role",
-    )  # fmt: skip
 
 
 @dg.asset(

@@ -4,8 +4,13 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, work_periods
-from consodam_pipeline.defs.rights.assets import partition_slice, version_slots
+from consodam_pipeline.defs.editions import (
+    EDITION_CHANGES,
+    by_period,
+    partition_slice,
+    version_slots,
+    work_periods,
+)
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.dam_fields import DamFieldsTarget

@@ -20,51 +20,113 @@ ROLE_CODES = pl.DataFrame(
 )
 STATUSES = ["approved", "in_review", "fails_technical", "rejected"]  # by rank; none of them: missing
 PACKAGE_COLUMNS = [
-    "product_id", "isbn13", "work_id", "format_family", "imprint", "publication_date", "project_stage",
-    "requirement", "requirement_name", "status", "detail", "asset_id", "version", "approved_by", "approved_at",
-]  # fmt: skip
+    "product_id",
+    "isbn13",
+    "work_id",
+    "format_family",
+    "imprint",
+    "publication_date",
+    "project_stage",
+    "requirement",
+    "requirement_name",
+    "status",
+    "detail",
+    "asset_id",
+    "version",
+    "approved_by",
+    "approved_at",
+]
 
 
 def requirement_frame(rules: PackageRules) -> pl.DataFrame:
     """One row per (format, requirement, accepted content type), with its technical requirements."""
     rows = [
-        {"format_family": family, "requirement": r.id, "requirement_name": r.name, "content_type": ct,
-         "mode": r.mode, "file_formats": r.file_formats, "colour_spaces": r.colour_spaces,
-         "min_width_px": r.min_width_px, "min_height_px": r.min_height_px, "square": r.square,
-         "min_pages": r.min_pages, "min_duration_s": r.min_duration_s}
-        for family, fmt in rules.formats.items() for r in fmt.requires for ct in r.content_types
-    ]  # fmt: skip
-    return pl.DataFrame(rows, schema={
-        "format_family": pl.String, "requirement": pl.String, "requirement_name": pl.String,
-        "content_type": pl.String, "mode": pl.String, "file_formats": pl.List(pl.String),
-        "colour_spaces": pl.List(pl.String), "min_width_px": pl.Int64, "min_height_px": pl.Int64,
-        "square": pl.Boolean, "min_pages": pl.Int64, "min_duration_s": pl.Float64,
-    })  # fmt: skip
+        {
+            "format_family": family,
+            "requirement": r.id,
+            "requirement_name": r.name,
+            "content_type": ct,
+            "mode": r.mode,
+            "file_formats": r.file_formats,
+            "colour_spaces": r.colour_spaces,
+            "min_width_px": r.min_width_px,
+            "min_height_px": r.min_height_px,
+            "square": r.square,
+            "min_pages": r.min_pages,
+            "min_duration_s": r.min_duration_s,
+        }
+        for family, fmt in rules.formats.items()
+        for r in fmt.requires
+        for ct in r.content_types
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "format_family": pl.String,
+            "requirement": pl.String,
+            "requirement_name": pl.String,
+            "content_type": pl.String,
+            "mode": pl.String,
+            "file_formats": pl.List(pl.String),
+            "colour_spaces": pl.List(pl.String),
+            "min_width_px": pl.Int64,
+            "min_height_px": pl.Int64,
+            "square": pl.Boolean,
+            "min_pages": pl.Int64,
+            "min_duration_s": pl.Float64,
+        },
+    )
 
 
 def failures_expr() -> pl.Expr:
     """Every technical requirement a version fails, in the words of domain.packages.technical_failures."""
     width, height = pl.col("width_px").fill_null(0), pl.col("height_px").fill_null(0)
     checks = [
-        pl.when((pl.col("file_formats").list.len() > 0) & ~pl.col("file_formats").list.contains(pl.col("mime_type")))
-        .then(pl.format("file format {}, needs {}", pl.col("mime_type").fill_null("unknown"),
-                        pl.col("file_formats").list.join(" or "))),
-        pl.when((pl.col("colour_spaces").list.len() > 0)
-                & ~pl.col("colour_spaces").list.contains(pl.col("colour_space")).fill_null(False))
-        .then(pl.format("colour space {}, needs {}", pl.col("colour_space").fill_null("unknown"),
-                        pl.col("colour_spaces").list.join(" or "))),
-        pl.when(pl.col("min_width_px").is_not_null() & (width < pl.col("min_width_px")))
-        .then(pl.format("{} px wide, needs at least {}", width, pl.col("min_width_px"))),
-        pl.when(pl.col("min_height_px").is_not_null() & (height < pl.col("min_height_px")))
-        .then(pl.format("{} px high, needs at least {}", height, pl.col("min_height_px"))),
-        pl.when(pl.col("square") & (pl.col("width_px").is_null() | (width != height)))
-        .then(pl.format("not square ({} × {} px)", width, height)),
-        pl.when(pl.col("min_pages").is_not_null() & (pl.col("page_count").fill_null(0) < pl.col("min_pages")))
-        .then(pl.format("{} pages, needs at least {}", pl.col("page_count").fill_null(0), pl.col("min_pages"))),
-        pl.when(pl.col("min_duration_s").is_not_null() & (pl.col("duration_s").fill_null(0) < pl.col("min_duration_s")))
-        .then(pl.format("{} s long, needs at least {}", pl.col("duration_s").fill_null(0).cast(pl.Int64),
-                        pl.col("min_duration_s").cast(pl.Int64))),
-    ]  # fmt: skip
+        pl.when(
+            (pl.col("file_formats").list.len() > 0)
+            & ~pl.col("file_formats").list.contains(pl.col("mime_type"))
+        ).then(
+            pl.format(
+                "file format {}, needs {}",
+                pl.col("mime_type").fill_null("unknown"),
+                pl.col("file_formats").list.join(" or "),
+            )
+        ),
+        pl.when(
+            (pl.col("colour_spaces").list.len() > 0)
+            & ~pl.col("colour_spaces").list.contains(pl.col("colour_space")).fill_null(False)
+        ).then(
+            pl.format(
+                "colour space {}, needs {}",
+                pl.col("colour_space").fill_null("unknown"),
+                pl.col("colour_spaces").list.join(" or "),
+            )
+        ),
+        pl.when(pl.col("min_width_px").is_not_null() & (width < pl.col("min_width_px"))).then(
+            pl.format("{} px wide, needs at least {}", width, pl.col("min_width_px"))
+        ),
+        pl.when(pl.col("min_height_px").is_not_null() & (height < pl.col("min_height_px"))).then(
+            pl.format("{} px high, needs at least {}", height, pl.col("min_height_px"))
+        ),
+        pl.when(pl.col("square") & (pl.col("width_px").is_null() | (width != height))).then(
+            pl.format("not square ({} × {} px)", width, height)
+        ),
+        pl.when(
+            pl.col("min_pages").is_not_null() & (pl.col("page_count").fill_null(0) < pl.col("min_pages"))
+        ).then(
+            pl.format("{} pages, needs at least {}", pl.col("page_count").fill_null(0), pl.col("min_pages"))
+        ),
+        pl.when(
+            pl.col("min_duration_s").is_not_null()
+            & (pl.col("duration_s").fill_null(0) < pl.col("min_duration_s"))
+        ).then(
+            pl.format(
+                "{} s long, needs at least {}",
+                pl.col("duration_s").fill_null(0).cast(pl.Int64),
+                pl.col("min_duration_s").cast(pl.Int64),
+            )
+        ),
+    ]
     return pl.concat_list(checks).list.drop_nulls()
 
 
@@ -72,17 +134,35 @@ def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.
     """(edition, requirement, candidate version) rows: versions of a content type and mode the requirement
     accepts, tagged with the edition's ISBN (edition-specific) or only its work (work-wide)."""
     coded = versions.filter(~pl.col("orphan_tag")).join(ROLE_CODES, on="role")
-    cols = ["asset_id", "original_asset_id", "version", "approval_status", "approved_by", "approved_at", "mime_type",
-            "width_px", "height_px", "colour_space", "page_count", "duration_s", "content_type", "mode"]  # fmt: skip
+    cols = [
+        "asset_id",
+        "original_asset_id",
+        "version",
+        "approval_status",
+        "approved_by",
+        "approved_at",
+        "mime_type",
+        "width_px",
+        "height_px",
+        "colour_space",
+        "page_count",
+        "duration_s",
+        "content_type",
+        "mode",
+    ]
     owners = editions.select("product_id", "isbn13", "work_id", "format_family")
     specific = (
-        coded.filter(pl.col("isbn13").is_not_null()).select(*cols, "isbn13")
-        .join(owners.drop("work_id"), on="isbn13").with_columns(pl.lit(True).alias("edition_specific"))
-    )  # fmt: skip
+        coded.filter(pl.col("isbn13").is_not_null())
+        .select(*cols, "isbn13")
+        .join(owners.drop("work_id"), on="isbn13")
+        .with_columns(pl.lit(True).alias("edition_specific"))
+    )
     shared = (
-        coded.filter(pl.col("isbn13").is_null()).select(*cols, "work_id")
-        .join(owners.drop("isbn13"), on="work_id").with_columns(pl.lit(False).alias("edition_specific"))
-    )  # fmt: skip
+        coded.filter(pl.col("isbn13").is_null())
+        .select(*cols, "work_id")
+        .join(owners.drop("isbn13"), on="work_id")
+        .with_columns(pl.lit(False).alias("edition_specific"))
+    )
     both = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
     return both.join(requirements, on=["format_family", "content_type", "mode"])
 
@@ -100,11 +180,18 @@ def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("failures").list.len() == 0).then(0).otherwise(2).alias("rank"),
         pl.col("approved_at").fill_null("").alias("recency"),
     )
-    newest = ranked.filter(pl.col("version") == pl.col("newest")).with_columns(
-        pl.when(pl.col("approval_status").is_in(["draft", "in_review"])).then(1)
-        .when(pl.col("approval_status") == "rejected").then(3).alias("rank"),
-        pl.col("version").cast(pl.String).str.zfill(12).alias("recency"),
-    ).filter(pl.col("rank").is_not_null())  # fmt: skip
+    newest = (
+        ranked.filter(pl.col("version") == pl.col("newest"))
+        .with_columns(
+            pl.when(pl.col("approval_status").is_in(["draft", "in_review"]))
+            .then(1)
+            .when(pl.col("approval_status") == "rejected")
+            .then(3)
+            .alias("rank"),
+            pl.col("version").cast(pl.String).str.zfill(12).alias("recency"),
+        )
+        .filter(pl.col("rank").is_not_null())
+    )
     best = (
         pl.concat([counted, newest], how="vertical_relaxed")
         .sort(
@@ -113,18 +200,24 @@ def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
         .unique(subset=["product_id", "requirement"], keep="first", maintain_order=True)
     )
     detail = (
-        pl.when(pl.col("rank") == 0).then(pl.format("approved {}", pl.col("approved_at")))
+        pl.when(pl.col("rank") == 0)
+        .then(pl.format("approved {}", pl.col("approved_at")))
         .when(pl.col("rank") == 1)
         .then(pl.format("v{} is {}", pl.col("version"), pl.col("approval_status").str.replace("_", " ")))
-        .when(pl.col("rank") == 2).then(pl.col("failures").list.join("; "))
+        .when(pl.col("rank") == 2)
+        .then(pl.col("failures").list.join("; "))
         .otherwise(pl.format("v{} was rejected", pl.col("version")))
-    )  # fmt: skip
+    )
     return best.select(
-        "product_id", "requirement", pl.col("rank").replace_strict(dict(enumerate(STATUSES))).alias("status"),
-        detail.alias("detail"), "asset_id", "version",
+        "product_id",
+        "requirement",
+        pl.col("rank").replace_strict(dict(enumerate(STATUSES))).alias("status"),
+        detail.alias("detail"),
+        "asset_id",
+        "version",
         pl.when(pl.col("rank") == 0).then(pl.col("approved_by")).alias("approved_by"),
         pl.when(pl.col("rank") == 0).then(pl.col("approved_at")).alias("approved_at"),
-    )  # fmt: skip
+    )
 
 
 def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
@@ -150,8 +243,10 @@ def with_milestones(packages: pl.DataFrame, rules: PackageRules) -> pl.DataFrame
     """Each row with the milestone its edition is at (its stage's), and whether that milestone needs it."""
     pairs = [
         (m.stage, m.name, family, r.id)
-        for m in rules.milestones for family in rules.formats for r in rules.needed(family, m)
-    ]  # fmt: skip
+        for m in rules.milestones
+        for family in rules.formats
+        for r in rules.needed(family, m)
+    ]
     keys = {
         "project_stage": pl.String,
         "milestone": pl.String,
@@ -159,8 +254,11 @@ def with_milestones(packages: pl.DataFrame, rules: PackageRules) -> pl.DataFrame
         "requirement": pl.String,
     }
     needs = pl.DataFrame(pairs, schema=keys, orient="row")
-    at = pl.DataFrame([(m.stage, m.name) for m in rules.milestones],
-                      schema={"project_stage": pl.String, "milestone": pl.String}, orient="row")  # fmt: skip
+    at = pl.DataFrame(
+        [(m.stage, m.name) for m in rules.milestones],
+        schema={"project_stage": pl.String, "milestone": pl.String},
+        orient="row",
+    )
     return (
         packages.join(at, on="project_stage", how="left")
         .join(
