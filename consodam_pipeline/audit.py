@@ -31,6 +31,10 @@ class EditionAudit:
     as_of: str
     live: list[LiveLink]
     history: list[dict[str, Any]]
+    package: dict[str, Any] | None = None  # the package state recorded last before `as_of`
+    stage: str | None = None  # the project stage consodam last saw or moved the title to
+    stage_advances: list[dict[str, Any]] = field(default_factory=list)
+    review_tasks: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -69,12 +73,19 @@ def edition_audit(store: LineageStore, isbn: str, as_of: datetime | None = None)
     live = []
     for role, event in sorted(live_links(events).items()):
         after = json.loads(event["after_json"] or "{}")
-        live.append(LiveLink(
-            role=role, asset_id=event["dam_asset_id"], version=event["dam_version"],
-            approved_by=after.get("approved_by"), approved_at=after.get("approved_at"),
-            linked_since=str(event["occurred_at"]),
-            written_by_runs=sorted(set(writes.get((role, event["dam_asset_id"], event["dam_version"]), []))),
-        ))  # fmt: skip
+        live.append(
+            LiveLink(
+                role=role,
+                asset_id=event["dam_asset_id"],
+                version=event["dam_version"],
+                approved_by=after.get("approved_by"),
+                approved_at=after.get("approved_at"),
+                linked_since=str(event["occurred_at"]),
+                written_by_runs=sorted(
+                    set(writes.get((role, event["dam_asset_id"], event["dam_version"]), []))
+                ),
+            )
+        )
     history = [
         {
             k: event[k]
@@ -82,7 +93,41 @@ def edition_audit(store: LineageStore, isbn: str, as_of: datetime | None = None)
         }
         for event in sorted(events, key=_order)
     ]
-    return EditionAudit(isbn13, moment.isoformat(), live, history)
+    package = store.as_of(PACKAGE_ENTITY, isbn13, moment)
+    advances = [
+        _after(e) | {"at": str(e["occurred_at"])} for e in events if e["event_type"] == "stage_advanced"
+    ]
+    stage = advances[-1]["to"] if advances else (package or {}).get("stage")
+    return EditionAudit(
+        isbn13, moment.isoformat(), live, history, package, stage, advances, review_tasks(events)
+    )
+
+
+PACKAGE_ENTITY = "title_package"
+TASK_EVENTS = ("review_task_opened", "review_task_completed", "review_task_closed")
+
+
+def _after(event: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(event["after_json"] or "{}"))
+
+
+def review_tasks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each review task consodam opened for the edition, and where it stood at the end of these events."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for event in (e for e in events if e["event_type"] in TASK_EVENTS):
+        after = _after(event)
+        state = after.get("state") or {}
+        key = str(
+            after.get("task_id") or after.get("handle") or state.get("asset_id") or state.get("requirement")
+        )
+        task = tasks.setdefault(key, {"opened": None, "status": "open", "by": None})
+        if event["event_type"] == "review_task_opened":
+            task.update(opened=str(event["occurred_at"]), task_id=after.get("handle"), **state)
+        elif event["event_type"] == "review_task_completed":
+            task.update(status=after.get("decision"), by=event["actor"], at=str(event["occurred_at"]))
+        else:
+            task.update(status="cancelled", reason=after.get("reason"), at=str(event["occurred_at"]))
+    return list(tasks.values())
 
 
 def render(audit: EditionAudit) -> str:
@@ -92,6 +137,28 @@ def render(audit: EditionAudit) -> str:
         lines.append(
             f"{link.role:22} {link.asset_id + ' v' + str(link.version):48} {link.approved_by or '':34} "
             f"{link.approved_at or '':26} {', '.join(r[:8] for r in link.written_by_runs) or '—'}"
+        )
+    if audit.package:
+        lines += [
+            "",
+            f"package ({audit.package.get('stage')}; milestone {audit.package.get('milestone') or '—'})",
+        ]
+        for req in audit.package.get("requirements", []):
+            version = f"{(req['asset_id'] or '')[:12]} v{req['version']}" if req.get("asset_id") else "—"
+            lines.append(
+                f"  {req['requirement']:14} {req['status']:16} {version:18} {req.get('detail') or ''}"
+            )
+    for advance in audit.stage_advances:
+        met = ", ".join(
+            f"{r} {(v['asset_id'] or '')[:12]} v{v['version']} ({v['approved_by']})"
+            for r, v in advance.get("met_by", {}).items()
+        )
+        lines.append(f"stage advanced {advance['at']}: {advance['from']} → {advance['to']}; met by {met}")
+    for task in audit.review_tasks:
+        subject = task.get("asset_id") or task.get("requirement")
+        lines.append(
+            f"review task {task.get('kind', 'review')} {subject} ({task.get('milestone')}): {task['status']}"
+            + (f" by {task['by']}" if task.get("by") else "")
         )
     lines += ["", f"history ({len(audit.history)} events)", ""]
     for event in audit.history:

@@ -170,6 +170,15 @@ def bench_rights(works: int, seed: int, json_path: Path | None, workdir: Path) -
     run(works, seed, json_path, workdir)
 
 
+@bench.command("workflow")
+@bench_options
+def bench_workflow(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """Title packages over every edition (column-wise) vs the readable rules one edition at a time."""
+    from consodam_pipeline.bench.workflow import run
+
+    run(works, seed, json_path, workdir)
+
+
 @bench.command("audit")
 @bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")

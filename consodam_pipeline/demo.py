@@ -109,10 +109,38 @@ def print_sync(title: str, report: dict[str, dict[str, Any]]) -> None:
         "dam_title_tags": ("written", "written", "failed", "failed"),
         "approved_version_links": ("links", "dagster/row_count", "new ledger events", "events_new_in_ledger"),
         "consonance_asset_links": ("written", "written", "removed", "removed"),
+        "title_asset_packages": ("editions", "editions", "complete", "complete_editions"),
+        "consonance_stage_advances": ("advanced", "advanced", "held", "held"),
+        "dam_review_tasks": ("opened", "created", "cancelled", "removed"),
+        "consonance_production_files": ("written", "written", "removed", "removed"),
     }
     for key, (label_a, field_a, label_b, field_b) in rows.items():
         meta = report.get(key, {})
-        click.echo(f"{key:26} {label_a} {meta.get(field_a, 0):>6}, {label_b} {meta.get(field_b, 0)}")
+        click.echo(f"{key:28} {label_a} {meta.get(field_a, 0):>6}, {label_b} {meta.get(field_b, 0)}")
+
+
+def workflow_story(store: Any) -> str | None:
+    """One title consodam advanced (with what met its milestone) and one it holds (with what it lacks);
+    returns the advanced title's ISBN."""
+    import json
+
+    import sqlalchemy as sa
+
+    def first(kind: str, where: str = "") -> dict[str, Any] | None:
+        query = f"SELECT isbn13, after_json FROM audit_ledger WHERE event_type = :k {where} ORDER BY isbn13 LIMIT 1"
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.text(query), {"k": kind}).mappings().first()
+        return None if row is None else {"isbn13": row["isbn13"], **json.loads(row["after_json"])}
+
+    click.echo("\n== F2: stages move only when a milestone's assets are approved")
+    advanced = first("stage_advanced")
+    if advanced:
+        met = ", ".join(f"{r} v{v['version']} ({v['approved_by']})" for r, v in advanced["met_by"].items())
+        click.echo(f"advanced: {advanced['isbn13']} {advanced['from']} → {advanced['to']}, met by {met}")
+    held = first("stage_held", "AND after_json LIKE '%missing\":[\"%'")
+    if held:
+        click.echo(f"held:     {held['isbn13']} at {held['milestone']}, lacks {', '.join(held['missing'])}")
+    return None if advanced is None else str(advanced["isbn13"])
 
 
 def print_report(title: str, report: dict[str, dict[str, Any]]) -> None:
@@ -169,7 +197,8 @@ def run_demo(works: int) -> None:
         with dagster_lines_to(log_path), dg.DagsterInstance.get() as instance:
             print_report("first run (everything)", run_main_job(instance, "first run"))
             first = run_periods(instance, "first sync", period_keys())
-            print_sync("rights, tags and links for every period, in one run (the backlist backfill)", first)
+            print_sync("every period in one run (the backlist backfill)", first)
+            advanced_isbn = workflow_story(LineageStoreResource().store())
             print_report("DAM re-read (our own writes are seen, and do not wake the edition graph)",
                          run_main_job(instance, "after first sync"))  # fmt: skip
             _, cursor = requested_periods(instance, None)
@@ -200,6 +229,11 @@ def run_demo(works: int) -> None:
         click.echo(f"\nas of {yesterday:%Y-%m-%d} (consodam audit {isbn} --as-of {yesterday:%Y-%m-%d}):")
         for link in edition_audit(store, isbn, yesterday).live:
             click.echo(f"  {link.role:22} {link.asset_id} v{link.version} approved {link.approved_at}")
+    if advanced_isbn:
+        click.echo(
+            f"\n== audit of {advanced_isbn}, which consodam advanced (consodam audit {advanced_isbn})\n"
+        )
+        click.echo(render(edition_audit(store, advanced_isbn)))
     click.echo(
         f"\nWhere to look:\n"
         f"  UI:            make dev   → http://127.0.0.1:3000 (runs, asset graph, metadata, checks)\n"

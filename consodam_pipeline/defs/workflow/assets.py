@@ -25,6 +25,25 @@ PACKAGE_ENTITY = "title_package"
 WORKFLOW_SOURCE = "workflow"
 CHECK_SAMPLE = 300  # editions recomputed one by one by the blocking check
 SOON = timedelta(days=90)
+# The inventory columns a package evaluation reads (the rest, histories and tags, stay on disk).
+PACKAGE_INPUTS = [
+    "asset_id",
+    "original_asset_id",
+    "version",
+    "role",
+    "isbn13",
+    "work_id",
+    "approval_status",
+    "approved_by",
+    "approved_at",
+    "mime_type",
+    "width_px",
+    "height_px",
+    "colour_space",
+    "page_count",
+    "duration_s",
+    "orphan_tag",
+]
 
 
 def package_rules() -> PackageRules:
@@ -126,12 +145,14 @@ def record_packages(
 def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     title_metadata_snapshot: pl.DataFrame,
-    dam_asset_inventory: pl.DataFrame,
+    dam_asset_inventory: pl.LazyFrame,
     lineage: LineageStoreResource,
 ):
     rules = package_rules()
     editions, versions = partition_slice(
-        title_metadata_snapshot, dam_asset_inventory, list(context.partition_keys)
+        title_metadata_snapshot,
+        dam_asset_inventory.select(PACKAGE_INPUTS).collect(),
+        list(context.partition_keys),
     )
     quarantined = unknown_names(editions, rules)
     held_back = pl.Series([int(q[0]) for q in quarantined], dtype=pl.Int64).implode()

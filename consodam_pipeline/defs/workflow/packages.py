@@ -8,9 +8,12 @@ hypothesis test holds the two together. Each candidate version is one row; the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import polars as pl
 
-from consodam_pipeline.domain.packages import PackageRules
+from consodam_pipeline.domain.packages import PackageRules, Requirement
 from consodam_pipeline.domain.roles import AssetRole
 
 ROLE_CODES = pl.DataFrame(
@@ -39,101 +42,108 @@ PACKAGE_COLUMNS = [
 
 
 def requirement_frame(rules: PackageRules) -> pl.DataFrame:
-    """One row per (format, requirement, accepted content type), with its technical requirements."""
+    """One row per (format, requirement, accepted content type and mode)."""
     rows = [
-        {
-            "format_family": family,
-            "requirement": r.id,
-            "requirement_name": r.name,
-            "content_type": ct,
-            "mode": r.mode,
-            "file_formats": r.file_formats,
-            "colour_spaces": r.colour_spaces,
-            "min_width_px": r.min_width_px,
-            "min_height_px": r.min_height_px,
-            "square": r.square,
-            "min_pages": r.min_pages,
-            "min_duration_s": r.min_duration_s,
-        }
+        (family, r.id, r.name, ct, r.mode)
         for family, fmt in rules.formats.items()
         for r in fmt.requires
         for ct in r.content_types
     ]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "format_family": pl.String,
-            "requirement": pl.String,
-            "requirement_name": pl.String,
-            "content_type": pl.String,
-            "mode": pl.String,
-            "file_formats": pl.List(pl.String),
-            "colour_spaces": pl.List(pl.String),
-            "min_width_px": pl.Int64,
-            "min_height_px": pl.Int64,
-            "square": pl.Boolean,
-            "min_pages": pl.Int64,
-            "min_duration_s": pl.Float64,
-        },
+    schema = ["format_family", "requirement", "requirement_name", "content_type", "mode"]
+    return pl.DataFrame(rows, schema={c: pl.String for c in schema}, orient="row")
+
+
+def technical_checks(r: Requirement) -> list[tuple[pl.Expr, pl.Expr]]:
+    """(fails, why) for each technical requirement of r, in the words of domain.packages.technical_failures.
+    The requirement's values are literals, so a check is one vectorised comparison over the versions."""
+    width, height = pl.col("width_px").fill_null(0), pl.col("height_px").fill_null(0)
+    checks = []
+    if r.file_formats:
+        checks.append(
+            (
+                ~pl.col("mime_type").is_in(r.file_formats).fill_null(False),
+                pl.format(
+                    "file format {}, needs " + " or ".join(r.file_formats),
+                    pl.col("mime_type").fill_null("unknown"),
+                ),
+            )
+        )
+    if r.colour_spaces:
+        checks.append(
+            (
+                ~pl.col("colour_space").is_in(r.colour_spaces).fill_null(False),
+                pl.format(
+                    "colour space {}, needs " + " or ".join(r.colour_spaces),
+                    pl.col("colour_space").fill_null("unknown"),
+                ),
+            )
+        )
+    if r.min_width_px:
+        checks.append(
+            (width < r.min_width_px, pl.format(f"{{}} px wide, needs at least {r.min_width_px}", width))
+        )
+    if r.min_height_px:
+        checks.append(
+            (height < r.min_height_px, pl.format(f"{{}} px high, needs at least {r.min_height_px}", height))
+        )
+    if r.square:
+        checks.append(
+            (
+                (pl.col("width_px") != pl.col("height_px")).fill_null(True),
+                pl.format("not square ({} × {} px)", width, height),
+            )
+        )
+    if r.min_pages:
+        pages = pl.col("page_count").fill_null(0)
+        checks.append((pages < r.min_pages, pl.format(f"{{}} pages, needs at least {r.min_pages}", pages)))
+    if r.min_duration_s:
+        seconds = pl.col("duration_s").fill_null(0)
+        checks.append(
+            (
+                seconds < r.min_duration_s,
+                pl.format(f"{{}} s long, needs at least {int(r.min_duration_s)}", seconds.cast(pl.Int64)),
+            )
+        )
+    return checks
+
+
+def _per_requirement(
+    rules: PackageRules, pick: Callable[[list[tuple[pl.Expr, pl.Expr]]], pl.Expr], default: pl.Expr
+) -> pl.Expr:
+    chained: Any = pl
+    for family, fmt in rules.formats.items():
+        for r in fmt.requires:
+            which = (pl.col("format_family") == family) & (pl.col("requirement") == r.id)
+            chained = chained.when(which).then(pick(technical_checks(r)))
+    return default if chained is pl else chained.otherwise(default)
+
+
+def passes_expr(rules: PackageRules) -> pl.Expr:
+    """Whether a version passes every technical requirement of the row's requirement."""
+    return _per_requirement(
+        rules,
+        lambda checks: ~pl.any_horizontal([f for f, _ in checks]) if checks else pl.lit(True),
+        pl.lit(True),
     )
 
 
-def failures_expr() -> pl.Expr:
-    """Every technical requirement a version fails, in the words of domain.packages.technical_failures."""
-    width, height = pl.col("width_px").fill_null(0), pl.col("height_px").fill_null(0)
-    checks = [
-        pl.when(
-            (pl.col("file_formats").list.len() > 0)
-            & ~pl.col("file_formats").list.contains(pl.col("mime_type"))
-        ).then(
-            pl.format(
-                "file format {}, needs {}",
-                pl.col("mime_type").fill_null("unknown"),
-                pl.col("file_formats").list.join(" or "),
-            )
-        ),
-        pl.when(
-            (pl.col("colour_spaces").list.len() > 0)
-            & ~pl.col("colour_spaces").list.contains(pl.col("colour_space")).fill_null(False)
-        ).then(
-            pl.format(
-                "colour space {}, needs {}",
-                pl.col("colour_space").fill_null("unknown"),
-                pl.col("colour_spaces").list.join(" or "),
-            )
-        ),
-        pl.when(pl.col("min_width_px").is_not_null() & (width < pl.col("min_width_px"))).then(
-            pl.format("{} px wide, needs at least {}", width, pl.col("min_width_px"))
-        ),
-        pl.when(pl.col("min_height_px").is_not_null() & (height < pl.col("min_height_px"))).then(
-            pl.format("{} px high, needs at least {}", height, pl.col("min_height_px"))
-        ),
-        pl.when(pl.col("square") & (pl.col("width_px").is_null() | (width != height))).then(
-            pl.format("not square ({} × {} px)", width, height)
-        ),
-        pl.when(
-            pl.col("min_pages").is_not_null() & (pl.col("page_count").fill_null(0) < pl.col("min_pages"))
-        ).then(
-            pl.format("{} pages, needs at least {}", pl.col("page_count").fill_null(0), pl.col("min_pages"))
-        ),
-        pl.when(
-            pl.col("min_duration_s").is_not_null()
-            & (pl.col("duration_s").fill_null(0) < pl.col("min_duration_s"))
-        ).then(
-            pl.format(
-                "{} s long, needs at least {}",
-                pl.col("duration_s").fill_null(0).cast(pl.Int64),
-                pl.col("min_duration_s").cast(pl.Int64),
-            )
-        ),
-    ]
-    return pl.concat_list(checks).list.drop_nulls()
+def failures_expr(rules: PackageRules) -> pl.Expr:
+    """Every technical requirement a version fails, joined with '; '."""
+
+    def joined(checks: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+        listed = (
+            pl.concat_list([pl.when(f).then(why) for f, why in checks])
+            if checks
+            else pl.lit([], pl.List(pl.String))
+        )
+        return listed.list.drop_nulls().list.join("; ")
+
+    return _per_requirement(rules, joined, pl.lit(""))
 
 
 def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.DataFrame) -> pl.DataFrame:
     """(edition, requirement, candidate version) rows: versions of a content type and mode the requirement
     accepts, tagged with the edition's ISBN (edition-specific) or only its work (work-wide)."""
-    coded = versions.filter(~pl.col("orphan_tag")).join(ROLE_CODES, on="role")
     cols = [
         "asset_id",
         "original_asset_id",
@@ -147,37 +157,41 @@ def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.
         "colour_space",
         "page_count",
         "duration_s",
-        "content_type",
-        "mode",
     ]
-    owners = editions.select("product_id", "isbn13", "work_id", "format_family")
+    coded = (
+        versions.lazy()
+        .filter(~pl.col("orphan_tag"))
+        .select(*cols, "role", "isbn13", "work_id")
+        .join(ROLE_CODES.lazy(), on="role")
+        .drop("role")
+    )
+    owners = editions.lazy().select("product_id", "isbn13", "work_id", "format_family")
     specific = (
         coded.filter(pl.col("isbn13").is_not_null())
-        .select(*cols, "isbn13")
+        .drop("work_id")
         .join(owners.drop("work_id"), on="isbn13")
         .with_columns(pl.lit(True).alias("edition_specific"))
     )
     shared = (
         coded.filter(pl.col("isbn13").is_null())
-        .select(*cols, "work_id")
+        .drop("isbn13")
         .join(owners.drop("isbn13"), on="work_id")
         .with_columns(pl.lit(False).alias("edition_specific"))
     )
     both = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
-    return both.join(requirements, on=["format_family", "content_type", "mode"])
+    return both.join(requirements.lazy(), on=["format_family", "content_type", "mode"]).collect()
 
 
-def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
+def best_candidates(candidates: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
     """(product_id, requirement) → the deciding version, its status and why."""
     slot = ["product_id", "requirement", "original_asset_id"]
     approved = pl.col("approval_status") == "approved"
-    ranked = candidates.with_columns(
+    ranked = candidates.lazy().with_columns(
         pl.col("version").max().over(slot).alias("newest"),
-        pl.col("version").filter(approved).max().over(slot).alias("newest_approved"),
-        failures_expr().alias("failures"),
+        pl.when(approved).then(pl.col("version")).max().over(slot).alias("newest_approved"),
     )
     counted = ranked.filter(approved & (pl.col("version") == pl.col("newest_approved"))).with_columns(
-        pl.when(pl.col("failures").list.len() == 0).then(0).otherwise(2).alias("rank"),
+        pl.when(passes_expr(rules)).then(0).otherwise(2).alias("rank"),
         pl.col("approved_at").fill_null("").alias("recency"),
     )
     newest = (
@@ -205,7 +219,7 @@ def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
         .when(pl.col("rank") == 1)
         .then(pl.format("v{} is {}", pl.col("version"), pl.col("approval_status").str.replace("_", " ")))
         .when(pl.col("rank") == 2)
-        .then(pl.col("failures").list.join("; "))
+        .then(failures_expr(rules))
         .otherwise(pl.format("v{} was rejected", pl.col("version")))
     )
     return best.select(
@@ -217,7 +231,7 @@ def best_candidates(candidates: pl.DataFrame) -> pl.DataFrame:
         "version",
         pl.when(pl.col("rank") == 0).then(pl.col("approved_by")).alias("approved_by"),
         pl.when(pl.col("rank") == 0).then(pl.col("approved_at")).alias("approved_at"),
-    )
+    ).collect()
 
 
 def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
@@ -227,7 +241,7 @@ def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: Pac
         requirements.select("format_family", "requirement", "requirement_name").unique(maintain_order=True),
         on="format_family",
     )
-    best = best_candidates(candidates(editions, versions, requirements))
+    best = best_candidates(candidates(editions, versions, requirements), rules)
     return (
         expected.join(best, on=["product_id", "requirement"], how="left")
         .with_columns(

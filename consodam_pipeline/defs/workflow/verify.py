@@ -1,5 +1,6 @@
-"""The blocking check behind every stage advance: a sample of editions recomputed one by one with the
-readable rules (domain/packages.py) must agree with the column-wise package table."""
+"""The readable rules applied one edition at a time (domain/packages.py): the blocking check behind every
+stage advance compares a sample of the column-wise package table with them, and `consodam bench workflow`
+times them as the naive baseline."""
 
 from __future__ import annotations
 
@@ -7,10 +8,32 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.domain.packages import Candidate, PackageRules, evaluate
+from consodam_pipeline.domain.packages import Candidate, Evaluation, PackageRules, evaluate
 from consodam_pipeline.domain.roles import AssetRole
 
 _CODES = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole}
+
+
+def reference_packages(
+    editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules
+) -> dict[tuple[int, str], Evaluation]:
+    """(product id, requirement) → the readable rules' evaluation, one Python call per pair."""
+    by_isbn: dict[str, list[dict[str, Any]]] = {}
+    by_work: dict[int, list[dict[str, Any]]] = {}
+    for v in versions.filter(~pl.col("orphan_tag")).iter_rows(named=True):
+        if v["isbn13"] is not None:
+            by_isbn.setdefault(v["isbn13"], []).append(v)
+        elif v["work_id"] is not None:
+            by_work.setdefault(v["work_id"], []).append(v)
+    found = {}
+    for edition in editions.iter_rows(named=True):
+        pool = [*by_isbn.get(edition["isbn13"], []), *by_work.get(edition["work_id"], [])]
+        for requirement in rules.requirements(edition["format_family"]):
+            candidates = [
+                _candidate(v) for v in pool if _fits(v, requirement.content_types, requirement.mode)
+            ]
+            found[(edition["product_id"], requirement.id)] = evaluate(requirement, candidates)
+    return found
 
 
 def package_disagreements(
@@ -21,34 +44,22 @@ def package_disagreements(
     sample: int,
     seed: int = 0,
 ) -> list[str]:
+    """Rows of the package table that differ from the readable rules (a sample of editions, or all)."""
     chosen = editions if editions.height <= sample else editions.sample(sample, seed=seed)
     table = {(r["product_id"], r["requirement"]): r for r in packages.iter_rows(named=True)}
-    usable = versions.filter(~pl.col("orphan_tag"))
-    by_isbn: dict[str, list[dict[str, Any]]] = {}
-    by_work: dict[int, list[dict[str, Any]]] = {}
-    for v in usable.iter_rows(named=True):
-        if v["isbn13"] is not None:
-            by_isbn.setdefault(v["isbn13"], []).append(v)
-        elif v["work_id"] is not None:
-            by_work.setdefault(v["work_id"], []).append(v)
+    isbns = dict(chosen.select("product_id", "isbn13").iter_rows())
     problems = []
-    for edition in chosen.iter_rows(named=True):
-        pool = [*by_isbn.get(edition["isbn13"], []), *by_work.get(edition["work_id"], [])]
-        for requirement in rules.requirements(edition["format_family"]):
-            candidates = [
-                _candidate(v) for v in pool if _fits(v, requirement.content_types, requirement.mode)
-            ]
-            expected = evaluate(requirement, candidates)
-            got = table.get((edition["product_id"], requirement.id))
-            if got is None or (got["status"], got["asset_id"], got["detail"]) != (
-                expected.status,
-                expected.asset_id,
-                expected.detail,
-            ):
-                problems.append(
-                    f"{edition['isbn13']} {requirement.id}: table {got and got['status']} "
-                    f"{got and got['asset_id']}, rules {expected.status} {expected.asset_id}"
-                )
+    for (product_id, requirement), expected in reference_packages(chosen, versions, rules).items():
+        got = table.get((product_id, requirement))
+        if got is None or (got["status"], got["asset_id"], got["detail"]) != (
+            expected.status,
+            expected.asset_id,
+            expected.detail,
+        ):
+            problems.append(
+                f"{isbns[product_id]} {requirement}: table {got and got['status']} {got and got['asset_id']}, "
+                f"rules {expected.status} {expected.asset_id}"
+            )
     return problems
 
 
@@ -59,16 +70,7 @@ def _fits(v: dict[str, Any], content_types: list[str], mode: str) -> bool:
 
 def _candidate(v: dict[str, Any]) -> Candidate:
     return Candidate(
-        v["asset_id"],
-        v["original_asset_id"],
-        v["version"],
-        v["approval_status"],
-        v["approved_at"],
-        v["isbn13"] is not None,
-        v["mime_type"],
-        v["width_px"],
-        v["height_px"],
-        v["colour_space"],
-        v["page_count"],
-        v["duration_s"],
-    )
+        v["asset_id"], v["original_asset_id"], v["version"], v["approval_status"], v["approved_at"],
+        v["isbn13"] is not None, v["mime_type"], v["width_px"], v["height_px"], v["colour_space"],
+        v["page_count"], v["duration_s"],
+    )  # fmt: skip
