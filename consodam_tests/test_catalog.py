@@ -3,6 +3,7 @@ from datetime import date
 from pathlib import Path
 
 from consodam_pipeline.domain.isbn import is_valid_isbn
+from consodam_pipeline.domain.roles import AssetRole
 from consodam_pipeline.sandbox.catalog import DIRT_KINDS, CatalogSpec, seed_catalog
 from consodam_pipeline.sandbox.state import CONSONANCE_DDL, DAM_DDL, StateDB
 
@@ -46,15 +47,25 @@ def test_catalog_shape(tmp_path: Path) -> None:
     versions = dam.query("SELECT original_asset_id, MAX(version) AS v FROM assets GROUP BY original_asset_id")
     assert {r["v"] for r in versions} == {1, 2, 3, 4, 5}
     roles = {r["role"] for r in dam.query("SELECT DISTINCT role FROM assets")}
-    assert roles == {
-        "front_cover",
-        "back_cover",
-        "contributor_picture",
-        "jacket_copy",
-        "sample_content",
-        "audio_sample",
-        "promotional_image",
+    assert roles == {role.value for role in AssetRole}
+    # Production files carry their rendition facts, with the retailers' usual rejections mixed in.
+    facts = dam.query(
+        "SELECT role, mime_type, width_px, height_px, colour_space, page_count, duration_s FROM assets"
+    )
+    assert any(r["role"] == "full_cover" and r["colour_space"] == "RGB" for r in facts)  # an RGB print cover
+    assert any(
+        r["role"] == "front_cover" and r["width_px"] == r["height_px"] == 1400 for r in facts
+    )  # small audio
+    assert any(r["mime_type"] == "application/epub+zip" for r in facts)
+    assert all((r["duration_s"] or 0) > 0 for r in facts if r["role"] == "full_content_audio")
+    assert all((r["page_count"] or 0) > 0 for r in facts if r["role"] == "full_content")
+    ebooks = {p["isbn13"] for p in products if p["form_code"] == "DG"}
+    with_epub = {
+        r["isbn"] for r in dam.query("SELECT isbn FROM assets WHERE mime_type = 'application/epub+zip'")
     }
+    assert ebooks - with_epub and ebooks & with_epub  # some ebooks lack their EPUB
+    todos = consonance.query("SELECT * FROM todos")
+    assert {t["name"] for t in todos if t["milestone"]} == {"Cover approval", "Production sign-off"}
     assert dam.query("SELECT COUNT(*) AS n FROM assets WHERE license_until IS NOT NULL")[0]["n"] > 0
     assert {r["approval_status"] for r in dam.query("SELECT DISTINCT approval_status FROM assets")} == {
         "approved",

@@ -13,6 +13,7 @@ from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.defs.dam.sensors import dam_change_sensor
 from consodam_pipeline.defs.editions import period_keys
 from consodam_pipeline.defs.links.assets import approved_version_links
+from consodam_pipeline.defs.links.writes import consonance_asset_links
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_tests.pipeline import (
     all_definitions,
@@ -27,6 +28,7 @@ from consodam_tests.support import Sandbox
 
 ALL = period_keys()
 LINKS = [approved_version_links]
+LINK_WRITES = [approved_version_links, consonance_asset_links]
 
 
 def ledger_ids(home: Path) -> set[str]:
@@ -71,7 +73,7 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
         with dg.instance_for_test() as instance:
             definitions = all_definitions(sandbox, home)
             ingest(sandbox, home, instance)
-            sync_partitions(sandbox, home, instance, ALL)
+            sync_partitions(sandbox, home, instance, ALL, LINK_WRITES)
             tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
             links = pl.read_parquet(home / "tables" / "approved_version_links")
             cover = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition")).row(
@@ -90,7 +92,9 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
             periods = tick.get_requested_partitions(dg.AssetKey("approved_version_links"))
             assert len(periods) >= 1
             assert tick.get_requested_partitions(dg.AssetKey("consonance_asset_links")) == periods
-            result = sync_partitions(sandbox, home, instance, sorted(p for p in periods if p is not None))
+            result = sync_partitions(
+                sandbox, home, instance, sorted(p for p in periods if p is not None), LINK_WRITES
+            )
             assert metadata(result, "consonance_asset_links")["written"] >= 1
 
             product = sandbox.graphql(
@@ -104,10 +108,12 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
 
             lineage = store(home)
             now = {link.role: link for link in edition_audit(lineage, cover["isbn13"]).live}
+            newest = table(home, "dam_asset_inventory").filter(pl.col("asset_id") == new["asset_id"])
             assert (now["front_cover"].asset_id, now["front_cover"].version) == (
                 new["asset_id"],
-                cover["version"] + 1,
+                newest["version"][0],  # the asset's newest version (one above any other, linked or not)
             )
+            assert newest["version"][0] > cover["version"]
             assert now["front_cover"].written_by_runs
             then = {link.role: link for link in edition_audit(lineage, cover["isbn13"], before_refresh).live}
             assert (then["front_cover"].asset_id, then["front_cover"].version) == (

@@ -171,7 +171,7 @@ def catalog(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
     return edition_frame, frame
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=catalog())
 def test_the_column_wise_packages_equal_the_reference(data: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     editions, versions = data
@@ -221,7 +221,7 @@ def met_by_oracle(versions: list[dict[str, Any]], requirement_id: str) -> bool:
     )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(steps=st.lists(st.tuples(
     st.sampled_from(["upload", "approve", "reject", "delete", "milestone"]), st.integers(0, 20),
     st.sampled_from(sorted(GOOD)), st.booleans()), min_size=1, max_size=14))  # fmt: skip

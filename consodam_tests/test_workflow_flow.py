@@ -152,6 +152,9 @@ def test_a_title_advances_only_when_its_milestone_is_met(tmp_path: Path) -> None
 
             again = sync_partitions(sandbox, home, instance, [period], workflow())
             assert written(again) == 0 and len(events(home, "stage_advanced", isbn)) == 1
+            echo = ingest(sandbox, home, instance)  # consodam's own stage write comes back: no period
+            assert metadata(echo, "title_metadata_snapshot")["changed"] == 1
+            assert metadata(echo, "title_metadata_snapshot")["periods_touched"] == 0
 
             decide(sandbox, interior, "rejected")
             run()

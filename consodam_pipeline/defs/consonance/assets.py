@@ -1,6 +1,6 @@
 """title_metadata_snapshot: every edition's current record from Consonance, fetched incrementally."""
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -25,7 +25,7 @@ from consodam_pipeline.defs.ingest import (
     reconciliation_due,
     utcnow,
 )
-from consodam_pipeline.store.lineage import SnapshotDiff
+from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_pipeline.sync.snapshot import IngestBatch, commit_batch, current_snapshot
@@ -79,7 +79,7 @@ def title_metadata_snapshot(
         f"editions: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "
         f"{len(batch.quarantined_keys)} quarantined"
     )
-    periods = changed_periods(diff, frame, previous)
+    periods = changed_periods(diff, frame, previous, echoes(store, diff, frame, previous))
     yield dg.Output(
         frame,
         metadata=ingest_metadata(
@@ -102,11 +102,45 @@ def title_metadata_snapshot(
     yield from change_events(periods, "consonance")  # only once the snapshot is stored
 
 
-def changed_periods(diff: SnapshotDiff, now: pl.DataFrame, before: pl.LazyFrame | None) -> list[str]:
-    """Periods of the works whose editions changed, before and after (a moved date touches both)."""
+def echoes(
+    store: LineageStore, diff: SnapshotDiff, now: pl.DataFrame, before: pl.LazyFrame | None
+) -> set[str]:
+    """Changed editions whose only differences are fields consodam's own last write set, with the values it
+    set (a stage it advanced): consodam's write coming back, not a change to act on."""
+    written = store.journal_fields("consonance", diff.changed)
+    if not written or before is None:
+        return set()
+    ids = pl.Series([int(k) for k in written], dtype=pl.Int64).implode()
+    old = {
+        r["product_id"]: r
+        for r in before.filter(pl.col("product_id").is_in(ids)).collect().iter_rows(named=True)
+    }
+    echoed = set()
+    for row in now.filter(pl.col("product_id").is_in(ids)).iter_rows(named=True):
+        previous, fields = old.get(row["product_id"]), written[str(row["product_id"])]
+        if previous is None:
+            continue
+        differing = {c for c in row if c in previous and row[c] != previous[c]}
+        if differing and all(c in fields and row[c] == fields[c] for c in differing):
+            echoed.add(str(row["product_id"]))
+    return echoed
+
+
+def changed_periods(
+    diff: SnapshotDiff,
+    now: pl.DataFrame,
+    before: pl.LazyFrame | None,
+    ours: Collection[str] = (),
+) -> list[str]:
+    """Periods of the works whose editions changed, before and after (a moved date touches both); changes
+    that are consodam's own writes coming back (`ours`) touch none."""
     if before is None:
         return all_periods(now)
-    keys = pl.Series([*diff.added, *diff.changed, *diff.removed]).cast(pl.Int64).implode()
+    keys = (
+        pl.Series([k for k in (*diff.added, *diff.changed, *diff.removed) if k not in ours])
+        .cast(pl.Int64)
+        .implode()
+    )
     works = set(now.filter(pl.col("product_id").is_in(keys))["work_id"].to_list())
     works |= set(before.filter(pl.col("product_id").is_in(keys)).collect()["work_id"].to_list())
     earlier = before.filter(pl.col("work_id").is_in(pl.Series(sorted(works), dtype=pl.Int64).implode()))

@@ -21,6 +21,8 @@ ROLE_CODES = pl.DataFrame(
     schema={"role": pl.String, "content_type": pl.String, "mode": pl.String},
     orient="row",
 )
+# polars 2.1's streaming engine (its default) has panicked here on string expressions, now and then.
+ENGINE = "streaming"
 STATUSES = ["approved", "in_review", "fails_technical", "rejected"]  # by rank; none of them: missing
 PACKAGE_COLUMNS = [
     "product_id",
@@ -179,7 +181,10 @@ def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.
         .with_columns(pl.lit(False).alias("edition_specific"))
     )
     both = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
-    return both.join(requirements.lazy(), on=["format_family", "content_type", "mode"]).collect()
+    joined = both.join(requirements.lazy(), on=["format_family", "content_type", "mode"]).collect()
+    # Rechunked: polars 2.1 sometimes panics ("i < self.len()" in binview) when the next streaming query
+    # reads string views straight out of this join's chunks.
+    return joined.rechunk()
 
 
 def best_candidates(candidates: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
