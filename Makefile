@@ -23,7 +23,7 @@ typecheck: setup
 	$(UV) run --frozen mypy
 
 pytest: setup
-	$(UV) run --frozen pytest -q $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -q -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

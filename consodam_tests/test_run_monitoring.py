@@ -20,7 +20,7 @@ from consodam_pipeline.run_launcher import STARTED_PROCESS, MonitoredRunLauncher
 
 ROOT = Path(__file__).parent.parent
 POLL_S, FREE_AFTER_S = 2, 2
-BOUND_S = 60  # kill → the next run's step starts: monitoring poll + slot release + dequeue + process start
+BOUND_S = 90  # kill → the next run's step starts: monitoring poll + slot release + dequeue + process start
 
 LOCATION = """
 import time
