@@ -27,9 +27,9 @@ class LaunchWindow(BaseModel):
     """An edition whose package (F5) is incomplete: published with what is complete and flagged, or held."""
 
     def contains(self, publication: date | None, day: date) -> bool:
-        return publication is not None and day - timedelta(days=self.days_after) <= publication <= day + timedelta(
-            days=self.days_before
-        )
+        return publication is not None and day - timedelta(
+            days=self.days_after
+        ) <= publication <= day + timedelta(days=self.days_before)
 
     def entering(self, day: date) -> date:
         """The publication date of editions that enter the window on `day`."""

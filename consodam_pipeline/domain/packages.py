@@ -1,7 +1,7 @@
 """What a complete title package is (F5) and what a production milestone needs (F2): the rules, loaded from
 one validated file, and the readable reference evaluation of one edition's requirement.
 
-The rules live in `package_rules.toml` beside this module (override: CONSODAM_PACKAGE_RULES). A bad file
+The rules live in `rules.toml` beside this module (override: CONSODAM_RULES). A bad file
 fails at load with the file, the field and the reason. No I/O here beyond reading that file.
 
 Evaluating a requirement for an edition (the column-wise pass in defs/workflow/packages.py applies the
@@ -29,10 +29,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from consodam_pipeline.domain.launch import LaunchWindow
 from consodam_pipeline.domain.onix import ResourceContentType, ResourceMode, UnknownCodeError
 
-RULES_ENV = "CONSODAM_PACKAGE_RULES"
-DEFAULT_RULES = Path(__file__).with_name("package_rules.toml")
+RULES_ENV = "CONSODAM_RULES"
+DEFAULT_RULES = Path(__file__).with_name("rules.toml")
 FormatFamily = Literal["print", "ebook", "audio"]
 Status = Literal["approved", "in_review", "fails_technical", "rejected", "missing"]
 STATUS_ORDER: tuple[Status, ...] = ("approved", "in_review", "fails_technical", "rejected", "missing")
@@ -100,13 +101,14 @@ class Milestone(_Strict):
     next_stage: str
 
 
-class PackageRules(_Strict):
+class Rules(_Strict):
     stages: list[str] = Field(min_length=2)
     formats: dict[FormatFamily, FormatRules]
     milestones: list[Milestone] = Field(default_factory=list)
+    launch: LaunchWindow = Field(default_factory=LaunchWindow)
 
     @model_validator(mode="after")
-    def _consistent(self) -> PackageRules:
+    def _consistent(self) -> Rules:
         if len(set(self.stages)) != len(self.stages):
             raise ValueError("stages repeat")
         known = {r.id for f in self.formats.values() for r in f.requires}
@@ -144,31 +146,29 @@ class PackageRules(_Strict):
         return self.stages.index(stage) if stage in self.stages else None
 
 
-def load_rules(path: str | Path | None = None) -> PackageRules:
-    """The rules in force: `path`, else CONSODAM_PACKAGE_RULES, else the file shipped with consodam."""
+def load_rules(path: str | Path | None = None) -> Rules:
+    """The rules in force: `path`, else CONSODAM_RULES, else the file shipped with consodam."""
     chosen = Path(path or os.environ.get(RULES_ENV) or DEFAULT_RULES)
     try:
         stamp = chosen.stat().st_mtime_ns
     except OSError as exc:
-        raise RulesError(
-            f"package rules {chosen}: cannot be read ({exc.strerror}); set {RULES_ENV}"
-        ) from None
+        raise RulesError(f"rules {chosen}: cannot be read ({exc.strerror}); set {RULES_ENV}") from None
     return _load(chosen, stamp)
 
 
 @cache
-def _load(path: Path, _stamp: int) -> PackageRules:
+def _load(path: Path, _stamp: int) -> Rules:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"package rules {path}: not valid TOML: {exc}") from None
+        raise RulesError(f"rules {path}: not valid TOML: {exc}") from None
     try:
-        return PackageRules.model_validate(raw)
+        return Rules.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         reason = first["msg"].removeprefix("Value error, ")
-        raise RulesError(f"package rules {path}: {field}: {reason}") from None
+        raise RulesError(f"rules {path}: {field}: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def _pick(versions: Sequence[Candidate], *, approval: bool) -> Candidate:
     return max(versions, key=lambda c: (c.edition_specific, c.version, c.original_asset_id))
 
 
-def unmet(rules: PackageRules, family: str, stage: str | None, status: Mapping[str, str]) -> list[str]:
+def unmet(rules: Rules, family: str, stage: str | None, status: Mapping[str, str]) -> list[str]:
     """What the milestone at this stage still needs, as `requirement (status)`; [] when there is no
     milestone at the stage or it is met. `status`: requirement id → its status for the edition."""
     milestone = rules.milestone_at(stage)
@@ -272,7 +272,7 @@ def unmet(rules: PackageRules, family: str, stage: str | None, status: Mapping[s
 
 
 def ready_to_advance(
-    rules: PackageRules,
+    rules: Rules,
     stages: Mapping[int, str | None],
     families: Mapping[int, str],
     status: Mapping[int, Mapping[str, str]],

@@ -1,6 +1,6 @@
 """title_asset_packages (F5 derived, F2's gate): every edition × requirement of its format, by period.
 
-The rules are in one file (domain/package_rules.toml); the evaluation is column-wise (packages.py) and a
+The rules are in one file (domain/rules.toml); the evaluation is column-wise (packages.py) and a
 blocking check recomputes a sample with the readable reference. Each edition's package state goes into the
 lineage store's row history, so the audit can answer "what did its package look like on date D".
 """
@@ -14,7 +14,7 @@ import polars as pl
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partition_slice, work_periods
 from consodam_pipeline.defs.workflow.packages import edition_summary, evaluate_packages, with_milestones
 from consodam_pipeline.defs.workflow.verify import package_disagreements
-from consodam_pipeline.domain.packages import PackageRules, RulesError, load_rules
+from consodam_pipeline.domain.packages import Rules, RulesError, load_rules
 from consodam_pipeline.store.lineage import LineageStore, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -46,7 +46,7 @@ PACKAGE_INPUTS = [
 ]
 
 
-def package_rules() -> PackageRules:
+def rules_in_force() -> Rules:
     """The rules in force; a bad file fails the run with one line naming the file, the field and the reason."""
     try:
         return load_rules()
@@ -54,7 +54,7 @@ def package_rules() -> PackageRules:
         raise dg.Failure(description=str(exc)) from None
 
 
-def unknown_names(editions: pl.DataFrame, rules: PackageRules) -> list[tuple[str, str, str]]:
+def unknown_names(editions: pl.DataFrame, rules: Rules) -> list[tuple[str, str, str]]:
     """(product id, reason, payload) for editions whose stage or milestone to-do the rules do not know."""
     rows = []
     stages = editions.filter(
@@ -140,7 +140,7 @@ def record_packages(
     ],
     description="Edition × package requirement of its format (print, ebook, audio: ONIX 158 content types and "
     "the retailers' technical requirements) → approved / in_review / fails_technical / rejected / missing, "
-    "and the milestone the edition is at. Rules: consodam_pipeline/domain/package_rules.toml.",
+    "and the milestone the edition is at. Rules: consodam_pipeline/domain/rules.toml.",
 )
 def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
@@ -148,7 +148,7 @@ def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would
     dam_asset_inventory: pl.LazyFrame,
     lineage: LineageStoreResource,
 ):
-    rules = package_rules()
+    rules = rules_in_force()
     editions, versions = partition_slice(
         title_metadata_snapshot,
         dam_asset_inventory.select(PACKAGE_INPUTS).collect(),
@@ -184,7 +184,7 @@ def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would
 
 
 def follows_the_rules(
-    packages: pl.DataFrame, editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules
+    packages: pl.DataFrame, editions: pl.DataFrame, versions: pl.DataFrame, rules: Rules
 ) -> dg.AssetCheckResult:
     problems = package_disagreements(packages, editions, versions, rules, CHECK_SAMPLE)
     return dg.AssetCheckResult(

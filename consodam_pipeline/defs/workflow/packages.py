@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.domain.packages import PackageRules, Requirement
+from consodam_pipeline.domain.packages import Requirement, Rules
 from consodam_pipeline.domain.roles import AssetRole
 
 ROLE_CODES = pl.DataFrame(
@@ -43,7 +43,7 @@ PACKAGE_COLUMNS = [
 ]
 
 
-def requirement_frame(rules: PackageRules) -> pl.DataFrame:
+def requirement_frame(rules: Rules) -> pl.DataFrame:
     """One row per (format, requirement, accepted content type and mode)."""
     rows = [
         (family, r.id, r.name, ct, r.mode)
@@ -110,7 +110,7 @@ def technical_checks(r: Requirement) -> list[tuple[pl.Expr, pl.Expr]]:
 
 
 def _per_requirement(
-    rules: PackageRules, pick: Callable[[list[tuple[pl.Expr, pl.Expr]]], pl.Expr], default: pl.Expr
+    rules: Rules, pick: Callable[[list[tuple[pl.Expr, pl.Expr]]], pl.Expr], default: pl.Expr
 ) -> pl.Expr:
     chained: Any = pl
     for family, fmt in rules.formats.items():
@@ -120,7 +120,7 @@ def _per_requirement(
     return default if chained is pl else chained.otherwise(default)
 
 
-def passes_expr(rules: PackageRules) -> pl.Expr:
+def passes_expr(rules: Rules) -> pl.Expr:
     """Whether a version passes every technical requirement of the row's requirement."""
     return _per_requirement(
         rules,
@@ -129,7 +129,7 @@ def passes_expr(rules: PackageRules) -> pl.Expr:
     )
 
 
-def failures_expr(rules: PackageRules) -> pl.Expr:
+def failures_expr(rules: Rules) -> pl.Expr:
     """Every technical requirement a version fails, joined with '; '."""
 
     def joined(checks: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
@@ -187,7 +187,7 @@ def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.
     return joined.rechunk()
 
 
-def best_candidates(candidates: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
+def best_candidates(candidates: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """(product_id, requirement) → the deciding version, its status and why."""
     slot = ["product_id", "requirement", "original_asset_id"]
     approved = pl.col("approval_status") == "approved"
@@ -239,7 +239,7 @@ def best_candidates(candidates: pl.DataFrame, rules: PackageRules) -> pl.DataFra
     ).collect()
 
 
-def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
+def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Every edition × requirement of its format (PACKAGE_COLUMNS), missing where no candidate exists."""
     requirements = requirement_frame(rules)
     expected = editions.join(
@@ -258,7 +258,7 @@ def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: Pac
     )
 
 
-def with_milestones(packages: pl.DataFrame, rules: PackageRules) -> pl.DataFrame:
+def with_milestones(packages: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Each row with the milestone its edition is at (its stage's), and whether that milestone needs it."""
     pairs = [
         (m.stage, m.name, family, r.id)

@@ -8,14 +8,14 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.domain.packages import Candidate, Evaluation, PackageRules, evaluate
+from consodam_pipeline.domain.packages import Candidate, Evaluation, Rules, evaluate
 from consodam_pipeline.domain.roles import AssetRole
 
 _CODES = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole}
 
 
 def reference_packages(
-    editions: pl.DataFrame, versions: pl.DataFrame, rules: PackageRules
+    editions: pl.DataFrame, versions: pl.DataFrame, rules: Rules
 ) -> dict[tuple[int, str], Evaluation]:
     """(product id, requirement) → the readable rules' evaluation, one Python call per pair."""
     by_isbn: dict[str, list[dict[str, Any]]] = {}
@@ -40,7 +40,7 @@ def package_disagreements(
     packages: pl.DataFrame,
     editions: pl.DataFrame,
     versions: pl.DataFrame,
-    rules: PackageRules,
+    rules: Rules,
     sample: int,
     seed: int = 0,
 ) -> list[str]:

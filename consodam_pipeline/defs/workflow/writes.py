@@ -18,8 +18,8 @@ import polars as pl
 from consodam_pipeline.clients.consonance import ConsonanceClient, ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, ReviewTask
 from consodam_pipeline.defs.editions import by_period
-from consodam_pipeline.defs.workflow.assets import package_rules
-from consodam_pipeline.domain.packages import PackageRules, ready_to_advance, unmet
+from consodam_pipeline.defs.workflow.assets import rules_in_force
+from consodam_pipeline.domain.packages import Rules, ready_to_advance, unmet
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -83,7 +83,7 @@ def consonance_stage_advances(  # type: ignore[no-untyped-def]  # an annotation 
     consonance: ConsonanceResource,
     lineage: LineageStoreResource,
 ):
-    rules, store, run_id = package_rules(), lineage.store(), context.run.run_id
+    rules, store, run_id = rules_in_force(), lineage.store(), context.run.run_id
     editions = title_asset_packages.filter(pl.col("milestone").is_not_null()).unique(
         "product_id", keep="first"
     )
@@ -118,7 +118,7 @@ def consonance_stage_advances(  # type: ignore[no-untyped-def]  # an annotation 
     return dg.MaterializeResult(value=report, metadata=metadata, check_results=[check])
 
 
-def moved_back_by_hand(store: LineageStore, stage: dict[int, str | None], rules: PackageRules) -> set[int]:
+def moved_back_by_hand(store: LineageStore, stage: dict[int, str | None], rules: Rules) -> set[int]:
     """Titles that now sit at an earlier stage than the one consodam last moved them to: a person moved
     them back, and consodam does not advance them through that milestone again."""
     recorded = store.open_payload_map(STAGES.entity, [str(p) for p in stage])
@@ -162,7 +162,7 @@ def record_stage_events(
     editions: pl.DataFrame,
     stage: dict[int, str | None],
     rows: dict[int, dict[str, dict[str, Any]]],
-    rules: PackageRules,
+    rules: Rules,
     run_id: str,
     moved_back: set[int],
     advanced: list[tuple[int, str | None, str]],
@@ -219,7 +219,7 @@ def passed_incomplete(
     stage: dict[int, str | None],
     status: dict[int, dict[str, str]],
     families: dict[int, str],
-    rules: PackageRules,
+    rules: Rules,
 ) -> dict[int, str]:
     """Titles consodam moved past a milestone whose needs are no longer all met (`milestone: missing…`)."""
     recorded = store.open_payload_map(STAGES.entity, [str(p) for p in stage])
@@ -257,7 +257,7 @@ def dam_review_tasks(  # type: ignore[no-untyped-def]  # an annotation would be 
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
 ):
-    rules, store, run_id = package_rules(), lineage.store(), context.run.run_id
+    rules, store, run_id = rules_in_force(), lineage.store(), context.run.run_id
     stages = dict(consonance_stage_advances.select("product_id", "stage_after").iter_rows())
     wanted = wanted_tasks(title_asset_packages, stages, rules)
     isbns = set(title_asset_packages["isbn13"].to_list())
@@ -309,7 +309,7 @@ def versions_of(inventory: pl.DataFrame, packages: pl.DataFrame) -> pl.DataFrame
     )
 
 
-def wanted_tasks(packages: pl.DataFrame, stages: dict[int, str | None], rules: PackageRules) -> pl.DataFrame:
+def wanted_tasks(packages: pl.DataFrame, stages: dict[int, str | None], rules: Rules) -> pl.DataFrame:
     """key, state, note, isbn13, and what the ledger names, for every task a title at a milestone needs."""
     rows = []
     for row in packages.iter_rows(named=True):
@@ -407,7 +407,7 @@ def task_reasons(
     wanted: pl.DataFrame,
     packages: pl.DataFrame,
     stages: dict[int, str | None],
-    rules: PackageRules,
+    rules: Rules,
 ) -> dict[str, str]:
     """Why each task in scope that is no longer wanted is moot."""
     wanted_keys = set(wanted["key"].to_list())
