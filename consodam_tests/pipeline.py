@@ -88,6 +88,7 @@ def metadata(result: dg.ExecuteInJobResult | Runs, asset: str) -> dict[str, Any]
 
 def edition_assets() -> list[Any]:
     from consodam_pipeline.defs.editions import edition_changes
+    from consodam_pipeline.defs.launch.assets import launch_collections
     from consodam_pipeline.defs.links.assets import approved_version_links
     from consodam_pipeline.defs.links.writes import consonance_asset_links
     from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
@@ -101,7 +102,7 @@ def edition_assets() -> list[Any]:
 
     return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags, approved_version_links,
             consonance_asset_links, title_asset_packages, consonance_stage_advances, dam_review_tasks,
-            consonance_production_files]  # fmt: skip
+            consonance_production_files, launch_collections]  # fmt: skip
 
 
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:

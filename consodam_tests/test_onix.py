@@ -82,8 +82,9 @@ def test_onix21_forms_map_to_list_150_and_families() -> None:
 
 
 def test_asset_roles_map_to_onix_and_back() -> None:
-    for role in AssetRole:
+    for role in AssetRole.with_onix_codes():
         assert AssetRole.from_onix(role.content_type, role.mode) is role
+    assert AssetRole.TITLE_SHEET not in AssetRole.with_onix_codes()  # a title sheet is no ONIX resource
     assert AssetRole.AUDIO_SAMPLE.mode is ResourceMode.AUDIO
     assert AssetRole.FRONT_COVER.edition_specific and not AssetRole.JACKET_COPY.edition_specific
     with pytest.raises(ValueError, match="no asset role"):

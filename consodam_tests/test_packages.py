@@ -199,7 +199,7 @@ Step = tuple[str, int, str, bool]
 def met_by_oracle(versions: list[dict[str, Any]], requirement_id: str) -> bool:
     """Independent of both implementations: some asset's newest approved version passes every check."""
     requirement = next(r for r in RULES.requirements("print") if r.id == requirement_id)
-    codes = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole}
+    codes = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole.with_onix_codes()}
     newest_approved: dict[str, dict[str, Any]] = {}
     for v in versions:
         fits = codes[v["role"]][0] in requirement.content_types and codes[v["role"]][1] == requirement.mode

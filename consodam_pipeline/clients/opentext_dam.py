@@ -15,7 +15,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from consodam_pipeline import endpoints
-from consodam_pipeline.clients.http import ResilientHttp, prefetch_ordered
+from consodam_pipeline.clients.http import ApiError, ResilientHttp, prefetch_ordered
 from consodam_pipeline.clients.resource import HttpApiResource
 
 FIELD = "CONSODAM.FIELD."
@@ -101,20 +101,37 @@ class SearchResponse(_Loose):
 # 1,000 versions carries ~2.5 MB of nested metadata, and building ~40 Python objects per version cost
 # three times what the whole transfer did. Single-asset calls keep the pydantic models above.
 _VALUE = pl.Struct({"type": pl.String, "value": pl.String})
-_ELEMENT = pl.Struct({
-    "id": pl.String,
-    "value": pl.Struct({"value": _VALUE}),
-    "metadata_element_list": pl.List(pl.Struct({"id": pl.String, "values": pl.List(pl.Struct({"value": _VALUE}))})),
-})  # fmt: skip
-_ASSET = pl.Struct({
-    "asset_id": pl.String, "original_asset_id": pl.String, "version": pl.Int64, "date_last_updated": pl.String,
-    "name": pl.String, "mime_type": pl.String, "security_policy_list": pl.List(pl.Struct({"id": pl.Int64})),
-    "metadata": pl.Struct({"metadata_element_list": pl.List(_ELEMENT)}),
-})  # fmt: skip
-_LIST_ENVELOPE = pl.Struct({"assets_resource": pl.Struct({"asset_list": pl.List(_ASSET),
-                                                          "total_number_of_items": pl.Int64})})  # fmt: skip
-_SEARCH_ENVELOPE = pl.Struct({"search_result_resource": pl.Struct({
-    "search_result": pl.Struct({"total_hit_count": pl.Int64}), "asset_list": pl.List(_ASSET)})})  # fmt: skip
+_ELEMENT = pl.Struct(
+    {
+        "id": pl.String,
+        "value": pl.Struct({"value": _VALUE}),
+        "metadata_element_list": pl.List(
+            pl.Struct({"id": pl.String, "values": pl.List(pl.Struct({"value": _VALUE}))})
+        ),
+    }
+)
+_ASSET = pl.Struct(
+    {
+        "asset_id": pl.String,
+        "original_asset_id": pl.String,
+        "version": pl.Int64,
+        "date_last_updated": pl.String,
+        "name": pl.String,
+        "mime_type": pl.String,
+        "security_policy_list": pl.List(pl.Struct({"id": pl.Int64})),
+        "metadata": pl.Struct({"metadata_element_list": pl.List(_ELEMENT)}),
+    }
+)
+_LIST_ENVELOPE = pl.Struct(
+    {"assets_resource": pl.Struct({"asset_list": pl.List(_ASSET), "total_number_of_items": pl.Int64})}
+)
+_SEARCH_ENVELOPE = pl.Struct(
+    {
+        "search_result_resource": pl.Struct(
+            {"search_result": pl.Struct({"total_hit_count": pl.Int64}), "asset_list": pl.List(_ASSET)}
+        )
+    }
+)
 
 
 @dataclass
@@ -174,6 +191,25 @@ class _ReviewTasks(_Loose):
 
 class _ReviewTaskReply(_Loose):
     review_task: ReviewTask
+
+
+class UsageRow(_Loose):
+    """A download or delivery of one asset version (the DAM's usage log; sandbox convention)."""
+
+    seq: int
+    asset_id: str
+    used_by: str
+    channel: str
+    action: str
+    used_at: str
+
+
+class _UsageList(_Loose):
+    usage_list: list[UsageRow]
+
+
+class _UsageReply(_Loose):
+    usage_resource: _UsageList
 
 
 class Token(_Loose):
@@ -273,9 +309,11 @@ class DamClient:
 
     def assets_page(self, after: int, *, all_versions: bool = True, slim: bool = False) -> AssetsResponse:
         result: AssetsResponse = self.call(
-            "GET", "/assets", params=self._params(after, all_versions, slim),
+            "GET",
+            "/assets",
+            params=self._params(after, all_versions, slim),
             decode=lambda r: AssetsResponse.model_validate_json(r.content),
-        )  # fmt: skip
+        )
         return result
 
     def asset_frame_page(self, after: int, *, all_versions: bool = True) -> AssetPage:
@@ -299,23 +337,36 @@ class DamClient:
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dam-pages") as pool:
             yield from prefetch_ordered(pool, fetch, offsets, depth=parallel * 2)
 
-    def _search_params(self, conditions: Sequence[dict[str, Any]], after: int, all_versions: bool,
-                       slim: bool) -> dict[str, Any]:  # fmt: skip
+    def _search_params(
+        self, conditions: Sequence[dict[str, Any]], after: int, all_versions: bool, slim: bool
+    ) -> dict[str, Any]:
         return {
-            **self._params(after, all_versions, slim), "keyword_query": "*",
-            "search_condition_list": json.dumps({"search_condition_list": {"search_condition": list(conditions)}}),
-        }  # fmt: skip
+            **self._params(after, all_versions, slim),
+            "keyword_query": "*",
+            "search_condition_list": json.dumps(
+                {"search_condition_list": {"search_condition": list(conditions)}}
+            ),
+        }
 
-    def search_page(self, conditions: Sequence[dict[str, Any]], after: int, *, all_versions: bool = True,
-                    slim: bool = False) -> SearchResponse:  # fmt: skip
+    def search_page(
+        self,
+        conditions: Sequence[dict[str, Any]],
+        after: int,
+        *,
+        all_versions: bool = True,
+        slim: bool = False,
+    ) -> SearchResponse:
         result: SearchResponse = self.call(
-            "GET", "/search/text", params=self._search_params(conditions, after, all_versions, slim),
+            "GET",
+            "/search/text",
+            params=self._search_params(conditions, after, all_versions, slim),
             decode=lambda r: SearchResponse.model_validate_json(r.content),
-        )  # fmt: skip
+        )
         return result
 
-    def search(self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True,
-               slim: bool = False) -> Iterator[DamAsset]:  # fmt: skip
+    def search(
+        self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True, slim: bool = False
+    ) -> Iterator[DamAsset]:
         after = 0
         while True:
             page = self.search_page(conditions, after, all_versions=all_versions, slim=slim)
@@ -324,14 +375,17 @@ class DamClient:
             if after >= page.search_result_resource.search_result.total_hit_count:
                 return
 
-    def search_frames(self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True
-                      ) -> Iterator[pl.DataFrame]:  # fmt: skip
+    def search_frames(
+        self, conditions: Sequence[dict[str, Any]], *, all_versions: bool = True
+    ) -> Iterator[pl.DataFrame]:
         after = 0
         while True:
             page: AssetPage = self.call(
-                "GET", "/search/text", params=self._search_params(conditions, after, all_versions, False),
+                "GET",
+                "/search/text",
+                params=self._search_params(conditions, after, all_versions, False),
                 decode=lambda r: decode_page(r.text, search=True),
-            )  # fmt: skip
+            )
             yield page.assets
             after += self.page_size
             if after >= page.total:
@@ -339,9 +393,10 @@ class DamClient:
 
     def get_asset(self, asset_id: str) -> DamAsset:
         asset: DamAsset = self.call(
-            "GET", f"/assets/{asset_id}",
+            "GET",
+            f"/assets/{asset_id}",
             decode=lambda r: DamAsset.model_validate(r.json()["asset_resource"]["asset"]),
-        )  # fmt: skip
+        )
         return asset
 
     # ---- writes ----
@@ -358,9 +413,11 @@ class DamClient:
             }
         }
         result: dict[str, Any] = self.call(
-            "PUT", "/assets/state", data={"action": action, "selection_context": json.dumps(selection)},
+            "PUT",
+            "/assets/state",
+            data={"action": action, "selection_context": json.dumps(selection)},
             decode=lambda r: dict(r.json()["bulk_asset_result_representation"]["bulk_asset_result"]),
-        )  # fmt: skip
+        )
         return result
 
     @contextmanager
@@ -393,10 +450,115 @@ class DamClient:
         if security_policy_ids is not None:
             data["security_policy_list"] = [{"id": p} for p in security_policy_ids]
         asset: DamAsset = self.call(
-            "PATCH", f"/assets/{asset_id}", json={"edited_asset": {"data": data}},
+            "PATCH",
+            f"/assets/{asset_id}",
+            json={"edited_asset": {"data": data}},
             decode=lambda r: DamAsset.model_validate(r.json()["asset_resource"]["asset"]),
-        )  # fmt: skip
+        )
         return asset
+
+    # ---- asynchronous jobs, imports ----
+
+    def wait_job(self, job_id: str) -> str:
+        """Poll an asynchronous job until it completes; the asset it made."""
+        deadline = time.monotonic() + self.job_timeout_s
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/jobs/{job_id}", decode=lambda r: dict(r.json()["job_resource"]["job"]))
+            if job["job_state"] == "COMPLETED":
+                return str(job["asset_id"])
+            if job["job_state"] in ("FAILED", "CANCELLED"):
+                raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job ended {job['job_state']}")
+            time.sleep(self.job_poll_s)
+        raise ApiError(f"GET /otmmapi/v6/jobs/{job_id}", 1, f"job not done after {self.job_timeout_s:.0f}s")
+
+    def import_asset(self, *, name: str, mime_type: str, metadata: dict[str, str], content: str) -> str:
+        """A new asset with its file (an import job); not idempotent: after an ambiguous failure the caller
+        looks it up. Returns the new asset's id once the job is done."""
+        elements = [
+            {"id": k, "value": {"value": {"type": "string", "value": v}}} for k, v in metadata.items()
+        ]
+        body = {
+            "asset_representation": {
+                "asset_resource": {
+                    "asset": {
+                        "name": name,
+                        "mime_type": mime_type,
+                        "metadata": {"metadata_element_list": elements},
+                    }
+                }
+            },
+            "content": content,
+        }
+        job = self.call(
+            "POST",
+            "/assets",
+            json=body,
+            idempotent=False,
+            decode=lambda r: str(r.json()["job_handle"]["job_id"]),
+        )
+        return self.wait_job(job)
+
+    def import_version(self, asset_id: str, *, metadata: dict[str, str], content: str) -> str:
+        """A new version of an asset with its file; not idempotent (see import_asset)."""
+        job = self.call(
+            "POST",
+            f"/assets/{asset_id}/versions",
+            json={"content": content, "metadata": metadata},
+            idempotent=False,
+            decode=lambda r: str(r.json()["job_handle"]["job_id"]),
+        )
+        return self.wait_job(job)
+
+    def content(self, asset_id: str) -> str:
+        text: str = self.call("GET", f"/assets/{asset_id}/contents", decode=lambda r: r.text)
+        return text
+
+    # ---- collections ----
+
+    def collections(self) -> dict[str, str]:
+        """name → collection id."""
+        listed: list[dict[str, Any]] = self.call(
+            "GET", "/collections", decode=lambda r: list(r.json()["collection_resource"]["collection"])
+        )
+        return {str(c["name"]): str(c["id"]) for c in listed}
+
+    def create_collection(self, name: str) -> str:
+        """Not idempotent in OTMM (two creates, two collections): the caller looks the name up first."""
+        body = {"collection_resource": {"collection": {"name": name}}}
+        listed: list[dict[str, Any]] = self.call(
+            "POST",
+            "/collections",
+            json=body,
+            idempotent=False,
+            decode=lambda r: list(r.json()["collection_resource"]["collection"]),
+        )
+        return next(str(c["id"]) for c in listed if c["name"] == name)
+
+    def collection_assets(self, collection_id: str) -> list[str]:
+        ids: list[str] = self.call(
+            "GET",
+            f"/collections/{collection_id}/assets",
+            decode=lambda r: [a["asset_id"] for a in r.json()["assets_resource"]["asset_list"]],
+        )
+        return ids
+
+    def add_to_collection(self, collection_id: str, asset_ids: Sequence[str]) -> None:
+        """Adding a member twice keeps one: safe to repeat."""
+        self.call("PUT", f"/collections/{collection_id}/assets", json={"asset_ids": list(asset_ids)})
+
+    def remove_from_collection(self, collection_id: str, asset_id: str) -> None:
+        self.call("DELETE", f"/collections/{collection_id}/assets/{asset_id}")
+
+    # ---- the usage log (sandbox convention) ----
+
+    def usage_page(self, after: int, limit: int = 1000) -> list[UsageRow]:
+        rows: list[UsageRow] = self.call(
+            "GET",
+            "/usage",
+            params={"after": after, "limit": limit},
+            decode=lambda r: _UsageReply.model_validate_json(r.content).usage_resource.usage_list,
+        )
+        return rows
 
     # ---- review tasks (sandbox convention) ----
 
@@ -410,17 +572,22 @@ class DamClient:
     def open_review_task(self, **fields: Any) -> ReviewTask:
         """Not idempotent: an ambiguous failure raises AmbiguousWrite, and the caller looks it up."""
         reply: _ReviewTaskReply = self.call(
-            "POST", "/reviewtasks", json=fields, idempotent=False,
+            "POST",
+            "/reviewtasks",
+            json=fields,
+            idempotent=False,
             decode=lambda r: _ReviewTaskReply.model_validate_json(r.content),
-        )  # fmt: skip
+        )
         return reply.review_task
 
     def cancel_review_task(self, task_id: str, note: str) -> ReviewTask:
         """Close a task nobody needs any more: a full state, so repeating it is safe."""
         reply: _ReviewTaskReply = self.call(
-            "PUT", f"/reviewtasks/{task_id}", json={"status": "cancelled", "note": note},
+            "PUT",
+            f"/reviewtasks/{task_id}",
+            json={"status": "cancelled", "note": note},
             decode=lambda r: _ReviewTaskReply.model_validate_json(r.content),
-        )  # fmt: skip
+        )
         return reply.review_task
 
 

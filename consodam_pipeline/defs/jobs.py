@@ -10,8 +10,8 @@ consodam_sync = dg.define_asset_job(
 
 consodam_editions = dg.define_asset_job(
     "consodam_editions",
-    selection=dg.AssetSelection.groups("rights", "tags", "links", "workflow"),
+    selection=dg.AssetSelection.groups("rights", "tags", "links", "workflow", "launch"),
     description="Rights matrix, DAM access restrictions, title tags, approved-version links (with their history "
-    "in the audit ledger), title packages, stage advances, review tasks and production files for the chosen "
-    "publication periods; a backfill of every period runs as one run.",
+    "in the audit ledger), title packages, stage advances, review tasks, production files and launch "
+    "collections for the chosen publication periods; a backfill of every period runs as one run.",
 )

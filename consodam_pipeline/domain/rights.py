@@ -27,7 +27,7 @@ from datetime import date
 from consodam_pipeline.domain.onix import PublishingStatus
 from consodam_pipeline.domain.territories import TerritorySet
 
-PRODUCTION_FILE = "a production file, never shared"
+PRODUCTION_FILE = "a production file or title sheet, never shared"
 NOTHING = frozenset({"01", "05", "11", "15", "16", "17"})
 SEE_ONLY = frozenset({"06", "07", "08"})
 assert all(PublishingStatus.parse(code) for code in NOTHING | SEE_ONLY)

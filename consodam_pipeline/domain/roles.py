@@ -18,6 +18,7 @@ class AssetRole(StrEnum):
     FULL_COVER = "full_cover"  # print-ready cover (front, back, spine, flaps)
     FULL_CONTENT = "full_content"  # the whole book as text: interior PDF, EPUB
     FULL_CONTENT_AUDIO = "full_content_audio"  # the whole audiobook
+    TITLE_SHEET = "title_sheet"  # consodam's ONIX title sheet of an edition (F6); no List 158 type of its own
 
     @property
     def content_type(self) -> ResourceContentType:
@@ -26,6 +27,11 @@ class AssetRole(StrEnum):
     @property
     def mode(self) -> ResourceMode:
         return _ONIX[self][1]
+
+    @classmethod
+    def with_onix_codes(cls) -> list[AssetRole]:
+        """The roles that are ONIX supporting resources (List 158 content type and List 159 mode)."""
+        return [role for role in cls if role in _ONIX]
 
     @property
     def production_master(self) -> bool:
@@ -59,7 +65,10 @@ _ONIX: dict[AssetRole, tuple[ResourceContentType, ResourceMode]] = {
     AssetRole.FULL_CONTENT_AUDIO: (ResourceContentType.FULL_CONTENT, ResourceMode.AUDIO),
 }
 PRODUCTION_MASTERS = frozenset({AssetRole.FULL_COVER, AssetRole.FULL_CONTENT, AssetRole.FULL_CONTENT_AUDIO})
-MARKETING_ROLES = [role.value for role in AssetRole if role not in PRODUCTION_MASTERS]
+# What may be shared with the trade and linked to a title record: not production masters, not title sheets.
+MARKETING_ROLES = [
+    r.value for r in AssetRole if r not in PRODUCTION_MASTERS and r is not AssetRole.TITLE_SHEET
+]
 
 
 class ApprovalStatus(StrEnum):

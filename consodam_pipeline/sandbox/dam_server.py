@@ -14,7 +14,13 @@ Conventions where the public record is silent, each named once here:
   requirement): creating it again reopens it; PUT sets its status (consodam cancels moot ones);
 - rendition facts (pixel size, colour space, file size, page count, duration) are metadata fields
   CONSODAM.FIELD.WIDTH_PX, HEIGHT_PX, COLOUR_SPACE, FILE_SIZE, PAGE_COUNT, DURATION_S;
-- paging offsets count deleted assets (tombstones), so deletions never shift later pages.
+- paging offsets count deleted assets (tombstones), so deletions never shift later pages;
+- an import job (POST /assets) or a new version (POST /assets/{id}/versions) may carry the file itself as
+  `content` (text, e.g. an ONIX title sheet) and other metadata fields; GET /assets/{id}/contents returns it;
+- collection membership: PUT /collections/{id}/assets adds (`{"asset_ids": […]}`), DELETE
+  /collections/{id}/assets/{asset_id} removes one;
+- the usage log (downloads and deliveries of a version, by a user or a channel) is read with
+  GET /otmmapi/v6/usage?after=<seq>&limit=<n>, in the order it happened.
 """
 
 from __future__ import annotations
@@ -50,8 +56,14 @@ SEARCHABLE = {
     F + "ROLE": "role",
     F + "APPROVAL_STATUS": "approval_status",
 }
-RENDITION = {F + "WIDTH_PX": "width_px", F + "HEIGHT_PX": "height_px", F + "COLOUR_SPACE": "colour_space",
-             F + "FILE_SIZE": "file_size", F + "PAGE_COUNT": "page_count", F + "DURATION_S": "duration_s"}  # fmt: skip
+RENDITION = {
+    F + "WIDTH_PX": "width_px",
+    F + "HEIGHT_PX": "height_px",
+    F + "COLOUR_SPACE": "colour_space",
+    F + "FILE_SIZE": "file_size",
+    F + "PAGE_COUNT": "page_count",
+    F + "DURATION_S": "duration_s",
+}
 PROTECTED = {
     F + "ROLE",
     F + "WORK_ID",
@@ -61,6 +73,14 @@ PROTECTED = {
     *RENDITION,
 }
 MAX_LIMIT = 2000
+USAGE_CHANNELS = (
+    ("web", "download"),
+    ("retailer_feed", "delivery"),
+    ("social", "download"),
+    ("catalog", "download"),
+    ("press_kit", "delivery"),
+)
+USERS = ("marketing@publisher.example", "publicity@publisher.example", "sales@publisher.example")
 
 
 def field(field_id: str, value: Any, kind: str = "string") -> dict[str, Any]:
@@ -315,8 +335,15 @@ class DamSandbox:
         if row is None:
             return _not_found(request.path_params["id"])
         if request.method == "POST":
+            body = await json_body(request)
             job = self._new_job(
-                "new_version", {"original_asset_id": row["original_asset_id"], "by": self.client_of(request)}
+                "new_version",
+                {
+                    "original_asset_id": row["original_asset_id"],
+                    "by": self.client_of(request),
+                    "content": body.get("content"),
+                    "values": body.get("metadata") or {},
+                },
             )
             return JSONResponse({"job_handle": {"job_id": job}}, status_code=202)
         rows = self.db.query(
@@ -331,7 +358,8 @@ class DamSandbox:
         row = self._asset_row(request.path_params["id"])
         if row is None:
             return _not_found(request.path_params["id"])
-        body = hashlib.sha256(row["asset_id"].encode()).digest() * 32  # stand-in bytes, stable per version
+        stand_in = hashlib.sha256(row["asset_id"].encode()).digest() * 32  # bytes stable per version
+        body = row["content"].encode() if row["content"] is not None else stand_in
         return Response(
             body,
             media_type=row["mime_type"],
@@ -455,7 +483,8 @@ class DamSandbox:
         if denied := self.guard(request):
             return denied
         try:
-            asset = (await json_body(request))["asset_representation"]["asset_resource"]["asset"]
+            body = await json_body(request)
+            asset = body["asset_representation"]["asset_resource"]["asset"]
             values = {
                 e["id"]: e["value"]["value"]["value"] for e in asset["metadata"]["metadata_element_list"]
             }
@@ -465,7 +494,14 @@ class DamSandbox:
                 {"exception_body": {"message": f"invalid asset_representation: {exc}"}}, status_code=400
             )
         job = self._new_job(
-            "create", {"name": asset.get("name", "untitled"), "values": values, "by": self.client_of(request)}
+            "create",
+            {
+                "name": asset.get("name", "untitled"),
+                "values": values,
+                "by": self.client_of(request),
+                "content": body.get("content"),
+                "mime_type": asset.get("mime_type"),
+            },
         )
         return JSONResponse({"job_handle": {"job_id": job}}, status_code=202)
 
@@ -493,12 +529,32 @@ class DamSandbox:
         )
 
     def _run_job(self, kind: str, payload: dict[str, Any]) -> str:
-        if kind == "new_version":
-            return self.add_version(payload["original_asset_id"], payload.get("by") or "api")
         values = payload["values"]
-        return self.add_asset(
-            AssetRole(values[F + "ROLE"]), values.get(F + "ISBN"), values.get(F + "WORK_ID"), payload["name"]
-        )
+        if kind == "new_version":
+            asset_id = self.add_version(payload["original_asset_id"], payload.get("by") or "api")
+        else:
+            facts = {"mime_type": payload["mime_type"]} if payload.get("mime_type") else {}
+            asset_id = self.add_asset(
+                AssetRole(values[F + "ROLE"]),
+                values.get(F + "ISBN"),
+                values.get(F + "WORK_ID"),
+                payload["name"],
+                facts,
+            )
+        self._store_file(asset_id, payload.get("content"), values)
+        return asset_id
+
+    def _store_file(self, asset_id: str, content: str | None, values: dict[str, Any]) -> None:
+        """A job's file and its other metadata fields (beyond the ones the asset row has columns for)."""
+        extra = {k: v for k, v in values.items() if k not in PROTECTED and k not in SEARCHABLE}
+        row = self._asset_row(asset_id)
+        assert row is not None
+        merged = {**json.loads(row["extra_metadata"]), **extra}
+        with self.db.tx() as conn:
+            conn.execute(
+                "UPDATE assets SET content = COALESCE(?, content), extra_metadata = ? WHERE asset_id = ?",
+                (content, json.dumps(merged, sort_keys=True), asset_id),
+            )
 
     def add_asset(
         self,
@@ -519,8 +575,10 @@ class DamSandbox:
                 (asset_id, asset_id, name, "image/jpeg", role.value, isbn, work_id, stamp, stamp),
             )
             if facts:
-                conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in facts)} WHERE asset_id = ?",
-                             (*facts.values(), asset_id))  # fmt: skip
+                conn.execute(
+                    f"UPDATE assets SET {', '.join(f'{k} = ?' for k in facts)} WHERE asset_id = ?",
+                    (*facts.values(), asset_id),
+                )
         return asset_id
 
     def add_version(self, original_asset_id: str, by: str, facts: dict[str, Any] | None = None) -> str:
@@ -537,7 +595,7 @@ class DamSandbox:
                 "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, "
                 "work_id, folder_id, created_at, modified_at, approval_status, approval_history, license_from, "
                 "license_until, extra_metadata, security_policies, width_px, height_px, colour_space, file_size, "
-                "page_count, duration_s) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "page_count, duration_s, content) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     asset_id,
                     original_asset_id,
@@ -557,6 +615,7 @@ class DamSandbox:
                     latest["extra_metadata"],
                     latest["security_policies"],
                     *[(facts or {}).get(col, latest[col]) for col in RENDITION.values()],
+                    latest["content"],
                 ),
             )
         return asset_id
@@ -647,6 +706,12 @@ class DamSandbox:
                 conn.executemany(
                     "INSERT OR IGNORE INTO collection_assets VALUES (?,?)", [(cid, a) for a in ids]
                 )
+        if request.method == "DELETE":
+            with self.db.tx() as conn:
+                conn.execute(
+                    "DELETE FROM collection_assets WHERE collection_id = ? AND asset_id = ?",
+                    (cid, request.path_params["asset_id"]),
+                )
         rows = self.db.query(
             "SELECT a.* FROM collection_assets c JOIN assets a ON a.asset_id = c.asset_id "
             "WHERE c.collection_id = ? AND a.deleted = 0 ORDER BY a.asset_id",
@@ -692,8 +757,22 @@ class DamSandbox:
     # ---- review tasks (sandbox convention) ----
 
     def _task_json(self, row: sqlite3.Row) -> dict[str, Any]:
-        return {key: row[key] for key in ("task_id", "kind", "asset_id", "isbn", "milestone", "requirement",
-                                          "status", "note", "created_at", "completed_at", "completed_by")}  # fmt: skip
+        return {
+            key: row[key]
+            for key in (
+                "task_id",
+                "kind",
+                "asset_id",
+                "isbn",
+                "milestone",
+                "requirement",
+                "status",
+                "note",
+                "created_at",
+                "completed_at",
+                "completed_by",
+            )
+        }
 
     async def review_tasks(self, request: Request) -> Response:
         if denied := self.guard(request):
@@ -725,9 +804,17 @@ class DamSandbox:
                 "INSERT INTO review_tasks (task_id, kind, asset_id, isbn, milestone, requirement, note, status, "
                 "created_at) VALUES (?,?,?,?,?,?,?,'open',?) ON CONFLICT(task_id) DO UPDATE SET status = 'open', "
                 "note = excluded.note, completed_at = NULL, completed_by = NULL WHERE status != 'open'",
-                (task_id, kind, body.get("asset_id"), body.get("isbn"), milestone, body.get("requirement"),
-                 body.get("note"), now_ts()),
-            )  # fmt: skip
+                (
+                    task_id,
+                    kind,
+                    body.get("asset_id"),
+                    body.get("isbn"),
+                    milestone,
+                    body.get("requirement"),
+                    body.get("note"),
+                    now_ts(),
+                ),
+            )
         row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (task_id,))[0]
         return JSONResponse({"review_task": self._task_json(row)}, status_code=201)
 
@@ -743,9 +830,14 @@ class DamSandbox:
         with self.db.tx() as conn:
             changed = conn.execute(
                 "UPDATE review_tasks SET status = ?, note = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
-                (body["status"], body.get("note"), now_ts() if body["status"] != "open" else None,
-                 self.client_of(request), request.path_params["id"]),
-            ).rowcount  # fmt: skip
+                (
+                    body["status"],
+                    body.get("note"),
+                    now_ts() if body["status"] != "open" else None,
+                    self.client_of(request),
+                    request.path_params["id"],
+                ),
+            ).rowcount
         if not changed:
             return JSONResponse({"exception_body": {"message": "review task not found"}}, status_code=404)
         row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (request.path_params["id"],))[0]
@@ -763,14 +855,18 @@ class DamSandbox:
             return JSONResponse({"error": "no such task"}, status_code=404)
         stamp = now_ts()
         with self.db.tx() as conn:
-            conn.execute("UPDATE review_tasks SET status = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
-                         (status, stamp, by, rows[0]["task_id"]))  # fmt: skip
+            conn.execute(
+                "UPDATE review_tasks SET status = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
+                (status, stamp, by, rows[0]["task_id"]),
+            )
         asset = self._asset_row(rows[0]["asset_id"]) if rows[0]["asset_id"] else None
         if asset is not None:
             sets = self._approval_sets(asset, status, by, stamp)
             with self.db.tx() as conn:
-                conn.execute(f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
-                             (*sets.values(), asset["asset_id"]))  # fmt: skip
+                conn.execute(
+                    f"UPDATE assets SET {', '.join(f'{k} = ?' for k in sets)} WHERE asset_id = ?",
+                    (*sets.values(), asset["asset_id"]),
+                )
         row = self.db.query("SELECT * FROM review_tasks WHERE task_id = ?", (rows[0]["task_id"],))[0]
         return JSONResponse({"review_task": self._task_json(row)})
 
@@ -855,7 +951,50 @@ class DamSandbox:
                         (*sets.values(), row["asset_id"]),
                     )
                 touched.append(row["asset_id"])
-        return JSONResponse({"changed_asset_ids": touched})
+        used = self.simulate_usage(rng, int(body.get("usage", count)))
+        return JSONResponse({"changed_asset_ids": touched, "usage_recorded": used})
+
+    def simulate_usage(self, rng: random.Random, count: int) -> int:
+        """Approved versions downloaded or delivered by people and channels (the usage log)."""
+        approved = [
+            r["asset_id"]
+            for r in self.db.query(
+                "SELECT asset_id FROM assets WHERE approval_status = 'approved' AND deleted = 0 ORDER BY seq"
+            )
+        ]
+        for asset_id in rng.sample(approved, min(count, len(approved))):
+            channel, action = rng.choice(USAGE_CHANNELS)
+            self.record_usage(asset_id, rng.choice(USERS), channel, action)
+        return min(count, len(approved))
+
+    async def usage(self, request: Request) -> Response:
+        if denied := self.guard(request):
+            return denied
+        after, limit, _ = self._paging(request)
+        rows = self.db.query("SELECT * FROM usage_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        return JSONResponse({"usage_resource": {"usage_list": [dict(r) for r in rows]}})
+
+    def record_usage(self, asset_id: str, by: str, channel: str, action: str, at: str | None = None) -> int:
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO usage_log (asset_id, used_by, channel, action, used_at) VALUES (?,?,?,?,?)",
+                (asset_id, by, channel, action, at or now_ts()),
+            )
+        return int(cur.lastrowid or 0)
+
+    async def admin_usage(self, request: Request) -> Response:
+        """Someone downloads or delivers a version: `{"asset_id", "by", "channel", "action", "at"}`."""
+        body = await json_body(request)
+        if self._asset_row(str(body.get("asset_id"))) is None:
+            return JSONResponse({"error": "asset_id of an existing asset is required"}, status_code=400)
+        seq = self.record_usage(
+            body["asset_id"],
+            body.get("by", "marketing@publisher.example"),
+            body.get("channel", "web"),
+            body.get("action", "download"),
+            body.get("at"),
+        )
+        return JSONResponse({"seq": seq})
 
     async def admin_stats(self, _request: Request) -> Response:
         counts = {
@@ -891,6 +1030,9 @@ class DamSandbox:
             Route(f"{v6}/folders/{{id}}/children", self.folder, methods=["GET"]),
             Route(f"{v6}/collections", self.collections, methods=["GET", "POST"]),
             Route(f"{v6}/collections/{{id}}/assets", self.collection_assets, methods=["GET", "PUT"]),
+            Route(f"{v6}/collections/{{id}}/assets/{{asset_id}}", self.collection_assets, methods=["DELETE"]),
+            Route(f"{v6}/usage", self.usage, methods=["GET"]),
+            Route("/_sandbox/usage", self.admin_usage, methods=["POST"]),
             Route(f"{v6}/securitypolicies", self.security_policies, methods=["GET"]),
             Route(f"{v6}/reviewtasks", self.review_tasks, methods=["GET", "POST"]),
             Route(f"{v6}/reviewtasks/{{id}}", self.review_task, methods=["PUT"]),

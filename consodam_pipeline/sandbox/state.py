@@ -102,7 +102,12 @@ CREATE TABLE IF NOT EXISTS assets (
     colour_space TEXT,
     file_size INTEGER,
     page_count INTEGER,
-    duration_s REAL
+    duration_s REAL,
+    content TEXT
+);
+CREATE TABLE IF NOT EXISTS usage_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, asset_id TEXT NOT NULL, used_by TEXT NOT NULL, channel TEXT NOT NULL,
+    action TEXT NOT NULL, used_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS folders (
     folder_id TEXT PRIMARY KEY, name TEXT NOT NULL, parent_id TEXT

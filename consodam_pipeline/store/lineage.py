@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.ledger import EVENT_COLUMNS, append_event_frame, with_event_ids
 from consodam_pipeline.store.schema import (
+    asset_usage,
     audit_ledger,
     quarantine,
     record_history,
@@ -314,8 +315,10 @@ class LineageStore:
         with self.engine.connect() as conn:
             rows = self._open_rows(conn, entity, cols, keys)
         schema: dict[str, pl.DataType] = {
-            "record_key": pl.String(), "content_hash": pl.String(), "valid_from": pl.Datetime("us"),
-        }  # fmt: skip
+            "record_key": pl.String(),
+            "content_hash": pl.String(),
+            "valid_from": pl.Datetime("us"),
+        }
         if with_handle:
             schema["payload"] = pl.String()
         frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
@@ -344,6 +347,33 @@ class LineageStore:
                 .values(valid_to=to_naive_utc(at))
             ).rowcount
         return closed
+
+    # ---- the DAM's usage log ----
+
+    def append_usage(self, conn: sa.Connection, rows: pl.DataFrame) -> int:
+        """Usage rows (asset_usage columns); a row already there (same usage_id) is skipped."""
+        return bulk_insert(
+            conn,
+            asset_usage,
+            rows.with_columns(pl.lit(utcnow(), pl.Datetime("us")).alias("recorded_at")),
+            skip_existing="usage_id",
+        )
+
+    def usage(self, isbn13: str, work_id: str | None, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Every recorded use of the edition's versions and its work's shared ones, oldest first."""
+        owner = asset_usage.c.isbn13 == isbn13
+        if work_id is not None:
+            owner = sa.or_(owner, sa.and_(asset_usage.c.work_id == work_id, asset_usage.c.isbn13.is_(None)))
+        query = sa.select(asset_usage).where(owner)
+        if until is not None:
+            query = query.where(asset_usage.c.used_at <= to_naive_utc(until))
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(
+                    query.order_by(asset_usage.c.used_at, asset_usage.c.usage_id)
+                ).mappings()
+            ]
 
     # ---- write failures and the echo journal ----
 
@@ -375,27 +405,42 @@ class LineageStore:
         for key, action, reason in {f[0]: f for f in failures}.values():
             before = known.get(key)
             runs = 1 if before is None else before.consecutive_runs + (before.run_id != run_id)
-            rows.append({
-                "entity": entity, "record_key": key, "action": action, "reason": reason[:2000],
-                "first_failed_at": before.first_failed_at if before else now, "last_failed_at": now,
-                "consecutive_runs": runs, "run_id": run_id,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "entity": entity,
+                    "record_key": key,
+                    "action": action,
+                    "reason": reason[:2000],
+                    "first_failed_at": before.first_failed_at if before else now,
+                    "last_failed_at": now,
+                    "consecutive_runs": runs,
+                    "run_id": run_id,
+                }
+            )
         self.upsert(conn, write_failures, rows, ["entity", "record_key"])
 
     def failures(self, entity: str) -> pl.DataFrame:
         """Items of the entity that are pending after failing: key, action, reason, runs in a row."""
         query = sa.select(
-            write_failures.c.record_key, write_failures.c.action, write_failures.c.reason,
-            write_failures.c.consecutive_runs, write_failures.c.last_failed_at,
-        ).where(write_failures.c.entity == entity)  # fmt: skip
+            write_failures.c.record_key,
+            write_failures.c.action,
+            write_failures.c.reason,
+            write_failures.c.consecutive_runs,
+            write_failures.c.last_failed_at,
+        ).where(write_failures.c.entity == entity)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(write_failures.c.record_key)).all()
         return pl.DataFrame(
             [tuple(r) for r in rows],
-            schema={"record_key": pl.String, "action": pl.String, "reason": pl.String,
-                    "consecutive_runs": pl.Int64, "last_failed_at": pl.Datetime("us")},
+            schema={
+                "record_key": pl.String,
+                "action": pl.String,
+                "reason": pl.String,
+                "consecutive_runs": pl.Int64,
+                "last_failed_at": pl.Datetime("us"),
+            },
             orient="row",
-        )  # fmt: skip
+        )
 
     def journal_writes(
         self,
@@ -411,10 +456,16 @@ class LineageStore:
         now = utcnow()
         fields = fields or {}
         rows = [
-            {"system": system, "object_key": key, "stamp": stamp, "written_at": now, "run_id": run_id,
-             "fields": canonical_json(fields[key]) if key in fields else None}
+            {
+                "system": system,
+                "object_key": key,
+                "stamp": stamp,
+                "written_at": now,
+                "run_id": run_id,
+                "fields": canonical_json(fields[key]) if key in fields else None,
+            }
             for key, stamp in stamps.items()
-        ]  # fmt: skip
+        ]
         for start in range(0, len(rows), 5000):
             self.upsert(conn, write_journal, rows[start : start + 5000], ["system", "object_key"])
 

@@ -106,3 +106,25 @@ write_journal = sa.Table(
     sa.Column("written_at", sa.DateTime(), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
 )
+
+# The DAM's usage log, ingested: each download or delivery of an asset version, by whom, through which
+# channel, for which edition (or work) — what answers "when was it used".
+asset_usage = sa.Table(
+    "asset_usage",
+    metadata,
+    sa.Column("usage_id", sa.String(64), primary_key=True),
+    sa.Column("asset_id", sa.String(64), nullable=False),
+    sa.Column("dam_version", sa.Integer(), nullable=True),
+    sa.Column("role", sa.String(40), nullable=True),
+    sa.Column("isbn13", sa.String(13), nullable=True),
+    sa.Column("work_id", sa.String(64), nullable=True),
+    sa.Column("used_by", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("used_at", sa.DateTime(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("recorded_at", sa.DateTime(), nullable=False),
+)
+sa.Index("ix_usage_isbn_time", asset_usage.c.isbn13, asset_usage.c.used_at)
+sa.Index("ix_usage_work_time", asset_usage.c.work_id, asset_usage.c.used_at)
+sa.Index("ix_audit_work_time", audit_ledger.c.work_id, audit_ledger.c.occurred_at)

@@ -26,7 +26,7 @@ LINK_COLUMNS = {
 SLOT = ["product_id", "role"]  # one link per edition and role
 # What tells one approval from another (the fields of domain.links.Approval).
 APPROVAL = ["asset_id", "original_asset_id", "version", "at", "by", "edition_specific", "revoked_at"]
-CONTENT_TYPES = {role.value: role.content_type.value for role in AssetRole}
+CONTENT_TYPES = {role.value: role.content_type.value for role in AssetRole.with_onix_codes()}
 
 
 def approval_entries(versions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

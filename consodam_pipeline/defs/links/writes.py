@@ -13,7 +13,7 @@ import polars as pl
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.editions import by_period, work_periods, works_in
-from consodam_pipeline.domain.roles import AssetRole
+from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -28,7 +28,7 @@ from consodam_pipeline.sync.engine import Found, found_frame, frame_context, sta
 from consodam_pipeline.sync.report import write_metadata, write_report, writes_check_spec
 
 LINK_ENTITY = "consonance_link"
-ROLES = [role.value for role in AssetRole]
+ROLES = MARKETING_ROLES  # the slots a product can have links in
 
 
 def link_target(dam_url: str, editions: pl.DataFrame, inventory: pl.DataFrame) -> SupportingResourceTarget:

@@ -17,7 +17,7 @@ from consodam_pipeline.domain.packages import Requirement, Rules
 from consodam_pipeline.domain.roles import AssetRole
 
 ROLE_CODES = pl.DataFrame(
-    [(r.value, r.content_type.value, r.mode.value) for r in AssetRole],
+    [(r.value, r.content_type.value, r.mode.value) for r in AssetRole.with_onix_codes()],
     schema={"role": pl.String, "content_type": pl.String, "mode": pl.String},
     orient="row",
 )

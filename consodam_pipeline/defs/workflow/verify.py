@@ -11,7 +11,7 @@ import polars as pl
 from consodam_pipeline.domain.packages import Candidate, Evaluation, Rules, evaluate
 from consodam_pipeline.domain.roles import AssetRole
 
-_CODES = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole}
+_CODES = {r.value: (r.content_type.value, r.mode.value) for r in AssetRole.with_onix_codes()}
 
 
 def reference_packages(

@@ -1,0 +1,74 @@
+"""The launch window moves with the calendar: every day some editions enter it and some leave it, though
+nothing changed at either source. A daily schedule finds the periods holding those editions and records
+the same period markers the ingest sensors record, so the edition graph (launch_collections with it)
+re-materializes exactly those periods."""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from consodam_pipeline.defs.editions import EDITION_CHANGES, work_periods
+from consodam_pipeline.defs.workflow.assets import rules_in_force
+from consodam_pipeline.domain.launch import LaunchWindow
+from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, read_parquet
+
+TITLES = dg.AssetKey("title_metadata_snapshot")
+
+
+def periods_moving(editions: pl.DataFrame, window: LaunchWindow, day: date) -> list[str]:
+    """The periods of the editions that enter the launch window on `day` or left it the day before."""
+    moving = editions.filter(pl.col("publication_date").is_in([window.entering(day), window.leaving(day)]))
+    periods = work_periods(editions).join(moving.select("work_id").unique(), on="work_id")
+    return sorted(periods["period"].to_list())
+
+
+class LaunchDay(dg.Config):
+    day: str
+    periods: list[str]
+
+
+@dg.op(
+    description="Records a period marker (edition_changes) for each period whose editions moved in or out of "
+    "the launch window on the day."
+)
+def mark_launch_periods(context: dg.OpExecutionContext, config: LaunchDay) -> None:
+    for period in config.periods:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=EDITION_CHANGES,
+                partition=period,
+                metadata={"source": "launch window", "day": config.day},
+            )
+        )
+
+
+@dg.job(
+    description="The periods whose editions enter or leave the launch window today, marked for the edition graph."
+)
+def launch_window_job() -> None:
+    mark_launch_periods()
+
+
+@dg.schedule(
+    job=launch_window_job,
+    cron_schedule="10 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily: marks the periods whose editions enter or leave the launch window that day.",
+)
+def launch_window_schedule(
+    context: dg.ScheduleEvaluationContext, io_manager: dg.ResourceParam[PolarsParquetIOManager]
+) -> dg.RunRequest | dg.SkipReason:
+    day = (context.scheduled_execution_time or dg.get_current_datetime()).date()
+    path = io_manager.path_for(TITLES)
+    if not exists(path):
+        return dg.SkipReason("no title snapshot yet: the first ingest marks every period anyway")
+    periods = periods_moving(read_parquet(path), rules_in_force().launch, day)
+    if not periods:
+        return dg.SkipReason(f"no edition enters or leaves the launch window on {day}")
+    return dg.RunRequest(
+        run_key=f"launch-window:{day}",
+        run_config={"ops": {"mark_launch_periods": {"config": {"day": day.isoformat(), "periods": periods}}}},
+        tags={"consodam/launch_day": day.isoformat()},
+    )
