@@ -35,6 +35,7 @@ class EditionAudit:
     stage: str | None = None  # the project stage consodam last saw or moved the title to
     stage_advances: list[dict[str, Any]] = field(default_factory=list)
     review_tasks: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)  # each download or delivery of its versions
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -98,9 +99,17 @@ def edition_audit(store: LineageStore, isbn: str, as_of: datetime | None = None)
         _after(e) | {"at": str(e["occurred_at"])} for e in events if e["event_type"] == "stage_advanced"
     ]
     stage = advances[-1]["to"] if advances else (package or {}).get("stage")
+    work = next((e["work_id"] for e in events if e["work_id"]), None)
+    usage = [
+        {k: str(u[k]) if k == "used_at" else u[k] for k in USAGE_FIELDS}
+        for u in store.usage(isbn13, work, until=moment)
+    ]
     return EditionAudit(
-        isbn13, moment.isoformat(), live, history, package, stage, advances, review_tasks(events)
+        isbn13, moment.isoformat(), live, history, package, stage, advances, review_tasks(events), usage
     )
+
+
+USAGE_FIELDS = ("used_at", "asset_id", "dam_version", "role", "used_by", "channel", "action")
 
 
 PACKAGE_ENTITY = "title_package"
@@ -160,6 +169,13 @@ def render(audit: EditionAudit) -> str:
             f"review task {task.get('kind', 'review')} {subject} ({task.get('milestone')}): {task['status']}"
             + (f" by {task['by']}" if task.get("by") else "")
         )
+    if audit.usage:
+        lines += ["", f"used ({len(audit.usage)} times)"]
+        lines += [
+            f"  {u['used_at']:26} {u['role'] or '':20} {(u['asset_id'] or '')[:12]} v{u['dam_version']}  "
+            f"{u['action']} via {u['channel']} by {u['used_by']}"
+            for u in audit.usage
+        ]
     lines += ["", f"history ({len(audit.history)} events)", ""]
     for event in audit.history:
         lines.append(

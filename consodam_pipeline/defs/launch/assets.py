@@ -104,7 +104,7 @@ def launch_collections(  # type: ignore[no-untyped-def]  # an annotation would b
         reasons = removal_reasons(
             found["key"].to_list(), wanted, launching, cleared, versions, editions, every_sheet
         )
-        slots = member_slots(wanted, found["key"].to_list(), launching, versions, editions, newest)
+        slots = member_slots(wanted, found["key"].to_list(), cleared, versions, editions, newest)
         result = sync(
             member_target,
             client,
@@ -224,16 +224,20 @@ def removal_reasons(
 def member_slots(
     wanted: list[tuple[str, str]],
     found: list[str],
-    launching: pl.DataFrame,
+    cleared: pl.DataFrame,
     versions: pl.DataFrame,
     editions: pl.DataFrame,
     newest: dict[str, str],
 ) -> pl.DataFrame:
-    """Every member considered, with what its ledger events name and the partition of its edition."""
+    """Every member considered, with what its ledger events name (the edition it is published for: a shared
+    asset names the launching edition it serves, else the first of its work) and the partition."""
     keys = sorted({member_key(c, a) for c, a in wanted} | set(found))
     frame = pl.DataFrame({"key": keys}, schema={"key": pl.String}).with_columns(
         pl.col("key").str.split("|").list.first().alias("collection"),
         pl.col("key").str.split("|").list.last().alias("dam_asset_id"),
+    )
+    serves = cleared.select(
+        "collection", pl.col("asset_id").alias("dam_asset_id"), pl.col("isbn13").alias("serves")
     )
     sheets = pl.DataFrame(
         {"dam_asset_id": list(newest.values()), "sheet_isbn": list(newest)},
@@ -246,17 +250,24 @@ def member_slots(
         "isbn13",
         "work_id",
     )
-    periods = editions.select("isbn13", pl.col("work_id").alias("edition_work"))
-    return (
+    first_of_work = editions.sort("isbn13").group_by("work_id").agg(pl.col("isbn13").first().alias("of_work"))
+    named = (
         frame.join(about, on="dam_asset_id", how="left")
         .join(sheets, on="dam_asset_id", how="left")
+        .join(
+            serves.unique(["collection", "dam_asset_id"], keep="first"),
+            on=["collection", "dam_asset_id"],
+            how="left",
+        )
+        .join(first_of_work, on="work_id", how="left")
         .with_columns(
-            pl.coalesce("isbn13", "sheet_isbn").alias("isbn13"),
+            pl.coalesce("isbn13", "sheet_isbn", "serves", "of_work").alias("isbn13"),
             pl.col("role").fill_null(pl.when(pl.col("sheet_isbn").is_not_null()).then(pl.lit("title_sheet"))),
         )
-        .join(periods, on="isbn13", how="left")
-        .with_columns(pl.coalesce("work_id", "edition_work").alias("work_id"))
-        .drop("sheet_isbn", "edition_work")
+    )
+    return (
+        named.drop("work_id", "sheet_isbn", "serves", "of_work")
+        .join(editions.select("isbn13", "work_id"), on="isbn13", how="left")
         .join(
             work_periods(editions).select("work_id", pl.col("period").alias(PARTITION_COLUMN)),
             on="work_id",
