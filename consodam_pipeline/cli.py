@@ -179,6 +179,15 @@ def bench_workflow(works: int, seed: int, json_path: Path | None, workdir: Path)
     run(works, seed, json_path, workdir)
 
 
+@bench.command("launch")
+@bench_options
+def bench_launch(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """The launch collections' plan and every title sheet in the window vs the readable per-edition plan."""
+    from consodam_pipeline.bench.launch import run
+
+    run(works, seed, json_path, workdir)
+
+
 @bench.command("audit")
 @bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")

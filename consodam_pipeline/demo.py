@@ -113,6 +113,7 @@ def print_sync(title: str, report: dict[str, dict[str, Any]]) -> None:
         "consonance_stage_advances": ("advanced", "advanced", "held", "held"),
         "dam_review_tasks": ("opened", "created", "cancelled", "removed"),
         "consonance_production_files": ("written", "written", "removed", "removed"),
+        "launch_collections": ("published", "created", "removed", "removed"),
     }
     for key, (label_a, field_a, label_b, field_b) in rows.items():
         meta = report.get(key, {})
@@ -141,6 +142,41 @@ def workflow_story(store: Any) -> str | None:
     if held:
         click.echo(f"held:     {held['isbn13']} at {held['milestone']}, lacks {', '.join(held['missing'])}")
     return None if advanced is None else str(advanced["isbn13"])
+
+
+def launch_story(dam_url: str) -> None:
+    """The fullest launch collection, what it holds, and one of its title sheets read back from the DAM."""
+    from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource
+    from consodam_pipeline.domain.launch import COLLECTION_PREFIX
+    from consodam_pipeline.domain.title_sheet import read
+
+    click.echo("\n== F6: launch collections (editions from 90 days before publication to 30 after)")
+    with OpenTextDamResource(url=dam_url).client() as client:
+        launches = {n: i for n, i in client.collections().items() if n.startswith(COLLECTION_PREFIX)}
+        held = {name: client.collection_assets(i) for name, i in launches.items()}
+        if not held:
+            click.echo("no edition is in its launch window today")
+            return
+        name = max(held, key=lambda n: (len(held[n]), n))
+        click.echo(f"{len(held)} collections; the fullest, '{name}', holds {len(held[name])}:")
+        sheet = None
+        for asset in sorted((client.get_asset(a) for a in held[name]), key=lambda a: str(a.name)):
+            fields = asset.fields()
+            click.echo(f"  {fields.get(FIELD + 'ROLE', ''):16} {asset.name} (v{asset.version})")
+            sheet = sheet or (asset.asset_id if fields.get(FIELD + "ROLE") == "title_sheet" else None)
+        if sheet:
+            said = read(client.content(sheet))
+            click.echo(f"title sheet {sheet} (ONIX 3.0), read back from the DAM:")
+            for field in (
+                "isbn13",
+                "title",
+                "imprint",
+                "publishing_status",
+                "publication_date",
+                "sales_rights",
+            ):
+                click.echo(f"  {field:18} {said[field]}")
+            click.echo(f"  {'resources':18} {len(said['resources'])} approved, rights-cleared versions")
 
 
 def print_report(title: str, report: dict[str, dict[str, Any]]) -> None:
@@ -199,6 +235,7 @@ def run_demo(works: int) -> None:
             first = run_periods(instance, "first sync", period_keys())
             print_sync("every period in one run (the backlist backfill)", first)
             advanced_isbn = workflow_story(LineageStoreResource().store())
+            launch_story(sandbox.dam_url)
             print_report("DAM re-read (our own writes are seen, and do not wake the edition graph)",
                          run_main_job(instance, "after first sync"))  # fmt: skip
             _, cursor = requested_periods(instance, None)

@@ -18,3 +18,24 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path) -> None:
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["dam_asset_versions"] > 0 and figures["editions"] > 0
     assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
+
+
+def test_bench_workflow_and_launch_write_their_figures(tmp_path: Path) -> None:
+    promised = {
+        "workflow": ("packages_s", "naive_s", "speedup_vs_naive", "peak_rss_mb"),
+        "launch": ("launch_plan_s", "title_sheets", "title_sheets_per_s", "peak_rss_mb", "speedup_vs_naive"),
+    }
+    for bench, keys in promised.items():
+        out = tmp_path / f"{bench}.json"
+        command = ["bench", bench, "--works", "400", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+        done = subprocess.run(
+            [sys.executable, "-m", "consodam_pipeline.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        figures = json.loads(out.read_text())
+        for key in keys:
+            assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
+        assert "naive per-edition Python" in done.stdout

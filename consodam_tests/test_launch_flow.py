@@ -245,14 +245,14 @@ def test_usage_appears_in_the_audit_as_of_its_moment(fresh_sandbox: Sandbox, tmp
             instance=instance,
             resources=resources(fresh_sandbox, home),
         )
-        assert metadata(read, "dam_usage_log")["new"] >= 2
+        assert metadata(read, "dam_usage_log")["added"] >= 2
         again = dg.materialize(
             [*INGEST, dam_usage_log],
             selection=[dam_usage_log],
             instance=instance,
             resources=resources(fresh_sandbox, home),
         )
-        assert metadata(again, "dam_usage_log")["new"] == 0  # the cursor moved with the rows
+        assert metadata(again, "dam_usage_log")["added"] == 0  # the cursor moved with the rows
     lineage = store(home)
     used = edition_audit(lineage, version["isbn13"]).usage
     assert [(u["channel"], u["asset_id"]) for u in used if u["asset_id"] == version["asset_id"]][-2:] == [

@@ -127,7 +127,7 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
                 "link_created",
                 "link_written",
             ]
-            assert moves[-2]["occurred_at"] >= (before_refresh - timedelta(seconds=1)).replace(tzinfo=None)
+            assert datetime.fromisoformat(moves[-2]["occurred_at"]) >= before_refresh - timedelta(seconds=1)
             assert table(home, "title_metadata_snapshot").height > 0
     finally:
         sandbox.stop()

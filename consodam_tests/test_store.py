@@ -45,7 +45,7 @@ def test_migrations_are_idempotent(store_url: str) -> None:
     engine = connect_store(store_url)
     with engine.connect() as conn:
         table = "alembic_version" if engine.dialect.name == "sqlite" else f"{PG_SCHEMA}.alembic_version"
-        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0003"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0004"]
 
 
 def test_schema_and_migrations_agree(store_url: str) -> None:

@@ -116,7 +116,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
                 sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": changes[1], "seed": 2})
                 with measured() as incremental:
                     second = materialize_ingest(instance, home)
-                touched = sum(second[k]["added"] + second[k]["changed"] for k in second)
+                touched = sum(second[k].get("added", 0) + second[k].get("changed", 0) for k in second)
                 report.row(
                     "(c) incremental ingest after 0.1% changed",
                     incremental.seconds,

@@ -8,8 +8,10 @@ table, so it is delegated to python-stdnum, which ships and maintains that table
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 _SEPARATORS = re.compile(r"[\s\-‐‑‒–—]")
 _PREFIX = re.compile(r"^ISBN(?:-1[03])?:?", re.IGNORECASE)
@@ -112,6 +114,8 @@ def make_isbn13(core9: str, prefix: str = "978") -> str:
 
 def isbn13_valid_expr(column: str) -> pl.Expr:
     """A vectorised polars test: the column holds a valid 13-digit ISBN-13 (no per-row Python)."""
+    import polars as pl  # here, so a lookup of one ISBN does not load polars
+
     col = pl.col(column)
     digits = [col.str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(13)]
     weighted = pl.sum_horizontal(d * (3 if i % 2 else 1) for i, d in enumerate(digits[:12]))

@@ -9,13 +9,11 @@ time is the data's own, not the clock's), so a sheet is versioned only when the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypedDict
 from xml.etree import ElementTree as ET
-
-from consodam_pipeline.domain.territories import TerritorySet
 
 ONIX_NAMESPACE = "http://ns.editeur.org/onix/3.0/reference"
 FILE_FORMATS = {  # List 178, supporting resource file format
@@ -156,25 +154,48 @@ def render(edition: SheetEdition, sender: str) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(message, encoding="unicode") + "\n"
 
 
-def summary(edition: SheetEdition) -> str:
-    """What the sheet says, for people (a JSON rendering beside the XML)."""
-    return json.dumps(
-        {
-            "isbn13": edition.isbn13,
-            "title": edition.title,
-            "imprint": edition.imprint,
-            "publication_date": edition.publication_date and edition.publication_date.isoformat(),
-            "publishing_status": edition.publishing_status,
-            "contributors": [name for name, _ in edition.contributors],
-            "sales_rights": TerritorySet.of(edition.for_sale).describe()
-            if edition.for_sale
-            else (
-                "WORLD" + (f" excl. {' '.join(sorted(edition.not_for_sale))}" if edition.not_for_sale else "")
-            ),
-            "resources": [
-                {"content_type": r.content_type, "mode": r.mode, "url": r.url} for r in edition.resources
-            ],
-        },
-        indent=2,
-        sort_keys=True,
+class SheetSummary(TypedDict):
+    isbn13: str | None
+    title: str | None
+    imprint: str | None
+    publishing_status: str | None
+    publication_date: str | None  # YYYYMMDD, as ONIX writes it
+    contributors: list[str | None]
+    sales_rights: list[str]
+    resources: list[tuple[str, str]]  # (List 158 content type, link)
+
+
+def read(xml: str) -> SheetSummary:
+    """What a title sheet says, for people: the fields a reviewer checks, read back from the XML."""
+    ns = {"o": ONIX_NAMESPACE}
+    product = ET.fromstring(xml).find("o:Product", ns)
+    if product is None:
+        raise ValueError("not a title sheet: no <Product>")
+
+    def text(path: str) -> str | None:
+        found = product.find(path, ns)
+        return None if found is None else found.text
+
+    rights = [
+        (
+            r.findtext("o:SalesRightsType", "", ns),
+            " ".join(t.text or "" for t in r.iterfind("o:Territory/*", ns)),
+        )
+        for r in product.findall("o:PublishingDetail/o:SalesRights", ns)
+    ]
+    return SheetSummary(
+        isbn13=text("o:ProductIdentifier/o:IDValue"),
+        title=text("o:DescriptiveDetail/o:TitleDetail/o:TitleElement/o:TitleText"),
+        imprint=text("o:PublishingDetail/o:Imprint/o:ImprintName"),
+        publishing_status=text("o:PublishingDetail/o:PublishingStatus"),
+        publication_date=text("o:PublishingDetail/o:PublishingDate/o:Date"),
+        contributors=[c.text for c in product.findall("o:DescriptiveDetail/o:Contributor/o:PersonName", ns)],
+        sales_rights=[f"{'for sale' if kind == '01' else 'not for sale'} {where}" for kind, where in rights],
+        resources=[
+            (
+                r.findtext("o:ResourceContentType", "", ns),
+                r.findtext("o:ResourceVersion/o:ResourceLink", "", ns),
+            )
+            for r in product.findall("o:CollateralDetail/o:SupportingResource", ns)
+        ],
     )

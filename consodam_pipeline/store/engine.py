@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 PG_SCHEMA = "consodam"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,6 +63,9 @@ def schema_of(engine: sa.Engine) -> str | None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    from alembic import command  # here: a read of the store never needs alembic
+    from alembic.config import Config
+
     schema = schema_of(engine)
     with engine.begin() as conn:
         if schema:

@@ -25,6 +25,7 @@ from consodam_pipeline.store.schema import (
     audit_ledger,
     quarantine,
     record_history,
+    record_subject,
     sync_cursor,
     write_failures,
     write_journal,
@@ -102,6 +103,15 @@ def events_frame(events: Iterable[AuditEvent]) -> pl.DataFrame:
         schema={**EVENT_COLUMNS, "identity": pl.String()},
     )
     return with_event_ids(frame)
+
+
+def subjects_of(block: pl.DataFrame) -> pl.DataFrame:
+    """(record_key, isbn13, work_id) from rows whose payload names them."""
+    return block.select(
+        "record_key",
+        pl.col("payload").str.json_path_match("$.isbn13").alias("isbn13"),
+        pl.col("payload").str.json_path_match("$.work_id").alias("work_id"),
+    )
 
 
 def canonical_json(payload: dict[str, Any] | None) -> str | None:
@@ -191,6 +201,7 @@ class LineageStore:
         run_id: str | None = None,
         keep_open: Sequence[str] = (),
         payloads: Callable[[pl.DataFrame], Iterable[pl.DataFrame]] | None = None,
+        subjects_in_payload: bool = False,
     ) -> SnapshotDiff:
         """Fold a batch of current records (record_key, content_hash, payload) into history.
 
@@ -199,7 +210,8 @@ class LineageStore:
         (deletions), except those in `keep_open` (present at the source but quarantined this time: their
         last good version stays current). Re-applying the same batch writes nothing. `records` carries a
         payload column, or `payloads` renders the rows to open (record_key, content_hash → the same with
-        payload, in the order given) chunk by chunk, so no caller holds every payload at once.
+        payload, in the order given) chunk by chunk, so no caller holds every payload at once. With
+        `subjects_in_payload`, the `isbn13` and `work_id` of each payload opened name its subject.
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
@@ -244,12 +256,29 @@ class LineageStore:
                 pl.lit(recorded, pl.Datetime("us")).alias("recorded_at"),
             )
             bulk_insert(conn, record_history, rows)
+            if subjects_in_payload:
+                self.add_subjects(conn, entity, subjects_of(block))
         return SnapshotDiff(
             added=added["record_key"].to_list(),
             changed=changed["record_key"].to_list(),
             removed=removed["record_key"].to_list(),
             unchanged=joined.height - added.height - changed.height - removed.height,
         )
+
+    def add_subjects(self, conn: sa.Connection, entity: str, subjects: pl.DataFrame) -> int:
+        """Name the edition (isbn13) and work each record is about (record_key, isbn13, work_id; null for
+        none); pairs already known are kept."""
+        rows = (
+            subjects.select(
+                pl.lit(entity).alias("entity"),
+                pl.col("record_key"),
+                pl.col("isbn13").cast(pl.String).fill_null(""),
+                pl.col("work_id").cast(pl.String).fill_null(""),
+            )
+            .filter((pl.col("isbn13") != "") | (pl.col("work_id") != ""))
+            .unique()
+        )
+        return bulk_insert(conn, record_subject, rows, skip_existing="entity, record_key, isbn13, work_id")
 
     def iter_open_payloads(self, entity: str, chunk: int = 50_000) -> Iterator[list[str]]:
         """Payloads of every open record, streamed in chunks so memory stays flat at any catalog size."""

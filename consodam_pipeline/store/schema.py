@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+STORE_REVISION = "0004"  # the newest migration: what this code reads and writes
 
 # One row per version of a record as we observed it; the open version has valid_to NULL.
 record_history = sa.Table(
@@ -128,3 +129,18 @@ asset_usage = sa.Table(
 sa.Index("ix_usage_isbn_time", asset_usage.c.isbn13, asset_usage.c.used_at)
 sa.Index("ix_usage_work_time", asset_usage.c.work_id, asset_usage.c.used_at)
 sa.Index("ix_audit_work_time", audit_ledger.c.work_id, audit_ledger.c.occurred_at)
+
+# Which edition (ISBN, '' for a work's own) and work ('' when unknown) each recorded object is about: the
+# audit reads every facet of an edition as of a moment through this one index. A record whose ISBN changed
+# has a row for each, so either finds it.
+record_subject = sa.Table(
+    "record_subject",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("record_key", sa.String(200), primary_key=True),
+    sa.Column("isbn13", sa.String(13), primary_key=True),
+    sa.Column("work_id", sa.String(64), primary_key=True),
+)
+sa.Index("ix_subject_isbn", record_subject.c.isbn13)
+sa.Index("ix_subject_work", record_subject.c.work_id)
+sa.Index("ix_audit_time", audit_ledger.c.occurred_at)

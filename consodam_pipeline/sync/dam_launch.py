@@ -47,6 +47,8 @@ def member_state(collection: str, asset_id: str) -> str:
 @dataclass
 class TitleSheetTarget(WriteTarget[DamClient]):
     sheets: Mapping[str, str] = field(default_factory=dict)  # ISBN → the ONIX message to publish
+    # ISBN → the title tags (F3) the sheet is imported with, so the tag sync finds it already right
+    tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     entity: str = "dam_title_sheet"
     written_event: str = "title_sheet_published"
     removed_event: str = "title_sheet_withdrawn"
@@ -69,7 +71,12 @@ class TitleSheetTarget(WriteTarget[DamClient]):
         return found_frame([f for f in map(self._found, sheets) if wanted is None or f.key in wanted])
 
     def _metadata(self, isbn: str, sha: str) -> dict[str, str]:
-        return {FIELD + "ROLE": AssetRole.TITLE_SHEET.value, FIELD + "ISBN": isbn, SHEET_SHA: sha}
+        return {
+            **self.tags.get(isbn, {}),
+            FIELD + "ROLE": AssetRole.TITLE_SHEET.value,
+            FIELD + "ISBN": isbn,
+            SHEET_SHA: sha,
+        }
 
     def create(self, client: DamClient, key: str, state: str) -> Found:
         sha = json.loads(state)["sha"]
@@ -85,7 +92,9 @@ class TitleSheetTarget(WriteTarget[DamClient]):
         sha = json.loads(state)["sha"]
         try:
             asset_id = client.import_version(
-                found.handle, metadata={SHEET_SHA: sha}, content=self.sheets[found.key]
+                found.handle,
+                metadata={**self.tags.get(found.key, {}), SHEET_SHA: sha},
+                content=self.sheets[found.key],
             )
         except AmbiguousWrite:
             landed = [f for f in self.lookup(client, found.key) if f.state == state]

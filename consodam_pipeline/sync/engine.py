@@ -409,11 +409,22 @@ def record(
     failures = [(o.action.key, o.action.kind, o.error or "") for o in outcomes if not o.ok]
     with store.engine.begin() as conn:
         store.apply_snapshot(conn, target.entity, records, observed_at=now, complete=False, run_id=run_id)
+        store.add_subjects(conn, target.entity, _subjects(kept, context))
         store.close_records(conn, target.entity, sorted(closed), now)
         appended = store.append_events(conn, events)
         store.track_failures(conn, target.entity, failures, settled=list(plan.decisions), run_id=run_id)
         store.journal_writes(conn, target.system, stamps, fields=target.journal_fields(ok), run_id=run_id)
     return WriteResult(plan, outcomes, appended)
+
+
+def _subjects(kept: Mapping[str, Any], context: EventContext) -> pl.DataFrame:
+    """(record_key, isbn13, work_id) of each slot recorded: the edition or work its ledger events name."""
+    named = context(sorted(kept))
+    return pl.DataFrame(
+        [(key, about.get("isbn13"), about.get("work_id")) for key, about in named.items()],
+        schema={"record_key": pl.String, "isbn13": pl.String, "work_id": pl.String},
+        orient="row",
+    )
 
 
 def _kept(plan: Plan, ok: list[Outcome]) -> dict[str, tuple[str, str]]:

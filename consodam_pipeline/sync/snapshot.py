@@ -144,7 +144,7 @@ def commit_batch(
     with store.engine.begin() as conn:
         diff = store.apply_snapshot(
             conn, entity, hashes, observed_at=observed_at, complete=batch.complete, run_id=run_id,
-            keep_open=batch.quarantined_keys, payloads=batch.payloads_for,
+            keep_open=batch.quarantined_keys, payloads=batch.payloads_for, subjects_in_payload=True,
         )  # fmt: skip
         store.quarantine_records(
             conn,

@@ -82,13 +82,13 @@ def dam_usage_log(
     return dg.MaterializeResult(
         metadata={
             "read": frame.height,
-            "new": new,
+            "added": new,
             "not_yet_in_inventory": unattributed,
             "log_position": after,
             "by_channel": {str(k): int(v) for k, v in by_channel.items()},
             "summary": summary_markdown(
                 "DAM usage log",
-                [("entries read", frame.height), ("new", new), ("from / to", f"{first} / {after}")],
+                [("entries read", frame.height), ("added", new), ("from / to", f"{first} / {after}")],
             ),
         }
     )

@@ -15,10 +15,10 @@ import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.editions import on_updates_of, publication_periods, work_periods, works_in
-from consodam_pipeline.defs.launch.plan import PUBLISHER, cleared_links, in_window, incomplete, sheet_editions
+from consodam_pipeline.defs.launch.plan import launch_plan, title_sheets, wanted_members
+from consodam_pipeline.defs.tags.assets import tag_fields
 from consodam_pipeline.defs.workflow.assets import rules_in_force
 from consodam_pipeline.domain.launch import NOT_LAUNCHED
-from consodam_pipeline.domain.title_sheet import render
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -72,10 +72,6 @@ def launch_collections(  # type: ignore[no-untyped-def]  # an annotation would b
 ):
     rules, store, run_id = rules_in_force(), lineage.store(), context.run.run_id
     editions = works_in(title_metadata_snapshot, list(context.partition_keys))
-    launching = in_window(editions, rules.launch, datetime.now(UTC).date())
-    missing = incomplete(title_asset_packages).join(launching.select("product_id"), on="product_id")
-    if rules.launch.incomplete_packages == "hold":
-        launching = launching.join(missing, on="product_id", how="anti")
     versions = (
         dam_asset_inventory.select(LAUNCH_INPUTS)
         .filter(
@@ -84,15 +80,20 @@ def launch_collections(  # type: ignore[no-untyped-def]  # an annotation would b
         )
         .collect()
     )
-    cleared = cleared_links(launching, approved_version_links, rights_matrix)
+    plan = launch_plan(
+        editions,
+        approved_version_links,
+        rights_matrix,
+        title_asset_packages,
+        rules.launch,
+        datetime.now(UTC).date(),
+    )
+    launching, missing, cleared = plan.launching, plan.missing, plan.cleared
     sheet_target = TitleSheetTarget()
     with dam.client() as client:
         content_url = lambda asset_id: f"{dam.url.rstrip('/')}/otmmapi/v6/assets/{asset_id}/contents"  # noqa: E731
-        xml = {
-            isbn: render(sheet, PUBLISHER)
-            for isbn, sheet in sheet_editions(launching, cleared, versions, content_url).items()
-        }
-        sheet_target.sheets = xml
+        xml = title_sheets(plan, versions, content_url)
+        sheet_target.sheets, sheet_target.tags = xml, tag_fields(plan.launching)
         sheets = publish_sheets(sheet_target, client, store, xml, editions, run_id, context)
         newest = dict(
             sheet_target.observe(client, editions["isbn13"].to_list()).select("key", "handle").iter_rows()
@@ -127,7 +128,7 @@ def launch_collections(  # type: ignore[no-untyped-def]  # an annotation would b
         "editions_launching": launching.height,
         "collections": launching["collection"].n_unique(),
         "flagged_incomplete": flagged,
-        "held_incomplete": missing.height if rules.launch.incomplete_packages == "hold" else 0,
+        "held_incomplete": plan.held,
         "members_wanted": len(wanted),
     }
     check = merged_check(check, sheets, metadata)
@@ -174,14 +175,6 @@ def sheet_versions(client: Any, editions: pl.DataFrame) -> list[str]:
     isbns = set(editions["isbn13"].to_list())
     sheets = client.search([condition(FIELD + "ROLE", "title_sheet")], all_versions=True)
     return [a.asset_id for a in sheets if a.fields().get(FIELD + "ISBN") in isbns]
-
-
-def wanted_members(
-    launching: pl.DataFrame, cleared: pl.DataFrame, newest: dict[str, str]
-) -> list[tuple[str, str]]:
-    assets = cleared.filter(pl.col("allowed")).select("collection", "asset_id").unique().rows()
-    sheets = [(c, newest[i]) for c, i in launching.select("collection", "isbn13").iter_rows() if i in newest]
-    return sorted(set(assets) | set(sheets))
 
 
 def removal_reasons(

@@ -9,6 +9,8 @@ incomplete is published with what is complete and flagged, or held, as the rules
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,9 +19,57 @@ import polars as pl
 from consodam_pipeline.domain.launch import NOT_LAUNCHED, LaunchWindow, collection_name
 from consodam_pipeline.domain.onix import ProductForm
 from consodam_pipeline.domain.roles import AssetRole
-from consodam_pipeline.domain.title_sheet import SheetEdition, SheetResource
+from consodam_pipeline.domain.title_sheet import SheetEdition, SheetResource, render
 
 PUBLISHER = "consodam sandbox publishing"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    launching: pl.DataFrame  # the editions published today, each with its collection
+    missing: pl.DataFrame  # product_id → the package requirements not met, of the editions in the window
+    cleared: pl.DataFrame  # each launching edition's links, `allowed` when rights allow them at publication
+    held: int  # editions in the window held back for an incomplete package
+
+
+def launch_plan(
+    editions: pl.DataFrame,
+    links: pl.DataFrame,
+    matrix: pl.DataFrame,
+    packages: pl.DataFrame,
+    window: LaunchWindow,
+    today: date,
+) -> LaunchPlan:
+    launching = in_window(editions, window, today)
+    missing = incomplete(packages).join(launching.select("product_id"), on="product_id")
+    held = 0
+    if window.incomplete_packages == "hold":
+        held = missing.height
+        launching = launching.join(missing, on="product_id", how="anti")
+    return LaunchPlan(launching, missing, cleared_links(launching, links, matrix), held)
+
+
+def wanted_members(
+    launching: pl.DataFrame, cleared: pl.DataFrame, newest_sheets: dict[str, str]
+) -> list[tuple[str, str]]:
+    """(collection, asset id) of every member: each cleared version, and each edition's newest title sheet."""
+    assets = cleared.filter(pl.col("allowed")).select("collection", "asset_id").unique().rows()
+    sheets = [
+        (c, newest_sheets[i])
+        for c, i in launching.select("collection", "isbn13").iter_rows()
+        if i in newest_sheets
+    ]
+    return sorted(set(assets) | set(sheets))
+
+
+def title_sheets(
+    plan: LaunchPlan, versions: pl.DataFrame, content_url: Callable[[str], str]
+) -> dict[str, str]:
+    """ISBN → the ONIX 3.0 title sheet of every launching edition."""
+    return {
+        isbn: render(sheet, PUBLISHER)
+        for isbn, sheet in sheet_editions(plan.launching, plan.cleared, versions, content_url).items()
+    }
 
 
 def in_window(editions: pl.DataFrame, window: LaunchWindow, today: date) -> pl.DataFrame:
@@ -27,7 +77,7 @@ def in_window(editions: pl.DataFrame, window: LaunchWindow, today: date) -> pl.D
     start, end = today - timedelta(days=window.days_after), today + timedelta(days=window.days_before)
     launched = editions.filter(
         pl.col("publication_date").is_between(start, end)
-        & ~pl.col("publishing_status").is_in(list(NOT_LAUNCHED))
+        & ~pl.col("publishing_status").is_in(list(NOT_LAUNCHED)).fill_null(False)
     )
     names = [collection_name(d, i) for d, i in launched.select("publication_date", "imprint").iter_rows()]
     return launched.with_columns(pl.Series("collection", names, dtype=pl.String))
@@ -83,7 +133,7 @@ def sheet_edition(row: dict[str, Any], resources: list[SheetResource]) -> SheetE
 
 
 def sheet_editions(
-    launching: pl.DataFrame, cleared: pl.DataFrame, versions: pl.DataFrame, content_url: object
+    launching: pl.DataFrame, cleared: pl.DataFrame, versions: pl.DataFrame, content_url: Callable[[str], str]
 ) -> dict[str, SheetEdition]:
     """ISBN → what its title sheet says: the finalized title data and every cleared, approved asset."""
     facts = versions.select("asset_id", "mime_type", "width_px", "height_px", "name")
@@ -95,7 +145,7 @@ def sheet_editions(
             SheetResource(
                 r["resource_content_type"],
                 modes[r["role"]],
-                content_url(r["asset_id"]),  # type: ignore[operator]
+                content_url(r["asset_id"]),
                 r["mime_type"],
                 r["width_px"],
                 r["height_px"],

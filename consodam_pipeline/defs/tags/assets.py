@@ -43,6 +43,14 @@ def edition_tags(editions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def tag_fields(editions: pl.DataFrame) -> dict[str, dict[str, str]]:
+    """ISBN → the DAM fields an asset of that edition alone carries."""
+    return {
+        row["isbn13"]: {TAG_FIELD + t: row[t] for t in TAGS}
+        for row in edition_tags(editions).iter_rows(named=True)
+    }
+
+
 def desired_tags(editions: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
     """(asset_id, desired) for the newest version of every asset: an edition's cover carries its edition's
     tags; a work-wide asset carries every edition's, joined with '; ' in ISBN order."""
