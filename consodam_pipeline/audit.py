@@ -113,7 +113,7 @@ class EditionAudit:
 _SAME_MOMENT_ORDER = {"link_superseded": 1, "link_created": 2}
 
 
-def _order(event: Mapping[str, Any]) -> tuple[Any, int]:
+def event_order(event: Mapping[str, Any]) -> tuple[Any, int]:
     # At one moment: the approval decision, then the old link closes, then the new one opens, then writes.
     kind = event["event_type"]
     return event["occurred_at"], 0 if kind.startswith("version_") else _SAME_MOMENT_ORDER.get(kind, 3)
@@ -122,7 +122,7 @@ def _order(event: Mapping[str, Any]) -> tuple[Any, int]:
 def live_links(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """role → the link_created event still live after these (time-ordered) events."""
     live: dict[str, Mapping[str, Any]] = {}
-    for event in sorted((e for e in events if e["event_type"] in LINK_EVENTS), key=_order):
+    for event in sorted((e for e in events if e["event_type"] in LINK_EVENTS), key=event_order):
         role = event["role"]
         if event["event_type"] == "link_created":
             live[role] = event
@@ -304,7 +304,7 @@ def _history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keep = ("event_type", "role", "dam_asset_id", "dam_version", "actor", "run_id")
     return [
         {"occurred_at": rfc3339(e["occurred_at"]), **{k: e[k] for k in keep}, "after": _after(e) or None}
-        for e in sorted(events, key=_order)
+        for e in sorted(events, key=event_order)
     ]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import click
 
 from consodam_pipeline import endpoints
-from consodam_pipeline.sandbox.run import SandboxConfig, ensure_catalog, serve
+from consodam_pipeline.audit_cli import audit
 
 
 @click.group()
@@ -43,6 +43,8 @@ def sandbox(
     token_ttl: int,
 ) -> None:
     """Start the Consonance and OpenText DAM sandboxes on 127.0.0.1; state persists in --data-dir."""
+    from consodam_pipeline.sandbox.run import SandboxConfig, ensure_catalog, serve
+
     config = SandboxConfig(
         data_dir=data_dir,
         works=works,
@@ -93,24 +95,7 @@ def dev(works: int) -> None:
             )
 
 
-@main.command()
-@click.argument("isbn")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
-              help="Answer as of this date (UTC); default now.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--store-url", default=None, help="Lineage store (default: CONSODAM_STORE_URL or SQLite).")
-def audit(isbn: str, as_of: datetime | None, as_json: bool, store_url: str | None) -> None:
-    """The audit trail of one edition: links and approvals, what was live on a date, who, which runs."""
-    from consodam_pipeline.audit import edition_audit, render
-    from consodam_pipeline.domain.isbn import InvalidISBNError
-    from consodam_pipeline.store.resource import LineageStoreResource
-
-    moment = as_of.replace(tzinfo=UTC) if as_of is not None else None
-    try:
-        result = edition_audit(LineageStoreResource(url=store_url or "").store(), isbn, moment)
-    except InvalidISBNError as exc:
-        raise click.BadParameter(str(exc), param_hint="ISBN") from None
-    click.echo(result.as_json() if as_json else render(result))
+main.add_command(audit)
 
 
 @main.group()

@@ -12,7 +12,8 @@ from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.cli import main
 from consodam_pipeline.defs.links.history import APPROVAL, link_changes
 from consodam_pipeline.domain.links import Approval, pick, timeline
-from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
+from consodam_pipeline.store.engine import connect_store
+from consodam_pipeline.store.lineage import AuditEvent, LineageStore
 
 
 def approval(

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from consodam_pipeline.store import AuditEvent, LineageStore, connect_store
-from consodam_pipeline.store.engine import PG_SCHEMA
+from consodam_pipeline.store.engine import PG_SCHEMA, connect_store
+from consodam_pipeline.store.lineage import AuditEvent, LineageStore
 from consodam_pipeline.store.schema import metadata
 from consodam_pipeline.sync.engine import state_hash
 

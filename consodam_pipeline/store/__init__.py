@@ -1,6 +1,5 @@
-"""The lineage store: row-level histories, the audit ledger, quarantine and sync cursors (SQLAlchemy Core)."""
+"""The lineage store: row-level histories, the audit ledger, quarantine and sync cursors (SQLAlchemy Core).
 
-from consodam_pipeline.store.engine import connect_store, store_url
-from consodam_pipeline.store.lineage import AuditEvent, LineageStore, SnapshotDiff
-
-__all__ = ["AuditEvent", "LineageStore", "SnapshotDiff", "connect_store", "store_url"]
+Import from the submodules (`store.lineage`, `store.engine`, `store.access`): the package itself imports
+nothing, so a read-only command need not load polars.
+"""

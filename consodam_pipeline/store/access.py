@@ -31,7 +31,7 @@ class StoreUnreachable(RuntimeError):
 @dataclass(frozen=True)
 class StoreSetting:
     url: str
-    name: str  # where the URL came from: --store-url, CONSODAM_STORE_URL or CONSODAM_HOME
+    name: str  # where the URL came from: --store-url, CONSODAM_STORE_URL or its CONSODAM_HOME default
 
     @property
     def shown(self) -> str:
@@ -47,7 +47,10 @@ def store_setting(url: str | None = None) -> StoreSetting:
         return StoreSetting(url, "--store-url")
     if os.environ.get("CONSODAM_STORE_URL"):
         return StoreSetting(os.environ["CONSODAM_STORE_URL"], "CONSODAM_STORE_URL")
-    return StoreSetting(f"sqlite:///{default_home() / 'lineage.db'}", "CONSODAM_HOME")
+    return StoreSetting(
+        f"sqlite:///{default_home() / 'lineage.db'}",
+        "CONSODAM_STORE_URL (unset, so $CONSODAM_HOME/lineage.db)",
+    )
 
 
 def reading_engine(setting: StoreSetting) -> sa.Engine:
