@@ -161,3 +161,35 @@ def add_counts(into: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any
         summable = isinstance(value, int) and not isinstance(value, bool) and isinstance(into.get(key), int)
         into[key] = into[key] + value if summable else value
     return into
+
+
+TITLES = "title_metadata_snapshot"
+VERSIONS = "dam_asset_inventory"
+
+
+def column_lineage(
+    sources: Mapping[str, Mapping[str, Sequence[str]]], columns: Sequence[str]
+) -> dg.TableColumnLineage:
+    """`dagster/column_lineage` for the columns a table has: column → {upstream asset: its columns}."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [
+                dg.TableColumnDep(asset_key=dg.AssetKey(asset), column_name=name)
+                for asset, names in sources[column].items()
+                for name in names
+            ]
+            for column in columns
+            if column in sources
+        }
+    )
+
+
+# The columns every edition-level table takes from the title record, and those from a DAM version.
+EDITION_KEY_COLUMNS: dict[str, dict[str, list[str]]] = {
+    c: {TITLES: [c]} for c in ("product_id", "isbn13", "work_id", "format_family", "imprint", "publication_date",
+                               "project_stage", "embargo_date")
+}  # fmt: skip
+VERSION_COLUMNS: dict[str, dict[str, list[str]]] = {
+    c: {VERSIONS: [c]}
+    for c in ("asset_id", "original_asset_id", "version", "role", "approved_by", "approved_at")
+}

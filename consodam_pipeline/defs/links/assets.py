@@ -10,9 +10,22 @@ from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partitio
 from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
-from consodam_pipeline.sync.report import summary_markdown
+from consodam_pipeline.sync.report import (
+    EDITION_KEY_COLUMNS,
+    VERSION_COLUMNS,
+    VERSIONS,
+    column_lineage,
+    summary_markdown,
+)
 
 AGREEMENT_SAMPLE = 200
+LINK_LINEAGE: dict[str, dict[str, list[str]]] = {
+    **EDITION_KEY_COLUMNS,
+    **VERSION_COLUMNS,
+    "resource_content_type": {VERSIONS: ["role"]},
+    "scope": {VERSIONS: ["isbn13", "work_id"]},
+    "linked_since": {VERSIONS: ["approved_at", "approval_history"]},
+}
 
 
 @dg.asset(
@@ -60,6 +73,7 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
         ],
         metadata={
             "dagster/row_count": links.height,
+            "dagster/column_lineage": column_lineage(LINK_LINEAGE, links.columns),
             "partitions": len(keys),
             "events_derived": derived,
             "events_new_in_ledger": new_events,

@@ -17,6 +17,11 @@ from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.dam_fields import DamFieldsTarget
 from consodam_pipeline.sync.engine import frame_context, state_json, sync
 from consodam_pipeline.sync.report import (
+    EDITION_KEY_COLUMNS,
+    TITLES,
+    VERSION_COLUMNS,
+    VERSIONS,
+    column_lineage,
     column_schema,
     summary_markdown,
     write_metadata,
@@ -30,6 +35,24 @@ RESTRICTION_ENTITY = "dam_restriction"
 
 
 CHECK_SAMPLE = 5000
+_SALES_RIGHTS = [
+    "for_sale_worldwide",
+    "for_sale_countries",
+    "not_for_sale_countries",
+    "row_sales_rights_type",
+]
+_LICENSE = ["license_from", "license_until", "approval_status"]
+MATRIX_LINEAGE: dict[str, dict[str, list[str]]] = {
+    **EDITION_KEY_COLUMNS,
+    **VERSION_COLUMNS,
+    "countries": {TITLES: _SALES_RIGHTS},
+    **{f"grant_w{i}": {TITLES: _SALES_RIGHTS} for i in range(4)},
+    "grant_from": {TITLES: ["publication_date", "embargo_date"], VERSIONS: ["license_from"]},
+    "grant_until": {VERSIONS: ["license_until"]},
+    "visible": {TITLES: ["embargo_date"], VERSIONS: _LICENSE},
+    "downloadable": {TITLES: ["embargo_date"], VERSIONS: _LICENSE},
+    "denied_reason": {TITLES: [*_SALES_RIGHTS, "embargo_date"], VERSIONS: _LICENSE},
+}
 
 
 @dg.asset(
@@ -93,6 +116,7 @@ def rights_matrix(  # type: ignore[no-untyped-def]  # an annotation would be rea
         metadata={
             "dagster/row_count": matrix.height,
             "dagster/column_schema": column_schema(matrix.schema),
+            "dagster/column_lineage": column_lineage(MATRIX_LINEAGE, matrix.columns),
             "partitions": len(keys),
             "granted_rows": granted.height,
             "downloadable_rows": matrix.filter(pl.col("downloadable")).height,

@@ -19,7 +19,15 @@ from consodam_pipeline.store.lineage import LineageStore, utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.engine import state_hash
-from consodam_pipeline.sync.report import column_schema, summary_markdown
+from consodam_pipeline.sync.report import (
+    EDITION_KEY_COLUMNS,
+    TITLES,
+    VERSION_COLUMNS,
+    VERSIONS,
+    column_lineage,
+    column_schema,
+    summary_markdown,
+)
 
 PACKAGE_ENTITY = "title_package"
 WORKFLOW_SOURCE = "workflow"
@@ -44,6 +52,18 @@ PACKAGE_INPUTS = [
     "duration_s",
     "orphan_tag",
 ]
+
+_APPROVAL = ["approval_status", "mime_type", "role"]
+PACKAGE_LINEAGE: dict[str, dict[str, list[str]]] = {
+    **EDITION_KEY_COLUMNS,
+    **VERSION_COLUMNS,
+    "status": {VERSIONS: _APPROVAL, TITLES: ["format_family"]},
+    "detail": {VERSIONS: _APPROVAL},
+    "requirement": {TITLES: ["format_family"]},
+    "requirement_name": {TITLES: ["format_family"]},
+    "milestone": {TITLES: ["project_stage"]},
+    "needed": {TITLES: ["project_stage", "format_family"]},
+}
 
 
 def rules_in_force() -> Rules:
@@ -240,6 +260,7 @@ def package_metadata(
     return {
         "dagster/row_count": packages.height,
         "dagster/column_schema": column_schema(packages.schema),
+        "dagster/column_lineage": column_lineage(PACKAGE_LINEAGE, packages.columns),
         "editions": summary.height,
         "complete_editions": complete,
         "completeness_pct": round(100 * complete / summary.height, 2) if summary.height else 100.0,
