@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.store.engine import connect_store
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore, canonical_json
-from consodam_tests.browser import rendered_dom, screenshot
+from consodam_tests.browser import browser_page
 
 ISBN = "9781402894626"
 WORK = "W-1"
@@ -317,28 +317,22 @@ def test_the_report_answers_on_postgresql(pg_database: str, tmp_path: Path, cli_
     engine.dispose()
 
 
-def text(node: Any, selector: str) -> str:
-    found = node.select_one(selector)
-    assert found is not None, selector
-    return str(found.get_text())
-
-
 def test_a_reviewer_reads_the_html_report_in_a_browser(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    from bs4 import BeautifulSoup
-
     life(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
-    page = tmp_path / "report.html"
+    report = tmp_path / "report.html"
     done = consodam("audit", "report", "--from", "2024-01-01", "--to", "2024-12-31", "--format", "html",
-                    "--out", str(page), env=cli_env)  # fmt: skip
+                    "--out", str(report), env=cli_env)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "<script" not in page.read_text() and "http" not in page.read_text().split("<body>")[0]
-    dom = BeautifulSoup(rendered_dom(page.as_uri()), "html.parser")
-    assert text(dom, "#total") == "9"
-    edition = dom.select_one(f"section.edition[data-isbn='{ISBN}']")
-    assert edition is not None and "Tide Lines: A Novel (Harbour Books)" in text(edition, "h2")
-    timeline = [row["data-event"] for row in edition.select("tr.event")]
-    assert timeline[:3] == ["link_created", "link_written", "review_task_opened"] and len(timeline) == 9
-    written = edition.select("tr.event[data-event='link_written']")[-1]
-    assert "art@pub.example" in text(written, ".approved-by")
-    assert "consonance" in written.get_text() and "run-06" in written.get_text()
-    screenshot(page.as_uri(), tmp_path / "report.png")
+    assert "<script" not in report.read_text() and "http" not in report.read_text().split("<body>")[0]
+    with browser_page() as page:
+        page.goto(report.as_uri())
+        assert page.locator("#total").inner_text() == "9"
+        edition = page.locator(f"section.edition[data-isbn='{ISBN}']")
+        assert "Tide Lines: A Novel (Harbour Books)" in edition.locator("h2").inner_text()
+        timeline = [row.get_attribute("data-event") for row in edition.locator("tr.event").all()]
+        assert timeline[:3] == ["link_created", "link_written", "review_task_opened"] and len(timeline) == 9
+        written = edition.locator("tr.event[data-event='link_written']").last
+        assert "art@pub.example" in written.locator(".approved-by").inner_text()
+        assert "consonance" in written.inner_text() and "run-06" in written.inner_text()
+        assert written.is_visible()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)

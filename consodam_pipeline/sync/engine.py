@@ -339,6 +339,7 @@ class WriteResult:
     plan: Plan
     outcomes: list[Outcome]
     events: int = 0
+    latest: list[AuditEvent] = field(default_factory=list)  # the newest ledger events, for the UI
 
     @property
     def failed(self) -> list[Outcome]:
@@ -352,11 +353,15 @@ class WriteResult:
 
 
 # keys → {key: {isbn13, work_id, dam_asset_id, dam_version, role}}: what a ledger event says it is about
+LATEST = 10
+
+
 def merged(results: Sequence[WriteResult]) -> WriteResult:
     """Several engine passes of one asset read as one result (later passes win for a slot they share)."""
     plan = Plan({}, {}, {}, unchanged=0)
     outcomes: list[Outcome] = []
     events = 0
+    latest: list[AuditEvent] = []
     for result in results:
         plan.decisions |= result.plan.decisions
         plan.desired |= result.plan.desired
@@ -364,7 +369,8 @@ def merged(results: Sequence[WriteResult]) -> WriteResult:
         plan.unchanged += result.plan.unchanged
         outcomes += result.outcomes
         events += result.events
-    return WriteResult(plan, outcomes, events)
+        latest = (latest + result.latest)[-LATEST:]
+    return WriteResult(plan, outcomes, events, latest)
 
 
 EventContext = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any]]]
@@ -414,7 +420,7 @@ def record(
         appended = store.append_events(conn, events)
         store.track_failures(conn, target.entity, failures, settled=list(plan.decisions), run_id=run_id)
         store.journal_writes(conn, target.system, stamps, fields=target.journal_fields(ok), run_id=run_id)
-    return WriteResult(plan, outcomes, appended)
+    return WriteResult(plan, outcomes, appended, events[-LATEST:])
 
 
 def _subjects(kept: Mapping[str, Any], context: EventContext) -> pl.DataFrame:

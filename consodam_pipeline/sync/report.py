@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
+from consodam_pipeline.store.lineage import AuditEvent, LineageStore, SnapshotDiff
 from consodam_pipeline.sync.engine import (
     DUPLICATE,
     MANUAL,
@@ -136,6 +136,7 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
         **figures,
         "written": figures["created"] + figures["updated"],
         "failures": dg.MetadataValue.md(failures_md),
+        "latest_changes": latest_changes(result.latest),
         "summary": summary_markdown(title, [(k.replace("_", " "), v) for k, v in figures.items()]),
     }
     check = dg.AssetCheckResult(
@@ -153,6 +154,17 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
         },
     )  # fmt: skip
     return metadata, check
+
+
+def latest_changes(events: Sequence[AuditEvent]) -> dg.MetadataValue:
+    """The newest ledger events a materialization made, as the audit trail shows them."""
+    rows = [
+        f"| {e.occurred_at:%Y-%m-%d %H:%M:%S} | {e.isbn13 or '—'} | {e.event_type} | {e.role or ''} | "
+        f"{(e.dam_asset_id or '')[:10]}{f' v{e.dam_version}' if e.dam_version else ''} | {(e.run_id or '')[:8]} |"
+        for e in sorted(events, key=lambda e: e.occurred_at, reverse=True)
+    ]
+    header = "| when (UTC) | ISBN | event | role | version | run |\n|---|---|---|---|---|---|\n"
+    return dg.MetadataValue.md(header + "\n".join(rows) if rows else "no change this run")
 
 
 def add_counts(into: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
