@@ -219,6 +219,20 @@ def dagster_lines_to(path: Path) -> Iterator[None]:
         yield
 
 
+def compliance_report(store: Any) -> Path:
+    """Today's changes as the reviewer's HTML page."""
+    from consodam_pipeline.audit_report import ReportQuery, report_rows, write_report
+
+    now = datetime.now(UTC)
+    query = ReportQuery(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
+    rows = report_rows(store.engine, query)
+    path = default_home() / f"audit-report-{now:%Y%m%d}.html"
+    write_report(rows, "html", path, query, "the demo's lineage store")
+    editions = len({r["isbn13"] for r in rows})
+    click.echo(f"\n== compliance report: {len(rows)} changes across {editions} editions today → {path}")
+    return path
+
+
 def run_demo(works: int) -> None:
     from consodam_pipeline.audit import edition_audit, render
     from consodam_pipeline.defs.editions import period_keys
@@ -266,6 +280,7 @@ def run_demo(works: int) -> None:
         click.echo(f"\nas of {yesterday:%Y-%m-%d} (consodam audit {isbn} --as-of {yesterday:%Y-%m-%d}):")
         for link in edition_audit(store, isbn, yesterday).live:
             click.echo(f"  {link.role:22} {link.asset_id} v{link.version} approved {link.approved_at}")
+        report = compliance_report(store)
     if advanced_isbn:
         click.echo(
             f"\n== audit of {advanced_isbn}, which consodam advanced (consodam audit {advanced_isbn})\n"
@@ -275,6 +290,8 @@ def run_demo(works: int) -> None:
         f"\nWhere to look:\n"
         f"  UI:            make dev   → http://127.0.0.1:3000 (runs, asset graph, metadata, checks)\n"
         f"  audit:         uv run consodam audit {isbn} [--as-of YYYY-MM-DD] [--json]\n"
+        f"  report:        {report}  (uv run consodam audit report --from … --to … --format html|csv|parquet)\n"
+        f"  OpenLineage:   set OPENLINEAGE_URL (e.g. Marquez at http://localhost:5000) before make dev\n"
         f"  Dagster home:  {dagster_home}\n"
         f"  lineage store: {default_home() / 'lineage.db'}\n"
         f"  tables:        {default_home() / 'tables'}\n"

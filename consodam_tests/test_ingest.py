@@ -257,3 +257,20 @@ def test_exhausted_retries_fail_the_run_with_the_endpoint(
     assert "failed after 2 attempt(s): HTTP 503" in str(info.value)
     assert info.value.endpoint.startswith("POST /") and info.value.attempts == 2
     assert httpx.get(f"{sandbox.consonance_url}/_sandbox/stats").status_code == 200
+
+
+def test_a_table_from_an_older_consodam_is_rebuilt_in_full(sandbox: Sandbox, tmp_path: Path) -> None:
+    """An upgrade that adds a field (here the title's to-dos): the next run reconciles in full instead of
+    mixing old rows without the field into the new table."""
+    home = tmp_path / "home"
+    path = home / "tables" / "title_metadata_snapshot.parquet"
+    with dg.instance_for_test() as instance:
+        ingest(sandbox, home, instance)
+        pl.read_parquet(path).drop("todos").write_parquet(path)
+        again = ingest(sandbox, home, instance)
+    titles = metadata(again, "title_metadata_snapshot")
+    assert titles["mode"] == "full reconciliation"
+    reference = tmp_path / "reference"
+    ingest(sandbox, reference)
+    assert_same(frames(home)[0], frames(reference)[0])
+    assert table(home, "title_metadata_snapshot")["todos"].list.len().sum() > 0

@@ -79,6 +79,15 @@ def previous_snapshot(
     return scan_parquet(path)
 
 
+def snapshot_outdated(previous: pl.LazyFrame | None, schema: Mapping[str, pl.DataType]) -> bool:
+    """The last snapshot was written by an earlier consodam whose records lacked fields this one reads:
+    only a full reconciliation brings every record (and its history) up to the new fields."""
+    if previous is None:
+        return False
+    held = previous.collect_schema()
+    return any(name not in held for name in schema)
+
+
 def ingest_metadata(
     *,
     title: str,

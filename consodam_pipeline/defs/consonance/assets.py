@@ -23,6 +23,7 @@ from consodam_pipeline.defs.ingest import (
     open_quarantined,
     previous_snapshot,
     reconciliation_due,
+    snapshot_outdated,
     utcnow,
 )
 from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
@@ -52,7 +53,11 @@ def title_metadata_snapshot(
     store = lineage.store()
     previous = previous_snapshot(context, io_manager, store, ENTITY)
     last_day = store.get_cursor(CHANGED_SINCE_CURSOR)
-    full = last_day is None or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
+    outdated = snapshot_outdated(previous, EDITION_SCHEMA)
+    full = (
+        last_day is None or outdated or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
+    )
+    previous = None if outdated else previous
     since = (
         None
         if full or last_day is None

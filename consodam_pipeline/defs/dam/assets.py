@@ -24,6 +24,7 @@ from consodam_pipeline.defs.ingest import (
     open_quarantined,
     previous_snapshot,
     reconciliation_due,
+    snapshot_outdated,
     utcnow,
 )
 from consodam_pipeline.domain.timestamps import format_ts, parse_ts
@@ -90,7 +91,13 @@ def dam_asset_inventory(
     store = lineage.store()
     previous = previous_snapshot(context, io_manager, store, ENTITY)
     high_water = store.get_cursor(MODIFIED_CURSOR)
-    full = high_water is None or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
+    outdated = snapshot_outdated(previous, VERSION_SCHEMA)
+    full = (
+        high_water is None
+        or outdated
+        or reconciliation_due(config, store.get_cursor(FULL_AT_CURSOR), started)
+    )
+    previous = None if outdated else previous
     since = None
     if not full and high_water is not None:
         since = format_ts(parse_ts(high_water) - timedelta(seconds=config.lookback_seconds))
