@@ -15,6 +15,7 @@ import click
 import dagster as dg
 
 from consodam_pipeline import endpoints
+from consodam_pipeline.sandbox.catalog import CATALOG_REVISION
 from consodam_pipeline.sandbox.process import SandboxProcess
 from consodam_pipeline.store.engine import default_home
 
@@ -34,7 +35,7 @@ def demo_sandbox(
     works: int, consonance_port: int = endpoints.CONSONANCE_PORT, dam_port: int = endpoints.DAM_PORT
 ) -> SandboxProcess:
     return SandboxProcess(
-        data_dir=default_home() / f"sandbox-{works}",
+        data_dir=default_home() / f"sandbox-{works}-r{CATALOG_REVISION}",
         works=works,
         seed=7,
         consonance_port=port_or_free(consonance_port),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -13,8 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
+import sqlalchemy as sa
 
-from consodam_pipeline.audit import edition_audit
+from consodam_pipeline.audit import DAM_VERSION, EDITION, edition_audit
+from consodam_pipeline.audit_report import ReportQuery, report_rows, to_csv
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.clients.consonance import ConsonanceResource
@@ -22,6 +27,7 @@ from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.pgcluster import PostgresCluster, find_pg_bin
 from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.store.schema import audit_ledger
 from consodam_pipeline.store.tables import PolarsParquetIOManager, write_parquet
 
 QUERIES = 300
@@ -43,6 +49,49 @@ def backfill(tables: str, store_url: str) -> dict[str, object]:
     )  # fmt: skip
     events = result.get_asset_materialization_events()
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def record_snapshots(store: LineageStore, editions: pl.DataFrame, inventory: pl.DataFrame) -> None:
+    """The title and DAM records in the store's history as the ingest leaves them, so the full answer
+    reads tables of their real size."""
+    observed = datetime(2000, 1, 1, tzinfo=UTC)
+    for entity, frame, key in ((EDITION, editions, "product_id"), (DAM_VERSION, inventory, "asset_id")):
+        records = frame.select(
+            pl.col(key).cast(pl.String).alias("record_key"),
+            pl.struct(pl.all()).struct.json_encode().alias("payload"),
+        ).with_columns(pl.col("payload").hash().cast(pl.String).alias("content_hash"))
+        with store.engine.begin() as conn:
+            store.apply_snapshot(
+                conn, entity, records, observed_at=observed, complete=True, subjects_in_payload=True
+            )
+
+
+def cli_times(store_url: str, isbns: list[str], runs: int = 10) -> tuple[list[float], list[float]]:
+    """Wall time of `consodam audit ISBN --json`, process start to output, and of a bare interpreter."""
+    command: list[float] = []
+    bare: list[float] = []
+    for isbn in isbns[:runs]:
+        for samples, args in (
+            (command, ["-m", "consodam_pipeline.cli", "audit", isbn, "--json", "--store-url", store_url]),
+            (bare, ["-c", "pass"]),
+        ):
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, *args], capture_output=True, check=False)
+            samples.append(time.perf_counter() - start)
+            if done.returncode not in (0, 3):
+                raise SystemExit(done.stderr.decode()[-500:])
+    return command, bare
+
+
+def month_report(store: LineageStore) -> tuple[float, int, ReportQuery]:
+    """The compliance report (CSV) for the last 31 days of changes in the ledger."""
+    with store.engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(audit_ledger.c.occurred_at))).scalar_one()
+    end = newest.replace(tzinfo=UTC)
+    query = ReportQuery(end - timedelta(days=31), end)
+    start = time.perf_counter()
+    text = to_csv(report_rows(store.engine, query))
+    return time.perf_counter() - start, text.count("\n") - 1, query
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -96,13 +145,28 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
         report.row(
             "the same backfill again", second.seconds, f"{again['events_new_in_ledger']} new ledger rows"
         )
+        with measured() as recorded:
+            record_snapshots(store, editions, inventory)
+        report.row("title and DAM records into the store's history", recorded.seconds,
+                   f"{editions.height:,} editions, {inventory.height:,} versions")  # fmt: skip
         isbns = random.Random(seed).sample(editions["isbn13"].to_list(), min(QUERIES, editions.height))
         history = query_times(store, isbns, as_of=False, seed=seed)
         as_of = query_times(store, isbns, as_of=True, seed=seed)
-        for name, samples in (("audit query (full history of one ISBN)", history), ("as-of query", as_of)):
+        for name, samples in (
+            ("full audit answer, now", history),
+            ("full audit answer, as of a moment", as_of),
+        ):
             median, p99 = statistics.median(samples), percentile(samples, 0.99)
             detail = f"median {median:.2f} ms, p99 {p99:.2f} ms over {len(samples)} ISBNs"
             report.row(name, median / 1000, detail)
+        command, bare = cli_times(store_url, isbns)
+        cli_median, bare_median = statistics.median(command), statistics.median(bare)
+        report.row("consodam audit ISBN --json, process start to output", cli_median,
+                   f"max {max(command):.2f} s; {cli_median / bare_median:.1f}× a bare interpreter "
+                   f"({bare_median * 1000:.0f} ms)")  # fmt: skip
+        month_s, month_rows, month = month_report(store)
+        report.row("compliance report, one month (CSV)", month_s,
+                   f"{month_rows:,} changes {month.start:%Y-%m-%d}…{month.end:%Y-%m-%d}")  # fmt: skip
         report.figures.update({
             "works": works, "editions": editions.height, "dam_asset_versions": inventory.height,
             "backend": "postgresql" if postgres else "sqlite", "ledger_rows": rows,
@@ -112,6 +176,9 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             "audit_query_p99_ms": round(percentile(history, 0.99), 2),
             "as_of_query_median_ms": round(statistics.median(as_of), 2),
             "as_of_query_p99_ms": round(percentile(as_of, 0.99), 2),
+            "cli_audit_median_s": round(cli_median, 3), "cli_audit_max_s": round(max(command), 3),
+            "bare_interpreter_median_s": round(bare_median, 3),
+            "report_month_s": round(month_s, 2), "report_month_rows": month_rows,
             "peak_rss_mb": round(first.peak_rss_mb, 1),
         })  # fmt: skip
     shutil.rmtree(home, ignore_errors=True)

@@ -586,6 +586,10 @@ def seed_catalog(
         with db.tx() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?,?)",
-                [*spec.as_meta().items(), ("stats", json.dumps(stats.__dict__))],
+                [
+                    *spec.as_meta().items(),
+                    ("stats", json.dumps(stats.__dict__)),
+                    ("revision", str(CATALOG_REVISION)),
+                ],
             )
     return stats

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from consodam_pipeline import endpoints
-from consodam_pipeline.sandbox.catalog import CatalogSpec, CatalogStats, seed_catalog
+from consodam_pipeline.sandbox.catalog import CATALOG_REVISION, CatalogSpec, CatalogStats, seed_catalog
 from consodam_pipeline.sandbox.consonance_server import ConsonanceSandbox, open_consonance_db
 from consodam_pipeline.sandbox.dam_server import DamSandbox, open_dam_db
 from consodam_pipeline.sandbox.faults import FaultInjector
@@ -59,6 +59,12 @@ def ensure_catalog(config: SandboxConfig) -> CatalogStats | None:
                 raise SystemExit(
                     f"{config.data_dir} holds a catalog of {seeded} works (seed {consonance.meta('seed')}); "
                     "use another --data-dir for a different catalog"
+                )
+            revision = consonance.meta("revision") or "2 or earlier"
+            if revision != str(CATALOG_REVISION):
+                raise SystemExit(
+                    f"{config.data_dir} holds a catalog from an older sandbox (revision {revision}, this one is "
+                    f"{CATALOG_REVISION}); remove the folder or use another --data-dir"
                 )
             return None
         return seed_catalog(spec, consonance, dam)
