@@ -77,7 +77,8 @@ def demo(works: int) -> None:
 
 @main.command()
 @click.option("--works", default=1000, show_default=True, help="Size of the demo catalog.")
-def dev(works: int) -> None:
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def dev(works: int, port: int) -> None:
     """Start the sandboxes, then `dagster dev` on the workspace (Ctrl-C stops both)."""
     import os
     import subprocess
@@ -91,7 +92,9 @@ def dev(works: int) -> None:
         env = {**os.environ, **sandbox.env}
         with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(
-                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"], env=env, check=False
+                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+                env=env,
+                check=False,
             )
 
 

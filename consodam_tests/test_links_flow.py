@@ -131,3 +131,52 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
             assert table(home, "title_metadata_snapshot").height > 0
     finally:
         sandbox.stop()
+
+
+def test_a_deleted_version_closes_its_link_in_the_ledger_and_in_consonance(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "sandbox", works=60, dirt_rate=0.0).start()
+    home = tmp_path / "home"
+    try:
+        with dg.instance_for_test() as instance:
+            ingest(sandbox, home, instance)
+            sync_partitions(sandbox, home, instance, ALL, LINK_WRITES)
+            links = pl.read_parquet(home / "tables" / "approved_version_links")
+            cover = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition")).row(
+                0, named=True
+            )
+            live = {x.role: x.asset_id for x in edition_audit(store(home), cover["isbn13"]).live}
+            assert live["front_cover"] == cover["asset_id"]
+            sandbox.admin("dam", "DELETE", f"/_sandbox/assets/{cover['asset_id']}")
+            ingest(sandbox, home, instance, full_refresh=True)
+            after = sync_partitions(sandbox, home, instance, ALL, LINK_WRITES)
+            assert all(e.passed for e in after.get_asset_check_evaluations()), [
+                (e.check_name, e.metadata) for e in after.get_asset_check_evaluations() if not e.passed
+            ]
+            assert metadata(after, "approved_version_links")["links_closed_version_deleted"] == 1
+            again = sync_partitions(sandbox, home, instance, ALL, LINK_WRITES)
+            assert metadata(again, "approved_version_links")["events_new_in_ledger"] == 0
+        answer = edition_audit(store(home), cover["isbn13"])
+        assert cover["asset_id"] not in {x.asset_id for x in answer.live}
+        closing = [e for e in answer.history if e["event_type"] == "link_superseded"][-1]
+        assert (closing["dam_asset_id"], closing["after"]) == (
+            cover["asset_id"],
+            {"reason": "version_deleted"},
+        )
+        then = edition_audit(
+            store(home),
+            cover["isbn13"],
+            datetime.fromisoformat(closing["occurred_at"]) - timedelta(seconds=1),
+        )
+        assert {x.role: x.asset_id for x in then.live}["front_cover"] == cover["asset_id"]
+        product = sandbox.graphql(
+            "query($i: Int!) { product(id: $i) { work { supportingResources { imageRemoteUrl productIds } } } }",
+            {"i": cover["product_id"]},
+        )["data"]["product"]
+        urls = [
+            s["imageRemoteUrl"]
+            for s in product["work"]["supportingResources"]
+            if cover["product_id"] in s["productIds"]
+        ]
+        assert not any(cover["asset_id"] in u for u in urls)
+    finally:
+        sandbox.stop()

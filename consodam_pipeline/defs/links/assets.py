@@ -8,6 +8,8 @@ import polars as pl
 from consodam_pipeline.audit import live_links
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partition_slice, work_periods
 from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
+from consodam_pipeline.defs.links.vanished import closing_events
+from consodam_pipeline.store.lineage import utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.report import (
@@ -62,6 +64,15 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
             changes.append(
                 part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
             )
+        closed = closing_events(
+            conn,
+            editions["isbn13"].to_list(),
+            pl.concat(current),
+            dam_asset_inventory["asset_id"],
+            utcnow(),
+            context.run.run_id,
+        )
+        new_events += store.append_events(conn, closed)
     recent = pl.concat(changes).top_k(10, by="occurred_at").sort("occurred_at", descending=True)
     links = pl.concat(current).join(work_periods(editions), on="work_id", how="left")
     return dg.MaterializeResult(
@@ -77,6 +88,7 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
             "partitions": len(keys),
             "events_derived": derived,
             "events_new_in_ledger": new_events,
+            "links_closed_version_deleted": sum(e.event_type == "link_superseded" for e in closed),
             "latest_link_changes": dg.MetadataValue.md(
                 "| when | ISBN | role | version | approved by |\n|---|---|---|---|---|\n"
                 + "\n".join(

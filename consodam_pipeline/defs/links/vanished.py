@@ -1,0 +1,110 @@
+"""Links whose DAM version was deleted: the link history is rebuilt from the DAM's approval records, so a
+version that is gone from the DAM leaves no event behind, and the ledger would go on answering that it is
+live. This closes each such link with a `link_superseded` event (reason `version_deleted`) at the moment the
+inventory no longer held it. The event's id derives from the link it closes: a replay adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+
+from consodam_pipeline.audit import LINK_EVENTS, live_links
+from consodam_pipeline.store.lineage import AuditEvent
+from consodam_pipeline.store.schema import audit_ledger
+
+_CHUNK = 500
+
+
+def linked_assets(conn: sa.Connection) -> set[str]:
+    """Every DAM asset id the ledger ever linked."""
+    a = audit_ledger
+    query = sa.select(a.c.dam_asset_id).where(a.c.event_type == "link_created").distinct()
+    return {str(r) for r in conn.execute(query).scalars() if r is not None}
+
+
+def closing_events(
+    conn: sa.Connection,
+    isbns: Collection[str],
+    links: pl.DataFrame,
+    inventory: Collection[str],
+    at: datetime,
+    run_id: str | None,
+) -> list[AuditEvent]:
+    """For these editions, a link_superseded event for each link still live in the ledger whose version the
+    inventory no longer holds, and a link_created event for the link that replaces it now (`links`: the
+    links computed from today's inventory), if any."""
+    gone = set(linked_assets(conn)) - set(inventory)
+    if not gone:
+        return []
+    affected = sorted(_isbns_linking(conn, sorted(gone)) & set(isbns))
+    now_linked = links.filter(pl.col("isbn13").is_in(pl.Series(affected, dtype=pl.String).implode()))
+    current = {(r["isbn13"], r["role"]): r for r in now_linked.iter_rows(named=True)}
+    events = []
+    for isbn, history in _link_events(conn, affected).items():
+        for role, link in live_links(history).items():
+            if link["dam_asset_id"] in gone:
+                events.append(_closing(isbn, role, link, at, run_id))
+                if (isbn, role) in current:
+                    events.append(_relinking(isbn, role, current[(isbn, role)], link, at, run_id))
+    return events
+
+
+def _isbns_linking(conn: sa.Connection, assets: Sequence[str]) -> set[str]:
+    a = audit_ledger
+    found: set[str] = set()
+    for i in range(0, len(assets), _CHUNK):
+        query = sa.select(a.c.isbn13).where(
+            a.c.dam_asset_id.in_(assets[i : i + _CHUNK]), a.c.event_type == "link_created"
+        )
+        found |= {r for r in conn.execute(query.distinct()).scalars() if r}
+    return found
+
+
+def _link_events(conn: sa.Connection, isbns: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    a = audit_ledger
+    by_isbn: dict[str, list[dict[str, Any]]] = {}
+    for i in range(0, len(isbns), _CHUNK):
+        query = sa.select(a).where(a.c.isbn13.in_(isbns[i : i + _CHUNK]), a.c.event_type.in_(LINK_EVENTS))
+        for row in conn.execute(query).mappings():
+            by_isbn.setdefault(row["isbn13"], []).append(dict(row))
+    return by_isbn
+
+
+def _relinking(
+    isbn: str, role: str, row: Mapping[str, Any], closed: Mapping[str, Any], at: datetime, run_id: str | None
+) -> AuditEvent:
+    keep = ("approved_at", "approved_by", "asset_id", "original_asset_id", "scope", "version")
+    return AuditEvent(
+        event_type="link_created",
+        occurred_at=at,
+        isbn13=isbn,
+        work_id=closed["work_id"],
+        dam_asset_id=row["asset_id"],
+        dam_version=row["version"],
+        role=role,
+        actor=row["approved_by"],
+        after={**{k: row[k] for k in keep}, "reason": "previous_version_deleted"},
+        run_id=run_id,
+        identity=f"{isbn}|{role}|{row['asset_id']}|{row['version']}|after|{closed['dam_asset_id']}|deleted",
+    )
+
+
+def _closing(isbn: str, role: str, link: Mapping[str, Any], at: datetime, run_id: str | None) -> AuditEvent:
+    return AuditEvent(
+        event_type="link_superseded",
+        occurred_at=at,
+        isbn13=isbn,
+        work_id=link["work_id"],
+        dam_asset_id=link["dam_asset_id"],
+        dam_version=link["dam_version"],
+        role=role,
+        actor="consodam",
+        after={"reason": "version_deleted"},
+        run_id=run_id,
+        identity=f"{isbn}|{role}|{link['dam_asset_id']}|{link['dam_version']}|{link['occurred_at']}|deleted",
+    )
