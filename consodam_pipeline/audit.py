@@ -342,22 +342,22 @@ def render(audit: EditionAudit) -> str:
     for link in audit.live:
         lines.append(
             f"{link.role:22} {link.asset_id + ' v' + str(link.version):48} {link.approved_by or '':34} "
-            f"{link.approved_at or '':22} {', '.join(r[:8] for r in link.written_by_runs) or '—'}"
+            f"{_when(link.approved_at):22} {', '.join(r[:8] for r in link.written_by_runs) or '—'}"
         )
     lines += _render_written(audit)
     lines += _render_workflow(audit)
     if audit.usage:
         lines += ["", f"used ({len(audit.usage)} times)"]
         lines += [
-            f"  {u['used_at']:22} {u['role'] or '':20} {(u['asset_id'] or '')[:12]} v{u['dam_version']}  "
+            f"  {_when(u['used_at']):22} {u['role'] or '':20} {_version(u['asset_id'], u['dam_version']):16}  "
             f"{u['action']} via {u['channel']} by {u['used_by']}"
             for u in audit.usage
         ]
     lines += ["", f"history ({len(audit.history)} events)", ""]
     for event in audit.history:
         lines.append(
-            f"{event['occurred_at']:22} {event['event_type']:24} {event['role'] or '':20} "
-            f"{(event['dam_asset_id'] or '')[:12]} v{event['dam_version']}  {event['actor'] or ''}"
+            f"{_when(event['occurred_at']):22} {event['event_type']:24} {event['role'] or '':20} "
+            f"{_version(event['dam_asset_id'], event['dam_version']):16}  {event['actor'] or ''}"
         )
     return "\n".join(lines)
 
@@ -379,12 +379,21 @@ def _render_written(audit: EditionAudit) -> list[str]:
     for facet, rows in audit.written.items():
         if rows:
             lines += ["", f"{facet.replace('_', ' ')} (as consodam had written them)"]
-            lines += [f"  {r['key'][:60]:60} {_short(r['state'])}  since {r['since']}" for r in rows]
+            lines += [f"  {r['key'][:60]:60} {_short(r['state'])}  since {_when(r['since'])}" for r in rows]
     if audit.title_sheet:
         sheet = audit.title_sheet
         sha = str((sheet["state"] or {}).get("sha"))[:12]
-        lines += ["", f"title sheet: {sheet['handle']} (sha {sha}) since {sheet['since']}"]
+        lines += ["", f"title sheet: {sheet['handle']} (sha {sha}) since {_when(sheet['since'])}"]
     return lines
+
+
+def _when(stamp: str | None) -> str:
+    """A timestamp as a reviewer reads it in the text answer: to the second (the JSON keeps the rest)."""
+    return (stamp.split(".")[0] + "Z" if "." in stamp else stamp) if stamp else ""
+
+
+def _version(asset_id: str | None, version: int | None) -> str:
+    return f"{(asset_id or '')[:12]} v{version}" if asset_id else ""
 
 
 def _short(state: object) -> str:
@@ -409,7 +418,9 @@ def _render_workflow(audit: EditionAudit) -> list[str]:
             f"{r} {(v['asset_id'] or '')[:12]} v{v['version']} ({v['approved_by']})"
             for r, v in advance.get("met_by", {}).items()
         )
-        lines.append(f"stage advanced {advance['at']}: {advance['from']} → {advance['to']}; met by {met}")
+        lines.append(
+            f"stage advanced {_when(advance['at'])}: {advance['from']} → {advance['to']}; met by {met}"
+        )
     for task in audit.review_tasks:
         subject = task.get("asset_id") or task.get("requirement")
         lines.append(

@@ -43,6 +43,23 @@ def demo_sandbox(
     )
 
 
+def set_aside_another_catalogs_state(works: int) -> None:
+    """The demo's store and tables describe the demo catalog they were synced from; when that catalog is new
+    (first demo, another size, a newer generator), what an earlier demo left is moved aside, not mixed in."""
+    home = default_home()
+    if (home / f"sandbox-{works}-r{CATALOG_REVISION}").exists():
+        return
+    stale = [p for p in (home / "lineage.db", home / "lineage.db-wal", home / "lineage.db-shm", home / "tables")
+             if p.exists()]  # fmt: skip
+    if not stale:
+        return
+    aside = home / f"before-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    aside.mkdir(parents=True)
+    for path in stale:
+        path.rename(aside / path.name)
+    click.echo(f"a new demo catalog: the earlier demo's store and tables are kept in {aside}")
+
+
 def ensure_dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
@@ -241,6 +258,7 @@ def run_demo(works: int) -> None:
 
     dagster_home = ensure_dagster_home()
     log_path = default_home() / "demo-dagster.log"
+    set_aside_another_catalogs_state(works)
     with demo_sandbox(works) as sandbox:
         os.environ.update(sandbox.env)
         click.echo(f"sandboxes up: Consonance {sandbox.consonance_url}, OpenText DAM {sandbox.dam_url}")

@@ -210,33 +210,32 @@ def emit_run(
     return None
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends each successful run's steps to OpenLineage (START and COMPLETE, datasets, facets); "
-    "off unless OPENLINEAGE_URL or OPENLINEAGE_CONFIG is set.",
-)
-def openlineage_on_success(
-    context: dg.RunStatusSensorContext,
-    consonance: ConsonanceResource,
-    dam: OpenTextDamResource,
-    lineage: LineageStoreResource,
-    io_manager: PolarsParquetIOManager,
-) -> dg.SkipReason | None:
-    return emit_run(context, consonance, dam, lineage, io_manager)
+def lineage_sensor(status: dg.DagsterRunStatus, name: str, sent: str) -> dg.RunStatusSensorDefinition:
+    @dg.run_status_sensor(
+        run_status=status,
+        name=name,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Sends each {sent}; off unless OPENLINEAGE_URL or OPENLINEAGE_CONFIG is set.",
+    )
+    def send(
+        context: dg.RunStatusSensorContext,
+        consonance: ConsonanceResource,
+        dam: OpenTextDamResource,
+        lineage: LineageStoreResource,
+        io_manager: PolarsParquetIOManager,
+    ) -> dg.SkipReason | None:
+        return emit_run(context, consonance, dam, lineage, io_manager)
+
+    return send
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.FAILURE,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends each failed run's steps to OpenLineage (START and COMPLETE or FAIL); off unless "
-    "OPENLINEAGE_URL or OPENLINEAGE_CONFIG is set.",
+openlineage_on_success = lineage_sensor(
+    dg.DagsterRunStatus.SUCCESS,
+    "openlineage_on_success",
+    "successful run's steps to OpenLineage (START and COMPLETE, datasets, facets)",
 )
-def openlineage_on_failure(
-    context: dg.RunStatusSensorContext,
-    consonance: ConsonanceResource,
-    dam: OpenTextDamResource,
-    lineage: LineageStoreResource,
-    io_manager: PolarsParquetIOManager,
-) -> dg.SkipReason | None:
-    return emit_run(context, consonance, dam, lineage, io_manager)
+openlineage_on_failure = lineage_sensor(
+    dg.DagsterRunStatus.FAILURE,
+    "openlineage_on_failure",
+    "failed run's steps to OpenLineage (START and COMPLETE or FAIL, with the error)",
+)
