@@ -176,6 +176,15 @@ def bench_launch(works: int, seed: int, json_path: Path | None, workdir: Path) -
     run(works, seed, json_path, workdir)
 
 
+@bench.command("writes")
+@bench_options
+def bench_writes(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    """The backfill's writes under faults, then clean: duplicates, missing, stale and pending items counted."""
+    from consodam_pipeline.bench.writes import run
+
+    run(works, seed, json_path, workdir)
+
+
 @bench.command("audit")
 @bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")

@@ -46,3 +46,22 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path) -> 
         for key in keys:
             assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
         assert "naive per-edition Python" in done.stdout or bench == "audit"
+
+
+def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path) -> None:
+    out = tmp_path / "writes.json"
+    command = ["bench", "writes", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "consodam_pipeline.cli", *command], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["faults_fired_consonance"] > 0 and figures["faults_fired_dam"] > 0
+    assert figures["faulted_run_succeeded"] is True, figures["faulted_run_failed_steps"]
+    for moment in ("after_faults", "after_clean"):
+        assert figures[f"{moment}_links"] > 0
+        assert (figures[f"{moment}_duplicates"], figures[f"{moment}_stale"]) == (0, 0), figures
+    assert (figures["after_clean_missing"], figures["after_clean_pending"]) == (0, 0), figures
+    # the clean run writes what failed under faults, and nothing else
+    written_clean = sum(figures.get(f"clean_{k}", 0) for k in ("created", "updated", "removed"))
+    assert written_clean == figures["after_faults_pending"], figures

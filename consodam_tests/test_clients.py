@@ -200,3 +200,12 @@ def test_a_reply_of_another_shape_fails_at_once_and_a_cut_one_is_retried() -> No
         assert cut.requests == 2  # an unreadable body was fetched again
     finally:
         cut.close()
+
+
+def test_a_token_that_lapses_twice_in_one_call_is_refreshed_twice(sandbox: Sandbox) -> None:
+    with dam(sandbox).client() as client:
+        client.asset_frame_page(0)
+        before = client.token_fetches
+        sandbox.fault("dam", mode="expired_token", count=2, path_prefix="/otmmapi")
+        assert client.asset_frame_page(0).assets.height > 0
+        assert client.token_fetches == before + 2

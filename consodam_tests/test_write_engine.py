@@ -4,7 +4,8 @@ with a target that fails on demand: ambiguous creates are looked up, failures st
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -174,6 +175,15 @@ class FlakyTarget(WriteTarget[None]):
         self.next_id = 0
         self.lose_reply: set[str] = set()
         self.broken: set[str] = set()
+        self.session_fails: str | None = None  # "open" or "close": the lock cannot be taken or released
+
+    @contextmanager
+    def session(self, client: None, handles: Sequence[str]) -> Iterator[set[str]]:
+        if self.session_fails == "open":
+            raise ApiError("PUT /assets/state", 6, "HTTP 503")
+        yield set(handles)
+        if self.session_fails == "close":
+            raise ApiError("PUT /assets/state", 6, "HTTP 503")
 
     def create(self, client: None, key: str, state: str) -> Found:
         if key in self.broken:
@@ -251,3 +261,19 @@ def test_unwanted_slots_are_removed_with_their_reason(tmp_path: Path) -> None:
 
 def keys_of(rows: Sequence[Found]) -> list[str]:
     return sorted(f.key for f in rows)
+
+
+def test_a_session_that_cannot_open_fails_its_items_and_one_that_cannot_close_keeps_them(
+    tmp_path: Path,
+) -> None:
+    store, target = _store(tmp_path / "s.db"), FlakyTarget()
+    target.session_fails = "open"
+    result = run(target, store, {"a": A, "b": B}, "run-1")
+    assert sorted(o.action.key for o in result.failed) == ["a", "b"]  # type: ignore[attr-defined]
+    assert all("could not open the write session" in str(o.error) for o in result.failed)  # type: ignore[attr-defined]
+    assert target.objects == {} and store.failures("flaky").height == 2
+    target.session_fails = "close"
+    result = run(target, store, {"a": A, "b": B}, "run-2")
+    assert not result.failed and store.failures("flaky").height == 0  # type: ignore[attr-defined]
+    assert sorted(f.key for f in target.objects.values()) == ["a", "b"]
+    assert store.open_records("flaky", ["a", "b"]).height == 2

@@ -65,7 +65,7 @@ class TransientError(Exception):
 
 
 class Unauthorized(Exception):
-    """A 401: the caller may refresh its credentials once and try again."""
+    """A 401: the caller may refresh its credentials and try again (within the retry budget)."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +155,14 @@ class ResilientHttp:
         """One logical call, retried as a whole where that is safe (see the module docstring);
         `headers()` is re-evaluated per attempt (fresh tokens)."""
         endpoint = f"{method} {path}"
-        refreshed = False
 
         def attempt() -> Any:
-            nonlocal refreshed
             try:
                 return self._attempt(method, path, headers(), decode, kwargs)
             except Unauthorized:
-                if on_unauthorized is None or refreshed:
+                # A token can lapse again between two attempts; bad credentials fail at the token endpoint.
+                if on_unauthorized is None:
                     raise
-                refreshed = True
                 on_unauthorized()
                 raise TransientError(
                     "401 Unauthorized; credentials refreshed", retry_after=0.0, status=401, applied=False

@@ -35,6 +35,8 @@ import polars as pl
 from consodam_pipeline.clients.http import AmbiguousWrite, ApiError
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore, to_naive_utc, utcnow
 
+_log = logging.getLogger(__name__)
+
 Client = TypeVar("Client")
 Kind = Literal["create", "update", "delete"]
 CREATE_ROUNDS = 3  # a create whose reply was lost is looked up, then tried again at most this often
@@ -286,8 +288,18 @@ def execute(target: WriteTarget[Client], client: Client, plan: Plan, workers: in
 def _run(target: WriteTarget[Client], client: Client, actions: list[Action], workers: int) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for start in range(0, len(actions), target.batch):
-        batch = actions[start : start + target.batch]
-        handles = [a.found.handle for a in batch if a.found is not None]
+        outcomes += _run_batch(target, client, actions[start : start + target.batch], workers)
+    return outcomes
+
+
+def _run_batch(
+    target: WriteTarget[Client], client: Client, batch: list[Action], workers: int
+) -> list[Outcome]:
+    """One session (the DAM's lock) around a batch. A session that cannot open fails the batch's items,
+    which stay pending; one that cannot close keeps what was written (the lock lapses on the server)."""
+    handles = [a.found.handle for a in batch if a.found is not None]
+    done: list[Outcome] | None = None
+    try:
         with target.session(client, handles) as held, ThreadPoolExecutor(max_workers=workers) as pool:
 
             def one(action: Action) -> Outcome:
@@ -295,8 +307,13 @@ def _run(target: WriteTarget[Client], client: Client, actions: list[Action], wor
                     return Outcome(action, error=f"{action.found.handle} is locked by someone else")
                 return _apply(target, client, action)
 
-            outcomes += pool.map(one, batch)
-    return outcomes
+            done = list(pool.map(one, batch))
+    except ApiError as exc:
+        if done is None:
+            return [Outcome(a, error=f"could not open the write session: {exc}") for a in batch]
+        _log.warning("could not close the write session after %d items: %s", len(done), exc)
+    assert done is not None
+    return done
 
 
 def _apply(target: WriteTarget[Client], client: Client, action: Action) -> Outcome:
