@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -76,8 +77,19 @@ class Report:
             click.echo(f"\nwrote {json_path}")
 
 
+def _revision(catalog: Path) -> str | None:
+    try:
+        with sqlite3.connect(catalog / "consonance.sqlite") as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
 def pristine_catalog(works: int, seed: int, workdir: Path, report: Report | None = None) -> Path:
     pristine = workdir / f"pristine-{works}-{seed}-r{CATALOG_REVISION}"
+    if pristine.exists() and _revision(pristine) != str(CATALOG_REVISION):
+        shutil.rmtree(pristine)  # saved before catalogs recorded their revision: generate it again
     if not (pristine / "consonance.sqlite").exists():
         with (
             measured() as generation,
