@@ -67,7 +67,7 @@ def reading_engine(setting: StoreSetting) -> sa.Engine:
         engine = _sqlite(setting, url.database)
     elif url.get_backend_name() == "postgresql":
         engine = sa.create_engine(url, connect_args={"connect_timeout": 5}).execution_options(
-            schema_translate_map={None: PG_SCHEMA}
+            schema_translate_map={None: PG_SCHEMA}, postgresql_readonly=True
         )
     else:
         raise StoreSettingError(

@@ -141,6 +141,10 @@ record_subject = sa.Table(
     sa.Column("isbn13", sa.String(13), primary_key=True),
     sa.Column("work_id", sa.String(64), primary_key=True),
 )
-sa.Index("ix_subject_isbn", record_subject.c.isbn13)
-sa.Index("ix_subject_work", record_subject.c.work_id)
+# Covering: the audit finds an edition's records (by ISBN) and its work's shared ones (by work, ISBN '')
+# from the index alone.
+sa.Index("ix_subject_isbn", record_subject.c.isbn13, record_subject.c.entity, record_subject.c.record_key,
+         record_subject.c.work_id)  # fmt: skip
+sa.Index("ix_subject_work", record_subject.c.work_id, record_subject.c.isbn13, record_subject.c.entity,
+         record_subject.c.record_key)  # fmt: skip
 sa.Index("ix_audit_time", audit_ledger.c.occurred_at)

@@ -26,8 +26,12 @@ def upgrade() -> None:
         sa.Column("work_id", sa.String(64), primary_key=True),
         schema=schema,
     )
-    op.create_index("ix_subject_isbn", "record_subject", ["isbn13"], schema=schema)
-    op.create_index("ix_subject_work", "record_subject", ["work_id"], schema=schema)
+    op.create_index(
+        "ix_subject_isbn", "record_subject", ["isbn13", "entity", "record_key", "work_id"], schema=schema
+    )
+    op.create_index(
+        "ix_subject_work", "record_subject", ["work_id", "isbn13", "entity", "record_key"], schema=schema
+    )
     op.create_index("ix_audit_time", "audit_ledger", ["occurred_at"], schema=schema)
     backfill(schema)
 
