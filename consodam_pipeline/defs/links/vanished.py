@@ -20,11 +20,16 @@ from consodam_pipeline.store.schema import audit_ledger
 _CHUNK = 500
 
 
-def linked_assets(conn: sa.Connection) -> set[str]:
-    """Every DAM asset id the ledger ever linked."""
+def linked_assets(conn: sa.Connection, isbns: Sequence[str]) -> set[str]:
+    """Every DAM asset id the ledger ever linked to these editions (through the ledger's ISBN index)."""
     a = audit_ledger
-    query = sa.select(a.c.dam_asset_id).where(a.c.event_type == "link_created").distinct()
-    return {str(r) for r in conn.execute(query).scalars() if r is not None}
+    found: set[str] = set()
+    for i in range(0, len(isbns), _CHUNK):
+        query = sa.select(a.c.dam_asset_id).where(
+            a.c.isbn13.in_(isbns[i : i + _CHUNK]), a.c.event_type == "link_created"
+        )
+        found |= {str(r) for r in conn.execute(query.distinct()).scalars() if r is not None}
+    return found
 
 
 def closing_events(
@@ -38,7 +43,7 @@ def closing_events(
     """For these editions, a link_superseded event for each link still live in the ledger whose version the
     inventory no longer holds, and a link_created event for the link that replaces it now (`links`: the
     links computed from today's inventory), if any."""
-    gone = set(linked_assets(conn)) - set(inventory)
+    gone = linked_assets(conn, sorted(set(isbns))) - set(inventory)
     if not gone:
         return []
     affected = sorted(_isbns_linking(conn, sorted(gone)) & set(isbns))
