@@ -23,6 +23,7 @@ from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.schema import write_failures
 from consodam_pipeline.sync.consonance_resources import asset_in_url
+from consodam_pipeline.sync.report import step_failure
 
 CONSONANCE_FAULTS = {"truncated": 0.05, "429": 0.02, "503": 0.02, "drop": 0.02}
 DAM_FAULTS = ("429", "500", "502", "503", "drop", "truncated", "expired_token")
@@ -96,12 +97,7 @@ def written(result: dg.ExecuteInProcessResult) -> dict[str, int]:
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> str:
-    failures = []
-    for event in result.get_step_failure_events():
-        error: Any = getattr(event.event_specific_data, "error", None)
-        while getattr(error, "cause", None) is not None:
-            error = error.cause
-        failures.append(f"{event.step_key}: {str(getattr(error, 'message', '')).strip().splitlines()[0]}")
+    failures = [f"{event.step_key}: {step_failure(event)}" for event in result.get_step_failure_events()]
     return "; ".join(failures) or "none"
 
 

@@ -388,22 +388,6 @@ class LineageStore:
             skip_existing="usage_id",
         )
 
-    def usage(self, isbn13: str, work_id: str | None, until: datetime | None = None) -> list[dict[str, Any]]:
-        """Every recorded use of the edition's versions and its work's shared ones, oldest first."""
-        owner = asset_usage.c.isbn13 == isbn13
-        if work_id is not None:
-            owner = sa.or_(owner, sa.and_(asset_usage.c.work_id == work_id, asset_usage.c.isbn13.is_(None)))
-        query = sa.select(asset_usage).where(owner)
-        if until is not None:
-            query = query.where(asset_usage.c.used_at <= to_naive_utc(until))
-        with self.engine.connect() as conn:
-            return [
-                dict(r)
-                for r in conn.execute(
-                    query.order_by(asset_usage.c.used_at, asset_usage.c.usage_id)
-                ).mappings()
-            ]
-
     # ---- write failures and the echo journal ----
 
     def track_failures(

@@ -167,6 +167,15 @@ def latest_changes(events: Sequence[AuditEvent]) -> dg.MetadataValue:
     return dg.MetadataValue.md(header + "\n".join(rows) if rows else "no change this run")
 
 
+def step_failure(event: Any) -> str:
+    """The first line of a failed step's root cause: the errors wrapping it only say that a step failed."""
+    error: Any = getattr(event.event_specific_data, "error", None)
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = str(getattr(error, "message", "")).strip().splitlines()
+    return lines[0] if lines else "step failed"
+
+
 def add_counts(into: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """Metadata of several runs read as one: counts add up, anything else keeps the latest value."""
     for key, value in values.items():

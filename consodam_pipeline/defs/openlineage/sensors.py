@@ -25,6 +25,7 @@ from consodam_pipeline.store.access import redact
 from consodam_pipeline.store.engine import store_url
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_pipeline.sync.report import step_failure
 
 # What each system-facing asset reads or writes there. An ingest asset reads its system; any other asset of
 # a system kind writes to it (what it names here), reading the others it needs.
@@ -135,10 +136,7 @@ def steps_of(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, A
         elif kind in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
             step.update(ended_at=at, succeeded=kind == DagsterEventType.STEP_SUCCESS)
             if kind == DagsterEventType.STEP_FAILURE:
-                error: Any = getattr(event.event_specific_data, "error", None)
-                while getattr(error, "cause", None) is not None:  # the root cause names what went wrong
-                    error = error.cause
-                step["error"] = redact(str(getattr(error, "message", "step failed")).strip().splitlines()[0])
+                step["error"] = redact(step_failure(event))
         else:
             materialization = entry.asset_materialization
             assert materialization is not None
