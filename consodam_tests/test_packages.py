@@ -138,7 +138,12 @@ def catalog(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
         role = draw(st.sampled_from(ROLES))
         owner = draw(st.sampled_from(editions))
         specific = draw(st.booleans())
+        mixed = draw(st.booleans())  # a later version re-tagged: another role, edition or scope
         for v in range(1, draw(st.integers(1, 3)) + 1):
+            if mixed and v > 1:
+                role = draw(st.sampled_from(ROLES))
+                owner = draw(st.sampled_from(editions))
+                specific = draw(st.booleans())
             status = draw(st.sampled_from(["approved", "in_review", "draft", "rejected"]))
             approved = status == "approved"
             versions.append(
@@ -179,6 +184,33 @@ def test_the_column_wise_packages_equal_the_reference(data: tuple[pl.DataFrame, 
     expected = sum(len(RULES.requirements(f)) for f in editions["format_family"])
     assert table.height == expected  # every edition × requirement of its format, once
     assert package_disagreements(table, editions, versions, RULES, sample=editions.height) == []
+
+
+def _version(asset: str, version: int, role: AssetRole, status: str, **facts: Any) -> dict[str, Any]:
+    approved = status == "approved"
+    return {
+        "asset_id": f"{asset}{version}", "original_asset_id": asset, "version": version, "role": role.value,
+        "isbn13": "9780000000001", "work_id": 1, "approval_status": status, "approved_by": "x" if approved else None,
+        "approved_at": "2026-01-01T00:00:00.000Z" if approved else None, "mime_type": None, "width_px": None,
+        "height_px": None, "colour_space": None, "page_count": None, "duration_s": None, "orphan_tag": False,
+    } | facts  # fmt: skip
+
+
+def test_ties_go_to_the_larger_asset_id_whatever_the_order() -> None:
+    """Three covers approved at the same moment, two EPUBs in review at the same version: the rules pick
+    the larger asset id of each, in the column-wise table as in the readable reference."""
+    cover = {"mime_type": "image/jpeg", "width_px": 3000, "height_px": 3000, "colour_space": "RGB"}
+    rows = [_version(a, 1, AssetRole.FRONT_COVER, "approved", **cover) for a in ("b", "a", "c")]
+    rows += [_version(a, 2, AssetRole.FULL_CONTENT, "in_review") for a in ("q", "p")]
+    schema = {**{k: VERSION_SCHEMA[k] for k in rows[0] if k != "orphan_tag"}, "orphan_tag": pl.Boolean}
+    versions = pl.DataFrame(rows, schema=schema)
+    editions = pl.DataFrame(
+        [{"product_id": 1, "isbn13": "9780000000001", "work_id": 1, "format_family": "ebook"}]
+    ).with_columns(pl.lit(None, pl.String).alias(c) for c in ("imprint", "publication_date", "project_stage"))
+    table = evaluate_packages(editions, versions, RULES)
+    chosen = dict(table.select("requirement", "asset_id").iter_rows())
+    assert chosen == {"front_cover": "c1", "epub": "q2", "sample": None}
+    assert package_disagreements(table, editions, versions, RULES, sample=1) == []
 
 
 # ---- the stage gate: never advances while its milestone is unmet, does once it is met ----

@@ -19,12 +19,21 @@ from consodam_pipeline.sandbox.catalog import CATALOG_REVISION
 from consodam_pipeline.sandbox.process import SandboxProcess
 
 
-def rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS:")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    return _status_mb("VmHWM:")
 
 
 @dataclass

@@ -138,15 +138,16 @@ def works_in(editions: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 
 def partition_slice(
-    editions: pl.DataFrame, inventory: pl.DataFrame, keys: list[str]
+    editions: pl.DataFrame, inventory: pl.DataFrame | pl.LazyFrame, keys: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The editions and asset versions owned by these periods (a work and all its assets live in one)."""
+    """The editions and asset versions owned by these periods (a work and all its assets live in one).
+    A lazy inventory is sliced as it is read, so only the periods' versions are ever in memory."""
     owned = works_in(editions, keys)
     versions = inventory.filter(
         pl.col("work_id").is_in(owned["work_id"].implode())
         | pl.col("isbn13").is_in(owned["isbn13"].implode())
     )
-    return owned, versions
+    return owned, versions.collect() if isinstance(versions, pl.LazyFrame) else versions
 
 
 def version_slots(versions: pl.DataFrame) -> pl.DataFrame:

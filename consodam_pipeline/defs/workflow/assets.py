@@ -171,7 +171,7 @@ def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would
     rules = rules_in_force()
     editions, versions = partition_slice(
         title_metadata_snapshot,
-        dam_asset_inventory.select(PACKAGE_INPUTS).collect(),
+        dam_asset_inventory.select(PACKAGE_INPUTS),
         list(context.partition_keys),
     )
     quarantined = unknown_names(editions, rules)

@@ -1,19 +1,25 @@
 """Title packages, column-wise: every edition × requirement of its format → status, for a whole period at once.
 
 The rules are `domain/packages.py` (readable, one edition at a time); this is their columnar form, and a
-hypothesis test holds the two together. Each candidate version is one row; the statuses become a ranking
-(approved and passing, awaiting review, approved but failing a technical requirement, rejected), and each
-(edition, requirement) keeps its best row, ties broken as the reference breaks them.
+hypothesis test holds the two together. The pass works on numbers and row positions, and touches text
+only where the answer is written:
+1. each version that can count gets its asset's verdict once (`coded_versions`: its newest approved
+   version counts, its newest version is the one in progress), before any edition is joined;
+2. only those deciding versions are joined to the editions they belong to and the requirements they may
+   meet (`candidates`), and ranked (`ranked_candidates`): approved and passing, awaiting review, approved
+   but failing a technical requirement, rejected;
+3. each (edition, requirement) keeps its best row (`best_candidates`), ties broken as the reference breaks
+   them, and is written out in words with the version's facts gathered by position (`described`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import polars as pl
 
-from consodam_pipeline.domain.packages import Requirement, Rules
+from consodam_pipeline.domain.packages import FormatFamily, Requirement, Rules
 from consodam_pipeline.domain.roles import AssetRole
 
 ROLE_CODES = pl.DataFrame(
@@ -21,10 +27,8 @@ ROLE_CODES = pl.DataFrame(
     schema={"role": pl.String, "content_type": pl.String, "mode": pl.String},
     orient="row",
 )
-# polars 2.1's streaming engine (its default) has panicked here on string expressions, now and then.
-ENGINE = "streaming"
-STATUSES = ["approved", "in_review", "fails_technical", "rejected"]  # by rank; none of them: missing
-PACKAGE_COLUMNS = [
+# The edition columns a package row carries.
+EDITION_COLUMNS = (
     "product_id",
     "isbn13",
     "work_id",
@@ -32,6 +36,10 @@ PACKAGE_COLUMNS = [
     "imprint",
     "publication_date",
     "project_stage",
+)
+STATUSES = ["approved", "in_review", "fails_technical", "rejected"]  # by rank; none of them: missing
+PACKAGE_COLUMNS = [
+    *EDITION_COLUMNS,
     "requirement",
     "requirement_name",
     "status",
@@ -41,18 +49,6 @@ PACKAGE_COLUMNS = [
     "approved_by",
     "approved_at",
 ]
-
-
-def requirement_frame(rules: Rules) -> pl.DataFrame:
-    """One row per (format, requirement, accepted content type and mode)."""
-    rows = [
-        (family, r.id, r.name, ct, r.mode)
-        for family, fmt in rules.formats.items()
-        for r in fmt.requires
-        for ct in r.content_types
-    ]
-    schema = ["format_family", "requirement", "requirement_name", "content_type", "mode"]
-    return pl.DataFrame(rows, schema={c: pl.String for c in schema}, orient="row")
 
 
 def technical_checks(r: Requirement) -> list[tuple[pl.Expr, pl.Expr]]:
@@ -109,153 +105,292 @@ def technical_checks(r: Requirement) -> list[tuple[pl.Expr, pl.Expr]]:
     return checks
 
 
-def _per_requirement(
-    rules: Rules, pick: Callable[[list[tuple[pl.Expr, pl.Expr]]], pl.Expr], default: pl.Expr
-) -> pl.Expr:
-    chained: Any = pl
-    for family, fmt in rules.formats.items():
-        for r in fmt.requires:
-            which = (pl.col("format_family") == family) & (pl.col("requirement") == r.id)
-            chained = chained.when(which).then(pick(technical_checks(r)))
-    return default if chained is pl else chained.otherwise(default)
+@dataclass(frozen=True)
+class RequirementCodes:
+    """The rules as small integers, so the evaluation joins, groups and sorts numbers, never text.
 
+    `fit` numbers each (content type, mode) an asset role has; `rq` numbers each (format, requirement) in
+    (format, requirement id) order, so sorting by it sorts by the id within an edition's format."""
 
-def passes_expr(rules: Rules) -> pl.Expr:
-    """Whether a version passes every technical requirement of the row's requirement."""
-    return _per_requirement(
-        rules,
-        lambda checks: ~pl.any_horizontal([f for f, _ in checks]) if checks else pl.lit(True),
-        pl.lit(True),
-    )
+    families: dict[FormatFamily, int]
+    roles: dict[str, int]  # role → fit, for the roles some requirement accepts
+    fits: pl.DataFrame  # family, fit → rq
+    names: pl.DataFrame  # family, rq, requirement, requirement_name
+    by_rq: dict[int, Requirement]
 
-
-def failures_expr(rules: Rules) -> pl.Expr:
-    """Every technical requirement a version fails, joined with '; '."""
-
-    def joined(checks: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
-        listed = (
-            pl.concat_list([pl.when(f).then(why) for f, why in checks])
-            if checks
-            else pl.lit([], pl.List(pl.String))
+    @classmethod
+    def of(cls, rules: Rules) -> RequirementCodes:
+        pairs = sorted({(ct, mode) for _, ct, mode in ROLE_CODES.iter_rows()})
+        fit_of = {pair: i for i, pair in enumerate(pairs)}
+        families = {family: i for i, family in enumerate(rules.formats)}
+        listed = sorted(
+            ((family, r) for family, fmt in rules.formats.items() for r in fmt.requires),
+            key=lambda fr: (fr[0], fr[1].id),
         )
-        return listed.list.drop_nulls().list.join("; ")
+        by_rq = {rq: r for rq, (_, r) in enumerate(listed)}
+        fits = [
+            (families[family], fit_of[(ct, r.mode)], rq)
+            for rq, (family, r) in enumerate(listed)
+            for ct in r.content_types
+            if (ct, r.mode) in fit_of
+        ]
+        names = [(families[family], rq, r.id, r.name) for rq, (family, r) in enumerate(listed)]
+        accepted = {fit for _, fit, _ in fits}
+        roles = {
+            role: fit_of[(ct, mode)]
+            for role, ct, mode in ROLE_CODES.iter_rows()
+            if fit_of[(ct, mode)] in accepted
+        }
+        return cls(
+            families=families,
+            roles=roles,
+            fits=pl.DataFrame(
+                fits, schema={"family": pl.UInt8, "fit": pl.UInt8, "rq": pl.UInt16}, orient="row"
+            ),
+            names=pl.DataFrame(
+                names,
+                schema={
+                    "family": pl.UInt8,
+                    "rq": pl.UInt16,
+                    "requirement": pl.String,
+                    "requirement_name": pl.String,
+                },
+                orient="row",
+            ),
+            by_rq=by_rq,
+        )
 
-    return _per_requirement(rules, joined, pl.lit(""))
+
+def passes(requirement: Requirement) -> pl.Expr:
+    """Whether a version passes every technical requirement of this requirement."""
+    checks = technical_checks(requirement)
+    return ~pl.any_horizontal(f for f, _ in checks) if checks else pl.lit(True)
 
 
-def candidates(editions: pl.DataFrame, versions: pl.DataFrame, requirements: pl.DataFrame) -> pl.DataFrame:
-    """(edition, requirement, candidate version) rows: versions of a content type and mode the requirement
-    accepts, tagged with the edition's ISBN (edition-specific) or only its work (work-wide)."""
-    cols = [
-        "asset_id",
-        "original_asset_id",
-        "version",
-        "approval_status",
-        "approved_by",
-        "approved_at",
-        "mime_type",
-        "width_px",
-        "height_px",
-        "colour_space",
-        "page_count",
-        "duration_s",
-    ]
-    coded = (
+def failures(requirement: Requirement) -> pl.Expr:
+    """Every technical requirement of this requirement a version fails, joined with '; '."""
+    checks = technical_checks(requirement)
+    if not checks:
+        return pl.lit("")
+    return pl.concat_list([pl.when(f).then(why) for f, why in checks]).list.drop_nulls().list.join("; ")
+
+
+def per_requirement(
+    rows: pl.DataFrame,
+    versions: pl.DataFrame,
+    codes: RequirementCodes,
+    of: Callable[[Requirement], pl.Expr],
+    name: str,
+    dtype: pl.DataType,
+) -> pl.DataFrame:
+    """`rows` (with `vi` and `rq`) and `name`: `of(the row's requirement)` over its version's facts — a
+    requirement at a time, so each gathers only the facts its own checks read."""
+    parts = []
+    for (rq,), part in rows.partition_by("rq", as_dict=True).items():
+        expression = of(codes.by_rq[int(rq)])
+        facts = taken(versions, part["vi"], sorted(set(expression.meta.root_names())))
+        parts.append(
+            part.with_columns(facts)
+            .with_columns(expression.cast(dtype).alias(name))
+            .select(*part.columns, name)
+        )
+    return pl.concat(parts) if parts else rows.with_columns(pl.lit(None, dtype).alias(name))
+
+
+def taken(versions: pl.DataFrame, rows: pl.Series, columns: Iterable[str]) -> list[pl.Series]:
+    """These columns of `versions` at these row numbers, gathered in parallel."""
+    return versions.select(pl.col(c).gather(rows) for c in columns).get_columns()
+
+
+def coded_versions(versions: pl.DataFrame, codes: RequirementCodes) -> pl.DataFrame:
+    """The versions that can count towards a package (not orphaned, of a role some requirement accepts):
+    `vi` (the row in `versions`), `fit`, the ISBN and work, and what their asset says of them: `counted`
+    (its newest approved version), `pending` (its newest version, not approved) and `uniform` (every version
+    of the asset has the same role, ISBN and work, so it meets the same requirements of the same editions —
+    nearly always)."""
+    asset = "original_asset_id"
+    approved = pl.col("approval_status") == "approved"
+    # Equal hashes stand for equal (role, ISBN, work), as content hashes do for records across consodam.
+    attachment = pl.struct("fit", "isbn13", "work_id").hash()
+    return (
         versions.lazy()
-        .filter(~pl.col("orphan_tag"))
-        .select(*cols, "role", "isbn13", "work_id")
-        .join(ROLE_CODES.lazy(), on="role")
-        .drop("role")
+        .with_row_index("vi")
+        .filter(~pl.col("orphan_tag") & pl.col("role").is_in(list(codes.roles)))
+        .select(
+            "vi",
+            pl.col("role").replace_strict(codes.roles, return_dtype=pl.UInt8).alias("fit"),
+            asset,
+            "version",
+            "approval_status",
+            "isbn13",
+            "work_id",
+        )
+        .with_columns(
+            (
+                approved & (pl.col("version") == pl.when(approved).then(pl.col("version")).max().over(asset))
+            ).alias("counted"),
+            (~approved & (pl.col("version") == pl.col("version").max().over(asset))).alias("pending"),
+            (attachment.min().over(asset) == attachment.max().over(asset)).alias("uniform"),
+        )
+        .drop(asset, "version", "approval_status")
+        .collect()
     )
-    owners = editions.lazy().select("product_id", "isbn13", "work_id", "format_family")
+
+
+def candidates(
+    owners: pl.DataFrame, coded: pl.DataFrame, versions: pl.DataFrame, codes: RequirementCodes
+) -> pl.DataFrame:
+    """(vi, product_id, rq, edition_specific, counted, pending): each version that can decide a requirement,
+    of each edition it belongs to — by the edition's ISBN, or (no ISBN on the version) by its work."""
+    flags = ("vi", "fit", "counted", "pending", "uniform")
+    deciding = coded.lazy().filter(pl.col("counted") | pl.col("pending") | ~pl.col("uniform"))
+    editions = owners.lazy().select("product_id", "isbn13", "work_id", "family")
     specific = (
-        coded.filter(pl.col("isbn13").is_not_null())
-        .drop("work_id")
-        .join(owners.drop("work_id"), on="isbn13")
-        .with_columns(pl.lit(True).alias("edition_specific"))
+        deciding.filter(pl.col("isbn13").is_not_null())
+        .select(*flags, "isbn13")
+        .join(editions.drop("work_id"), on="isbn13")
+        .drop("isbn13")
     )
     shared = (
-        coded.filter(pl.col("isbn13").is_null())
-        .drop("isbn13")
-        .join(owners.drop("isbn13"), on="work_id")
-        .with_columns(pl.lit(False).alias("edition_specific"))
+        deciding.filter(pl.col("isbn13").is_null())
+        .select(*flags, "work_id")
+        .join(editions.drop("isbn13"), on="work_id")
+        .drop("work_id")
     )
-    both = pl.concat([specific.drop("isbn13"), shared.drop("work_id")], how="vertical_relaxed")
-    joined = both.join(requirements.lazy(), on=["format_family", "content_type", "mode"]).collect()
-    # Rechunked: polars 2.1 sometimes panics ("i < self.len()" in binview) when the next streaming query
-    # reads string views straight out of this join's chunks.
-    return joined.rechunk()
+    both = pl.concat(
+        [
+            specific.with_columns(pl.lit(True).alias("edition_specific")),
+            shared.with_columns(pl.lit(False).alias("edition_specific")),
+        ]
+    )
+    found = both.join(codes.fits.lazy(), on=["family", "fit"]).drop("family", "fit").collect()
+    if found["uniform"].all():
+        return found.drop("uniform")
+    mixed = found.filter(~pl.col("uniform"))
+    return pl.concat([found.filter(pl.col("uniform")), _per_slot(mixed, versions)]).drop("uniform")
 
 
-def best_candidates(candidates: pl.DataFrame, rules: Rules) -> pl.DataFrame:
-    """(product_id, requirement) → the deciding version, its status and why."""
-    slot = ["product_id", "requirement", "original_asset_id"]
+def _per_slot(found: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
+    """For an asset whose versions differ in role, ISBN or work: newest and newest approved among the
+    versions that meet this requirement for this edition, as the rules say."""
+    slot = ["product_id", "rq", "original_asset_id"]
     approved = pl.col("approval_status") == "approved"
-    ranked = candidates.lazy().with_columns(
-        pl.col("version").max().over(slot).alias("newest"),
-        pl.when(approved).then(pl.col("version")).max().over(slot).alias("newest_approved"),
+    newest = pl.col("version") == pl.col("version").max().over(slot)
+    counted = approved & (pl.col("version") == pl.when(approved).then(pl.col("version")).max().over(slot))
+    return (
+        found.with_columns(taken(versions, found["vi"], ("original_asset_id", "version", "approval_status")))
+        .with_columns(counted.alias("counted"), (newest & ~approved).alias("pending"))
+        .filter(pl.col("counted") | pl.col("pending"))
+        .select(found.columns)
     )
-    counted = ranked.filter(approved & (pl.col("version") == pl.col("newest_approved"))).with_columns(
-        pl.when(passes_expr(rules)).then(0).otherwise(2).alias("rank"),
-        pl.col("approved_at").fill_null("").alias("recency"),
+
+
+def ranked_candidates(found: pl.DataFrame, versions: pl.DataFrame, codes: RequirementCodes) -> pl.DataFrame:
+    """Each deciding candidate with its `rank` (index in STATUSES): a counted approval is checked against
+    the requirement's technical rules (0 passes, 2 fails), a pending version is in review (1) or rejected (3)."""
+    counted = per_requirement(
+        found.filter(pl.col("counted")), versions, codes, passes, "passes", pl.Boolean()
     )
-    newest = (
-        ranked.filter(pl.col("version") == pl.col("newest"))
+    checked = counted.select(
+        *found.columns,
+        pl.lit(0, pl.Int64).alias("recency"),
+        pl.when(pl.col("passes")).then(0).otherwise(2).alias("rank"),
+    )
+    pending = found.filter(pl.col("pending"))
+    waiting = pending.with_columns(taken(versions, pending["vi"], ("version", "approval_status"))).select(
+        *found.columns,
+        pl.col("version").alias("recency"),
+        pl.when(pl.col("approval_status").is_in(["draft", "in_review"]))
+        .then(1)
+        .when(pl.col("approval_status") == "rejected")
+        .then(3)
+        .alias("rank"),
+    )
+    return pl.concat([checked, waiting.filter(pl.col("rank").is_not_null())], how="vertical_relaxed")
+
+
+def best_candidates(ranked: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
+    """(product_id, rq) → the deciding version (`vi`) and its rank.
+
+    The rules' order: the lower rank, then edition-specific, then the more recent (the approval time of a
+    counted approval, the version number of a pending one), then the larger asset id. Numbers settle nearly
+    every requirement; only the runs still tied on them compare texts."""
+    group = ["product_id", "rq"]
+    keys = ["rank", "edition_specific", "recency"]
+    ordered = ranked.sort([*group, *keys], descending=[False, False, False, True, True])
+    same_group = pl.all_horizontal(pl.col(c) == pl.col(c).shift(1) for c in group).fill_null(False)
+    tied = same_group & pl.all_horizontal(pl.col(c) == pl.col(c).shift(1) for c in keys).fill_null(False)
+    runs = ordered.with_columns(
+        (~same_group).alias("first"), tied.alias("tied"), (~tied).cum_sum().alias("run")
+    ).with_columns(pl.when(pl.col("first")).then(pl.col("run")).forward_fill().alias("leading_run"))
+    contested_runs = runs.filter(pl.col("tied") & (pl.col("run") == pl.col("leading_run")))["run"].unique()
+    firsts = runs.filter(pl.col("first") & ~pl.col("run").is_in(contested_runs.implode()))
+    if contested_runs.len() == 0:
+        return firsts.select(*group, "vi", "rank")
+    contested = runs.filter(pl.col("run").is_in(contested_runs.implode()))
+    settled = (
+        contested.with_columns(taken(versions, contested["vi"], ("approved_at", "original_asset_id")))
         .with_columns(
-            pl.when(pl.col("approval_status").is_in(["draft", "in_review"]))
-            .then(1)
-            .when(pl.col("approval_status") == "rejected")
-            .then(3)
-            .alias("rank"),
-            pl.col("version").cast(pl.String).str.zfill(12).alias("recency"),
+            pl.when(pl.col("rank").is_in([0, 2])).then(pl.col("approved_at").fill_null("")).alias("approval")
         )
-        .filter(pl.col("rank").is_not_null())
-    )
-    best = (
-        pl.concat([counted, newest], how="vertical_relaxed")
         .sort(
-            ["rank", "edition_specific", "recency", "original_asset_id"], descending=[False, True, True, True]
+            [*group, "approval", "original_asset_id", "vi"],
+            descending=[False, False, True, True, False],
+            nulls_last=True,
         )
-        .unique(subset=["product_id", "requirement"], keep="first", maintain_order=True)
+        .unique(subset=group, keep="first", maintain_order=True)
     )
-    detail = (
-        pl.when(pl.col("rank") == 0)
-        .then(pl.format("approved {}", pl.col("approved_at")))
-        .when(pl.col("rank") == 1)
-        .then(pl.format("v{} is {}", pl.col("version"), pl.col("approval_status").str.replace("_", " ")))
-        .when(pl.col("rank") == 2)
-        .then(failures_expr(rules))
-        .otherwise(pl.format("v{} was rejected", pl.col("version")))
-    )
-    return best.select(
-        "product_id",
-        "requirement",
-        pl.col("rank").replace_strict(dict(enumerate(STATUSES))).alias("status"),
-        detail.alias("detail"),
-        "asset_id",
-        "version",
-        pl.when(pl.col("rank") == 0).then(pl.col("approved_by")).alias("approved_by"),
-        pl.when(pl.col("rank") == 0).then(pl.col("approved_at")).alias("approved_at"),
-    ).collect()
+    return pl.concat([firsts.select(*group, "vi", "rank"), settled.select(*group, "vi", "rank")])
 
 
 def evaluate_packages(editions: pl.DataFrame, versions: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Every edition × requirement of its format (PACKAGE_COLUMNS), missing where no candidate exists."""
-    requirements = requirement_frame(rules)
-    expected = editions.join(
-        requirements.select("format_family", "requirement", "requirement_name").unique(maintain_order=True),
-        on="format_family",
+    codes = RequirementCodes.of(rules)
+    owned = editions.select(
+        *EDITION_COLUMNS,
+        pl.col("format_family")
+        .replace_strict(codes.families, default=None, return_dtype=pl.UInt8)
+        .alias("family"),
+    ).sort("product_id")
+    coded = coded_versions(versions, codes)
+    found = candidates(owned, coded, versions, codes)
+    best = best_candidates(ranked_candidates(found, versions, codes), versions)
+    rows = owned.join(codes.names, on="family", maintain_order="left_right").join(
+        best, on=["product_id", "rq"], how="left", maintain_order="left"
     )
-    best = best_candidates(candidates(editions, versions, requirements), rules)
-    return (
-        expected.join(best, on=["product_id", "requirement"], how="left")
-        .with_columns(
-            pl.col("status").fill_null("missing"),
-            pl.col("detail").fill_null("no asset in the DAM"),
-        )
-        .select(PACKAGE_COLUMNS)
-        .sort("product_id", "requirement")
+    return described(rows, versions, codes).select(PACKAGE_COLUMNS)
+
+
+_WAITING = {"draft": " is draft", "in_review": " is in review", "rejected": " was rejected"}
+
+
+def described(rows: pl.DataFrame, versions: pl.DataFrame, codes: RequirementCodes) -> pl.DataFrame:
+    """Each (edition, requirement) with its deciding version (`vi`, `rank`; null: none) in words: its
+    status, why, and who approved it."""
+    shown = rows.with_columns(
+        taken(versions, rows["vi"], ("asset_id", "version", "approval_status", "approved_by", "approved_at"))
     )
+    counts = pl.col("rank") == 0
+    approved_at = pl.when(counts).then(pl.col("approved_at"))
+    waiting = pl.col("approval_status").replace_strict(_WAITING, default=None, return_dtype=pl.String)
+    detail = pl.coalesce(  # each piece is null but for its own rows; a failing approval's comes below
+        pl.concat_str(pl.lit("approved "), approved_at),
+        pl.concat_str(pl.lit("v"), pl.col("version").cast(pl.String), waiting),
+        pl.when(pl.col("rank").is_null()).then(pl.lit("no asset in the DAM")),
+    )
+    out = shown.with_columns(
+        pl.col("rank")
+        .replace_strict(dict(enumerate(STATUSES)), default="missing", return_dtype=pl.String)
+        .alias("status"),
+        detail.alias("detail"),
+        pl.when(counts).then(pl.col("approved_by")).alias("approved_by"),
+        approved_at.alias("approved_at"),
+    )
+    failing = shown.select("vi", "rq", "rank").with_row_index("row").filter(pl.col("rank") == 2)
+    if failing.height == 0:
+        return out
+    why = per_requirement(failing, versions, codes, failures, "why", pl.String())
+    return out.with_columns(out["detail"].scatter(why["row"], why["why"]))
 
 
 def with_milestones(packages: pl.DataFrame, rules: Rules) -> pl.DataFrame:

@@ -46,6 +46,10 @@ def package_disagreements(
 ) -> list[str]:
     """Rows of the package table that differ from the readable rules (a sample of editions, or all)."""
     chosen = editions if editions.height <= sample else editions.sample(sample, seed=seed)
+    versions = versions.filter(  # the sample's own versions: the readable rules go through every one
+        pl.col("isbn13").is_in(chosen["isbn13"].implode())
+        | pl.col("work_id").is_in(chosen["work_id"].implode())
+    )
     table = {(r["product_id"], r["requirement"]): r for r in packages.iter_rows(named=True)}
     isbns = dict(chosen.select("product_id", "isbn13").iter_rows())
     problems = []
