@@ -110,13 +110,13 @@ class EditionAudit:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
-_SAME_MOMENT_ORDER = {"link_superseded": 1, "link_created": 2}
+SAME_MOMENT_ORDER = {"link_superseded": 1, "link_created": 2}
 
 
 def event_order(event: Mapping[str, Any]) -> tuple[Any, int]:
     # At one moment: the approval decision, then the old link closes, then the new one opens, then writes.
     kind = event["event_type"]
-    return event["occurred_at"], 0 if kind.startswith("version_") else _SAME_MOMENT_ORDER.get(kind, 3)
+    return event["occurred_at"], 0 if kind.startswith("version_") else SAME_MOMENT_ORDER.get(kind, 3)
 
 
 def live_links(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

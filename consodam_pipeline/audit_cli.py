@@ -157,7 +157,7 @@ def report(
     from consodam_pipeline.audit_report import (
         EVENT_SYSTEMS,
         ReportQuery,
-        report_rows,
+        report_frame,
         to_csv,
         unknown_subjects,
         write_report,
@@ -183,14 +183,14 @@ def report(
     if missing:
         fail(missing, EXIT_UNKNOWN_ISBN if wanted and "ISBN" in missing else EXIT_BAD_INPUT)
     query = ReportQuery(start, end, imprint, wanted, events)
-    rows = run_read(lambda: report_rows(engine, query))
+    report = run_read(lambda: report_frame(engine, query))
     if out is not None and str(out) == "-" and fmt == "csv":
-        click.echo(to_csv(rows), nl=False)
+        click.echo(to_csv(report), nl=False)
         return
     target = out or Path(f"audit-report-{start:%Y%m%d}-{end:%Y%m%d}.{fmt}")
-    write_report(rows, fmt, target, query, shown)
-    editions = len({r["isbn13"] for r in rows})
-    click.echo(f"{len(rows)} changes across {editions} editions → {target}", err=True)
+    write_report(report, fmt, target, query, shown)
+    editions = report["isbn13"].n_unique()
+    click.echo(f"{report.height} changes across {editions} editions → {target}", err=True)
 
 
 @audit.command("events")

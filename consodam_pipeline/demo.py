@@ -239,15 +239,15 @@ def dagster_lines_to(path: Path) -> Iterator[None]:
 
 def compliance_report(store: Any) -> Path:
     """Today's changes as the reviewer's HTML page."""
-    from consodam_pipeline.audit_report import ReportQuery, report_rows, write_report
+    from consodam_pipeline.audit_report import ReportQuery, report_frame, write_report
 
     now = datetime.now(UTC)
     query = ReportQuery(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
-    rows = report_rows(store.engine, query)
+    report = report_frame(store.engine, query)
     path = default_home() / f"audit-report-{now:%Y%m%d}.html"
-    write_report(rows, "html", path, query, "the demo's lineage store")
-    editions = len({r["isbn13"] for r in rows})
-    click.echo(f"\n== compliance report: {len(rows)} changes across {editions} editions today → {path}")
+    write_report(report, "html", path, query, "the demo's lineage store")
+    editions = report["isbn13"].n_unique()
+    click.echo(f"\n== compliance report: {report.height} changes across {editions} editions today → {path}")
     return path
 
 

@@ -202,7 +202,7 @@ def test_ties_go_to_the_larger_asset_id_whatever_the_order() -> None:
     cover = {"mime_type": "image/jpeg", "width_px": 3000, "height_px": 3000, "colour_space": "RGB"}
     rows = [_version(a, 1, AssetRole.FRONT_COVER, "approved", **cover) for a in ("b", "a", "c")]
     rows += [_version(a, 2, AssetRole.FULL_CONTENT, "in_review") for a in ("q", "p")]
-    schema = {**{k: VERSION_SCHEMA[k] for k in rows[0] if k != "orphan_tag"}, "orphan_tag": pl.Boolean}
+    schema = {**{k: VERSION_SCHEMA[k] for k in rows[0] if k != "orphan_tag"}, "orphan_tag": pl.Boolean()}
     versions = pl.DataFrame(rows, schema=schema)
     editions = pl.DataFrame(
         [{"product_id": 1, "isbn13": "9780000000001", "work_id": 1, "format_family": "ebook"}]

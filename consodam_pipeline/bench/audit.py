@@ -19,11 +19,12 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.audit import DAM_VERSION, EDITION, edition_audit
-from consodam_pipeline.audit_report import ReportQuery, report_rows, to_csv
+from consodam_pipeline.audit_report import ReportQuery, report_frame, to_csv
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+from consodam_pipeline.store.access import reading_engine, store_setting
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.pgcluster import PostgresCluster, find_pg_bin
 from consodam_pipeline.store.resource import LineageStoreResource
@@ -90,7 +91,7 @@ def month_report(store: LineageStore) -> tuple[float, int, ReportQuery]:
     end = newest.replace(tzinfo=UTC)
     query = ReportQuery(end - timedelta(days=31), end)
     start = time.perf_counter()
-    text = to_csv(report_rows(store.engine, query))
+    text = to_csv(report_frame(store.engine, query))
     return time.perf_counter() - start, text.count("\n") - 1, query
 
 
@@ -99,7 +100,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def query_times(store: LineageStore, isbns: list[str], as_of: bool, seed: int) -> list[float]:
+def query_times(engine: sa.Engine, isbns: list[str], as_of: bool, seed: int) -> list[float]:
     rng = random.Random(seed)
     samples = []
     for isbn in isbns:
@@ -107,7 +108,7 @@ def query_times(store: LineageStore, isbns: list[str], as_of: bool, seed: int) -
             datetime(2000, 1, 1, tzinfo=UTC) + timedelta(days=rng.randint(0, 27 * 365)) if as_of else None
         )
         start = time.perf_counter()
-        edition_audit(store, isbn, moment)
+        edition_audit(engine, isbn, moment)
         samples.append((time.perf_counter() - start) * 1000)
     return samples
 
@@ -150,8 +151,10 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
         report.row("title and DAM records into the store's history", recorded.seconds,
                    f"{editions.height:,} editions, {inventory.height:,} versions")  # fmt: skip
         isbns = random.Random(seed).sample(editions["isbn13"].to_list(), min(QUERIES, editions.height))
-        history = query_times(store, isbns, as_of=False, seed=seed)
-        as_of = query_times(store, isbns, as_of=True, seed=seed)
+        reader = reading_engine(store_setting(store_url))  # the engine `consodam audit` answers with
+        stack.callback(reader.dispose)
+        history = query_times(reader, isbns, as_of=False, seed=seed)
+        as_of = query_times(reader, isbns, as_of=True, seed=seed)
         for name, samples in (
             ("full audit answer, now", history),
             ("full audit answer, as of a moment", as_of),

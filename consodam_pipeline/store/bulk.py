@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from consodam_pipeline.store.engine import PG_SCHEMA
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
 _PG_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 _BLOCK = 100_000
 
@@ -30,7 +30,7 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, *, ski
 
 
 def _executemany(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, skip_existing: str) -> int:
-    as_text = rows.with_columns(pl.col(pl.Datetime).dt.strftime(_SQLITE_TIME))
+    as_text = rows.with_columns(pl.col(pl.Datetime).dt.strftime(SQLITE_TIME))
     verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
     columns = ", ".join(rows.columns)
     sql = f"{verb} INTO {table.name} ({columns}) VALUES ({', '.join('?' for _ in rows.columns)})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -32,6 +33,10 @@ from consodam_pipeline.store.schema import (
 )
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
+# SQLite's page cache for a transaction that appends millions of rows (a backfill's ledger). With the
+# default 2 MB, the five ledger indexes' pages are written out and read back for every block of rows,
+# and the time per row grows with the ledger: at 100k works 276 s for 6.7M events, 125 s with this.
+BULK_CACHE_KIB = 1024 * 1024
 
 
 def utcnow() -> datetime:
@@ -129,6 +134,21 @@ def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl
 class LineageStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[sa.Connection]:
+        """One transaction for millions of rows: on SQLite with a page cache that holds the indexes it
+        grows (given back when it ends, so other writers keep their memory)."""
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name != "sqlite":
+                yield conn
+                return
+            default = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql(f"PRAGMA cache_size={int(default)}")
 
     # ---- generic dialect-aware upsert ----
 

@@ -56,7 +56,7 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
     derived = new_events = 0
     current: list[pl.DataFrame] = [LinkHistory().current]
     changes: list[pl.DataFrame] = [LinkHistory().events]
-    with store.engine.begin() as conn:  # one transaction: a killed backfill leaves nothing half-written
+    with store.bulk_transaction() as conn:  # one transaction: a killed backfill leaves nothing half-written
         for part in link_history_chunks(editions, versions, context.run.run_id):
             new_events += store.append_events(conn, part.events)
             derived += part.events.height
