@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -145,57 +146,62 @@ def edition_audit(source: Any, isbn: str, as_of: datetime | None = None) -> Edit
     heard of the ISBN."""
     isbn13 = normalize_isbn(isbn)
     moment = as_of or datetime.now(UTC)
-    at = _naive(moment)
+    asked = {"isbn13": isbn13, "at": _naive(moment)}
+    queries = _queries()
     with _engine(source).connect() as conn:
-        subjects = conn.execute(
-            sa.select(record_subject.c.entity, record_subject.c.record_key, record_subject.c.work_id).where(
-                record_subject.c.isbn13 == isbn13
-            )
-        ).all()
-        works = sorted({s.work_id for s in subjects if s.work_id})
-        records = _records_at(conn, isbn13, works, at)
-        events = [
-            dict(r)
-            for r in conn.execute(
-                sa.select(audit_ledger)
-                .where(audit_ledger.c.isbn13 == isbn13, audit_ledger.c.occurred_at <= at)
-                .order_by(audit_ledger.c.occurred_at, audit_ledger.c.event_id)
-            ).mappings()
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in conn.execute(queries.records, asked).mappings():
+            seen.setdefault((row["entity"], row["record_key"]), dict(row))
+        records = sorted(seen.values(), key=lambda r: (r["entity"], r["record_key"]))
+        events = [dict(r) for r in conn.execute(queries.events, asked).mappings()]
+        usage = [
+            {**r, "used_at": rfc3339(r["used_at"])} for r in conn.execute(queries.usage, asked).mappings()
         ]
-        usage = _usage(conn, isbn13, works, at)
-    known = bool(subjects or events or records)
+        known = bool(events or records) or conn.execute(queries.heard_of, asked).first() is not None
     return _answer(isbn13, moment, known, records, events, usage)
 
 
-def _records_at(conn: sa.Connection, isbn13: str, works: list[str], at: datetime) -> list[dict[str, Any]]:
-    """Every record about the edition (or, for a work's own assets, its work) in the version current at `at`."""
-    h, s = record_history, record_subject
-    about = s.c.isbn13 == isbn13
-    if works:
-        about = sa.or_(about, sa.and_(s.c.isbn13 == "", s.c.work_id.in_(works)))
+@dataclass(frozen=True)
+class _Queries:
+    records: sa.CompoundSelect[
+        Any
+    ]  # every record about the edition (or its work's own assets) current at `at`
+    events: sa.Select[Any]  # its ledger events up to `at`, in order
+    usage: sa.Select[Any] | sa.CompoundSelect[Any]  # each use of its versions up to `at`
+    heard_of: sa.Select[Any]  # whether the store ever recorded anything about it
+
+
+@cache
+def _queries() -> _Queries:
+    """The answer's statements, built once with the ISBN and the moment as parameters: an answer makes one
+    round trip per facet and spends no time composing SQL."""
+    isbn13, at = sa.bindparam("isbn13", type_=sa.String()), sa.bindparam("at", type_=sa.DateTime())
+    h, s, a, u = record_history, record_subject, audit_ledger, asset_usage
+    edition_subject = s.alias("edition_subject")
+    works = sa.select(edition_subject.c.work_id).where(
+        edition_subject.c.isbn13 == isbn13, edition_subject.c.work_id != ""
+    )
     current = sa.and_(h.c.valid_from <= at, sa.or_(h.c.valid_to.is_(None), h.c.valid_to > at))
     columns = (h.c.entity, h.c.record_key, h.c.payload, h.c.valid_from, h.c.run_id)
-    via_subject = (
-        sa.select(*columns)
-        .select_from(h.join(s, sa.and_(s.c.entity == h.c.entity, s.c.record_key == h.c.record_key)))
-        .where(about, current)
+    subject = h.join(s, sa.and_(s.c.entity == h.c.entity, s.c.record_key == h.c.record_key))
+    # Indexed reads in a UNION, not one OR: each arm keeps its own index on PostgreSQL as on SQLite.
+    records = sa.union_all(
+        sa.select(*columns).select_from(subject).where(s.c.isbn13 == isbn13, current),
+        sa.select(*columns).select_from(subject).where(s.c.isbn13 == "", s.c.work_id.in_(works), current),
+        sa.select(*columns).where(h.c.entity.in_(KEYED_BY_ISBN), h.c.record_key == isbn13, current),
     )
-    by_isbn = sa.select(*columns).where(h.c.entity.in_(KEYED_BY_ISBN), h.c.record_key == isbn13, current)
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in conn.execute(sa.union_all(via_subject, by_isbn)).mappings():
-        seen.setdefault((row["entity"], row["record_key"]), dict(row))
-    return sorted(seen.values(), key=lambda r: (r["entity"], r["record_key"]))
-
-
-def _usage(conn: sa.Connection, isbn13: str, works: list[str], at: datetime) -> list[dict[str, Any]]:
-    u = asset_usage
-    about = u.c.isbn13 == isbn13
-    if works:
-        about = sa.or_(about, sa.and_(u.c.isbn13.is_(None), u.c.work_id.in_(works)))
-    rows = conn.execute(
-        sa.select(*(u.c[f] for f in USAGE_FIELDS)).where(about, u.c.used_at <= at).order_by(u.c.used_at)
-    ).mappings()
-    return [{**row, "used_at": rfc3339(row["used_at"])} for row in rows]
+    used = [u.c[f] for f in USAGE_FIELDS]
+    return _Queries(
+        records=records,
+        events=sa.select(a)
+        .where(a.c.isbn13 == isbn13, a.c.occurred_at <= at)
+        .order_by(a.c.occurred_at, a.c.event_id),
+        usage=sa.union_all(
+            sa.select(*used).where(u.c.isbn13 == isbn13, u.c.used_at <= at),
+            sa.select(*used).where(u.c.isbn13.is_(None), u.c.work_id.in_(works), u.c.used_at <= at),
+        ).order_by("used_at"),
+        heard_of=sa.select(s.c.entity).where(s.c.isbn13 == isbn13).limit(1),
+    )
 
 
 def _answer(

@@ -97,7 +97,7 @@ def report_frame(engine: sa.Engine, query: ReportQuery) -> pl.DataFrame:
         report = report.filter(pl.col("imprint").is_in(named))
     return report.sort(
         "occurred_at", _same_moment_order(), pl.col("isbn13").fill_null(""), "event_type", maintain_order=True
-    ).select(*(_rfc3339(c) if c == "occurred_at" else pl.col(c) for c in COLUMNS))
+    ).select(*(rfc3339_column(c) if c == "occurred_at" else pl.col(c) for c in COLUMNS))
 
 
 def _naive(moment: datetime) -> datetime:
@@ -196,7 +196,7 @@ def _same_moment_order() -> pl.Expr:
     )
 
 
-def _rfc3339(column: str) -> pl.Expr:
+def rfc3339_column(column: str) -> pl.Expr:
     """audit.rfc3339, column-wise: to the second, with microseconds only where there are some."""
     moment = pl.col(column)
     fraction = pl.when(moment.dt.microsecond() != 0).then(moment.dt.strftime(".%6f")).otherwise(pl.lit(""))

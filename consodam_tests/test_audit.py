@@ -19,8 +19,11 @@ import jsonschema
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consodam_pipeline.audit import edition_audit
+from consodam_pipeline.audit import edition_audit, rfc3339
+from consodam_pipeline.audit_report import rfc3339_column
 from consodam_pipeline.store.engine import connect_store
 from consodam_pipeline.store.lineage import AuditEvent, LineageStore, canonical_json
 from consodam_tests.browser import browser_page
@@ -315,6 +318,13 @@ def test_the_report_answers_on_postgresql(pg_database: str, tmp_path: Path, cli_
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM consodam.audit_ledger")).scalar_one() == 8
     engine.dispose()
+
+
+@given(st.lists(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)), max_size=20))
+def test_the_report_writes_each_moment_as_the_answer_does(moments: list[datetime]) -> None:
+    """The report formats its times column-wise; the answer one by one: the same text for every moment."""
+    column = pl.DataFrame({"at": moments}, schema={"at": pl.Datetime("us")}).select(rfc3339_column("at"))
+    assert column["at"].to_list() == [rfc3339(m) for m in moments]
 
 
 def test_a_reviewer_reads_the_html_report_in_a_browser(tmp_path: Path, cli_env: dict[str, str]) -> None:

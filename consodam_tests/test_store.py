@@ -187,6 +187,42 @@ def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
     assert store.events_for_isbn("9780306406157", until=T0 - timedelta(seconds=1)) == []
 
 
+def _ledger_indexes(store: LineageStore) -> set[str]:
+    schema = None if store.engine.dialect.name == "sqlite" else PG_SCHEMA
+    return {str(i["name"]) for i in sa.inspect(store.engine).get_indexes("audit_ledger", schema=schema)}
+
+
+def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_them(
+    store: LineageStore,
+) -> None:
+    """A publisher's first backfill appends with the ledger's secondary indexes deferred (SQLite): the
+    events and the indexes are there afterwards, answered by ISBN; a backfill that fails leaves the ledger
+    as it was, indexes included."""
+    indexes = _ledger_indexes(store)
+    assert {"ix_audit_isbn_time", "ix_audit_asset", "ix_audit_work_time", "ix_audit_time"} <= indexes
+    events = [
+        AuditEvent("version_approved", T0 + timedelta(minutes=n), isbn13=f"978030640{n:04d}", dam_version=n,
+                   dam_asset_id="a" * 40, after={"n": n})
+        for n in range(50)
+    ]  # fmt: skip
+    seen: list[set[str]] = []
+    with pytest.raises(RuntimeError), store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
+        store.append_events(conn, events[:10])
+        raise RuntimeError("killed mid-backfill")
+    assert _ledger_indexes(store) == indexes and store.ledger_size() == 0
+    with store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
+        assert store.append_events(conn, events) == 50
+        seen.append({str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger", schema=None)})
+    if store.engine.dialect.name == "sqlite":
+        assert not seen[0] & {"ix_audit_isbn_time", "ix_audit_time"}  # deferred while appending
+    assert _ledger_indexes(store) == indexes
+    assert [e["dam_version"] for e in store.events_for_isbn("9780306400007")] == [7]
+    # The ledger now holds an event per edition: a backfill over it appends with its indexes in place.
+    with store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
+        assert store.append_events(conn, events) == 0
+        assert "ix_audit_isbn_time" in {str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger")}
+
+
 def test_quarantine_opens_and_resolves(store: LineageStore) -> None:
     with store.engine.begin() as conn:
         store.quarantine_records(

@@ -22,6 +22,7 @@ EVENT_COLUMNS: dict[str, pl.DataType] = {
 }  # fmt: skip
 EVENT_ROWS: dict[str, pl.DataType] = {"event_id": pl.String(), **EVENT_COLUMNS}  # with_event_ids gives these
 LEDGER_COLUMNS = [*EVENT_ROWS, "recorded_at"]
+LEDGER_UNINDEXED = "consodam_ledger_unindexed"  # set on a connection while the ledger's indexes are deferred
 _SEP = "\x1f"
 _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 
@@ -57,4 +58,6 @@ def append_event_frame(conn: sa.Connection, events: pl.DataFrame, recorded_at: d
     rows = events.unique(subset="event_id", keep="first", maintain_order=True).with_columns(
         pl.lit(recorded_at, pl.Datetime("us")).alias("recorded_at")
     )
+    if conn.info.get(LEDGER_UNINDEXED):  # only the primary key left: fill it in its own order
+        rows = rows.sort("event_id")
     return bulk_insert(conn, audit_ledger, rows.select(LEDGER_COLUMNS), skip_existing="event_id")

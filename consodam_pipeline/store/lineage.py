@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from consodam_pipeline.store.bulk import bulk_insert
-from consodam_pipeline.store.ledger import EVENT_COLUMNS, append_event_frame, with_event_ids
+from consodam_pipeline.store.ledger import EVENT_COLUMNS, LEDGER_UNINDEXED, append_event_frame, with_event_ids
 from consodam_pipeline.store.schema import (
     asset_usage,
     audit_ledger,
@@ -33,10 +33,6 @@ from consodam_pipeline.store.schema import (
 )
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
-# SQLite's page cache for a transaction that appends millions of rows (a backfill's ledger). With the
-# default 2 MB, the five ledger indexes' pages are written out and read back for every block of rows,
-# and the time per row grows with the ledger: at 100k works 276 s for 6.7M events, 125 s with this.
-BULK_CACHE_KIB = 1024 * 1024
 
 
 def utcnow() -> datetime:
@@ -136,19 +132,34 @@ class LineageStore:
         self.engine = engine
 
     @contextmanager
-    def bulk_transaction(self) -> Iterator[sa.Connection]:
-        """One transaction for millions of rows: on SQLite with a page cache that holds the indexes it
-        grows (given back when it ends, so other writers keep their memory)."""
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name != "sqlite":
-                yield conn
-                return
-            default = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
-            conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-            try:
-                yield conn
-            finally:
-                conn.exec_driver_sql(f"PRAGMA cache_size={int(default)}")
+    def ledger_backfill(self, conn: sa.Connection, editions: int) -> Iterator[None]:
+        """Appends of the history of `editions` editions, in the caller's transaction. On SQLite, when the
+        ledger holds less than one event per such edition (a publisher's first backfill), its secondary
+        indexes are built once when the appends are done instead of row by row, and rows go in by event
+        id: at 100k works, 6.7M events in 78 s instead of 276 s, in the same memory. Readers keep the
+        committed ledger, indexes and all, until the transaction commits; a failure rolls the drop back."""
+        if conn.dialect.name != "sqlite" or self._ledger_holds(conn, editions):
+            yield
+            return
+        if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            # pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
+            # be committed on its own, and a failed backfill would leave the ledger unindexed.
+            conn.exec_driver_sql("BEGIN")
+        for index in audit_ledger.indexes:
+            index.drop(conn)
+        conn.info[LEDGER_UNINDEXED] = True
+        try:
+            yield
+        finally:
+            conn.info.pop(LEDGER_UNINDEXED, None)
+        for index in audit_ledger.indexes:
+            index.create(conn)
+
+    @staticmethod
+    def _ledger_holds(conn: sa.Connection, rows: int) -> bool:
+        """Whether the ledger holds at least `rows` rows (reads no more than that many index entries)."""
+        probe = sa.select(sa.literal(1)).select_from(audit_ledger).offset(max(rows - 1, 0)).limit(1)
+        return conn.execute(probe).first() is not None
 
     # ---- generic dialect-aware upsert ----
 

@@ -47,7 +47,12 @@ class PostgresCluster:
     def start(self) -> str:
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # A buffer cache and a WAL budget sized as for a production store, not the 128 MB / 1 GB defaults:
+        # a backfill appends millions of ledger rows to five indexes in one transaction.
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c shared_buffers=1GB -c max_wal_size=8GB"
+        )
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
         try:
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "consodam")

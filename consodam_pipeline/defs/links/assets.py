@@ -21,6 +21,9 @@ from consodam_pipeline.sync.report import (
 )
 
 AGREEMENT_SAMPLE = 200
+# The inventory columns the link history reads (the renditions, tags and restrictions stay on disk).
+LINK_INPUTS = ["asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status",
+               "approved_by", "approved_at", "approval_history", "orphan_tag"]  # fmt: skip
 LINK_LINEAGE: dict[str, dict[str, list[str]]] = {
     **EDITION_KEY_COLUMNS,
     **VERSION_COLUMNS,
@@ -47,28 +50,31 @@ LINK_LINEAGE: dict[str, dict[str, list[str]]] = {
 def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     title_metadata_snapshot: pl.DataFrame,
-    dam_asset_inventory: pl.DataFrame,
+    dam_asset_inventory: pl.LazyFrame,
     lineage: LineageStoreResource,
 ):
     keys = list(context.partition_keys)
-    editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, keys)
+    editions, versions = partition_slice(
+        title_metadata_snapshot, dam_asset_inventory.select(LINK_INPUTS), keys
+    )
     store = lineage.store()
     derived = new_events = 0
     current: list[pl.DataFrame] = [LinkHistory().current]
     changes: list[pl.DataFrame] = [LinkHistory().events]
-    with store.bulk_transaction() as conn:  # one transaction: a killed backfill leaves nothing half-written
-        for part in link_history_chunks(editions, versions, context.run.run_id):
-            new_events += store.append_events(conn, part.events)
-            derived += part.events.height
-            current.append(part.current)
-            changes.append(
-                part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
-            )
+    with store.engine.begin() as conn:  # one transaction: a killed backfill leaves nothing half-written
+        with store.ledger_backfill(conn, editions.height):
+            for part in link_history_chunks(editions, versions, context.run.run_id):
+                new_events += store.append_events(conn, part.events)
+                derived += part.events.height
+                current.append(part.current)
+                changes.append(
+                    part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
+                )
         closed = closing_events(
             conn,
             editions["isbn13"].to_list(),
             pl.concat(current),
-            dam_asset_inventory["asset_id"],
+            dam_asset_inventory.select("asset_id").collect()["asset_id"],
             utcnow(),
             context.run.run_id,
         )
