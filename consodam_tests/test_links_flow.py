@@ -13,6 +13,7 @@ from consodam_pipeline.audit import edition_audit
 from consodam_pipeline.defs.dam.sensors import dam_change_sensor
 from consodam_pipeline.defs.editions import period_keys
 from consodam_pipeline.defs.links.assets import approved_version_links
+from consodam_pipeline.defs.links.vanished import linked_assets
 from consodam_pipeline.defs.links.writes import consonance_asset_links
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_tests.pipeline import (
@@ -178,5 +179,10 @@ def test_a_deleted_version_closes_its_link_in_the_ledger_and_in_consonance(tmp_p
             if cover["product_id"] in s["productIds"]
         ]
         assert not any(cover["asset_id"] in u for u in urls)
+        with store(home).engine.connect() as conn:  # what the closing step asks, read both ways
+            isbns = links["isbn13"].unique().to_list()
+            in_one_pass = linked_assets(conn, isbns)  # the slice is the whole ledger
+            by_isbn = set().union(*(linked_assets(conn, [isbn]) for isbn in isbns))
+        assert in_one_pass == by_isbn and cover["asset_id"] in in_one_pass
     finally:
         sandbox.stop()

@@ -20,7 +20,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from consodam_pipeline.store.bulk import bulk_insert
-from consodam_pipeline.store.ledger import EVENT_COLUMNS, LEDGER_UNINDEXED, append_event_frame, with_event_ids
+from consodam_pipeline.store.ledger import (
+    EVENT_COLUMNS,
+    LEDGER_UNINDEXED,
+    append_event_frame,
+    ledger_holds,
+    with_event_ids,
+)
 from consodam_pipeline.store.schema import (
     asset_usage,
     audit_ledger,
@@ -135,10 +141,11 @@ class LineageStore:
     def ledger_backfill(self, conn: sa.Connection, editions: int) -> Iterator[None]:
         """Appends of the history of `editions` editions, in the caller's transaction. On SQLite, when the
         ledger holds less than one event per such edition (a publisher's first backfill), its secondary
-        indexes are built once when the appends are done instead of row by row, and rows go in by event
-        id: at 100k works, 6.7M events in 78 s instead of 276 s, in the same memory. Readers keep the
-        committed ledger, indexes and all, until the transaction commits; a failure rolls the drop back."""
-        if conn.dialect.name != "sqlite" or self._ledger_holds(conn, editions):
+        indexes are built once when the appends are done instead of row by row, and each edition's events
+        go in side by side: at 100k works, 6.7M events in 115 s instead of 276 s, in the same memory.
+        Readers keep the committed ledger, indexes and all, until the transaction commits; a failure rolls
+        the drop back."""
+        if conn.dialect.name != "sqlite" or ledger_holds(conn, editions):
             yield
             return
         if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
@@ -154,12 +161,6 @@ class LineageStore:
             conn.info.pop(LEDGER_UNINDEXED, None)
         for index in audit_ledger.indexes:
             index.create(conn)
-
-    @staticmethod
-    def _ledger_holds(conn: sa.Connection, rows: int) -> bool:
-        """Whether the ledger holds at least `rows` rows (reads no more than that many index entries)."""
-        probe = sa.select(sa.literal(1)).select_from(audit_ledger).offset(max(rows - 1, 0)).limit(1)
-        return conn.execute(probe).first() is not None
 
     # ---- generic dialect-aware upsert ----
 

@@ -8,7 +8,7 @@ import polars as pl
 from consodam_pipeline.audit import live_links
 from consodam_pipeline.defs.editions import EDITION_CHANGES, by_period, partition_slice, work_periods
 from consodam_pipeline.defs.links.history import LinkHistory, link_history_chunks
-from consodam_pipeline.defs.links.vanished import closing_events
+from consodam_pipeline.defs.links.vanished import closing_events, linked_assets
 from consodam_pipeline.store.lineage import utcnow
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -61,20 +61,24 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
     derived = new_events = 0
     current: list[pl.DataFrame] = [LinkHistory().current]
     changes: list[pl.DataFrame] = [LinkHistory().events]
+    isbns = editions["isbn13"].to_list()
     with store.engine.begin() as conn:  # one transaction: a killed backfill leaves nothing half-written
+        # Asked before the appends: a first backfill finds nothing, at no cost, whatever it adds next.
+        linked = linked_assets(conn, isbns)
         with store.ledger_backfill(conn, editions.height):
             for part in link_history_chunks(editions, versions, context.run.run_id):
                 new_events += store.append_events(conn, part.events)
                 derived += part.events.height
                 current.append(part.current)
-                changes.append(
-                    part.events.filter(pl.col("event_type") == "link_created").top_k(10, by="occurred_at")
-                )
+                created = part.events.filter(pl.col("event_type") == "link_created")
+                linked.update(created["dam_asset_id"].drop_nulls().to_list())
+                changes.append(created.top_k(10, by="occurred_at"))
         closed = closing_events(
             conn,
-            editions["isbn13"].to_list(),
+            isbns,
             pl.concat(current),
             dam_asset_inventory.select("asset_id").collect()["asset_id"],
+            linked,
             utcnow(),
             context.run.run_id,
         )

