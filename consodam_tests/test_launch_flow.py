@@ -68,7 +68,7 @@ def valid_sheet(sandbox: Sandbox, asset_id: str, tmp: Path) -> str:
 
 def title_sheets(held: dict[str, str], isbn: str) -> list[str]:
     """The title sheets of this edition among a collection's members (a new version's name says " vN")."""
-    return [a for a, n in held.items() if n.startswith(f"{isbn} title sheet.xml")]
+    return [a for a, n in held.items() if n.startswith(f"{isbn} title sheet") and n.endswith(".xml")]
 
 
 def events(home: Path, kind: str, isbn: str | None = None) -> list[dict[str, Any]]:

@@ -71,6 +71,15 @@ def test_offset_paging_covers_every_version_once_despite_changes(fresh_sandbox: 
     assert len(seen) == stats["asset_versions"] + 1  # the victim was read before it was deleted
 
 
+def test_a_new_version_is_named_like_the_catalog_names_versions(fresh_sandbox: Sandbox) -> None:
+    token = fresh_sandbox.dam_token()
+    asset = get(fresh_sandbox, "/assets", token, limit=1).json()["assets_resource"]["asset_list"][0]
+    new = fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{asset['asset_id']}/versions", json={})
+    named = get(fresh_sandbox, f"/assets/{new['asset_id']}", token).json()["asset_resource"]["asset"]
+    stem, ext = asset["name"].rsplit(".", 1)
+    assert named["name"] == f"{stem.rsplit(' v', 1)[0]} v{asset['version'] + 1}.{ext}"
+
+
 def test_latest_only_by_default_and_versions_endpoint(sandbox: Sandbox) -> None:
     token = sandbox.dam_token()
     latest = get(sandbox, "/assets", token, limit=0).json()["assets_resource"]["asset_list"]

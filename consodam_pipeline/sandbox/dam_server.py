@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import secrets
 import sqlite3
 import time
@@ -81,6 +82,17 @@ USAGE_CHANNELS = (
     ("press_kit", "delivery"),
 )
 USERS = ("marketing@publisher.example", "publicity@publisher.example", "sales@publisher.example")
+
+
+_FILE_NAME = re.compile(r"(?P<stem>.*?)(?: v[0-9]+)?(?P<ext>\.[A-Za-z0-9]{1,5})?", re.DOTALL)
+
+
+def versioned_name(name: str, version: int) -> str:
+    """A new version's file name, as the catalog names them: `Title front cover v3.jpg`,
+    `9780… title sheet v2.xml` (the version before the extension, never twice)."""
+    parts = _FILE_NAME.fullmatch(name)
+    assert parts is not None  # every part of the pattern is optional
+    return f"{parts['stem']} v{version}{parts['ext'] or ''}"
 
 
 def field(field_id: str, value: Any, kind: str = "string") -> dict[str, Any]:
@@ -600,7 +612,7 @@ class DamSandbox:
                     asset_id,
                     original_asset_id,
                     version,
-                    latest["name"].rsplit(" v", 1)[0] + f" v{version}",
+                    versioned_name(latest["name"], version),
                     latest["mime_type"],
                     latest["role"],
                     latest["isbn"],
