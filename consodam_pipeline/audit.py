@@ -163,9 +163,8 @@ def edition_audit(source: Any, isbn: str, as_of: datetime | None = None) -> Edit
 
 @dataclass(frozen=True)
 class _Queries:
-    records: sa.CompoundSelect[
-        Any
-    ]  # every record about the edition (or its work's own assets) current at `at`
+    # every record about the edition (or its work's own assets) current at `at`
+    records: sa.CompoundSelect[Any]
     events: sa.Select[Any]  # its ledger events up to `at`, in order
     usage: sa.Select[Any] | sa.CompoundSelect[Any]  # each use of its versions up to `at`
     heard_of: sa.Select[Any]  # whether the store ever recorded anything about it
