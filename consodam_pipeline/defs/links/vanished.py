@@ -32,14 +32,7 @@ def linked_assets(conn: sa.Connection, isbns: Collection[str]) -> set[str]:
     if not ledger_holds(conn, _SCAN_BELOW_EVENTS_PER_EDITION * len(wanted)):
         every_link = sa.select(a.c.isbn13, a.c.dam_asset_id).where(a.c.event_type == "link_created")
         return {str(asset) for isbn, asset in conn.execute(every_link.distinct()) if asset and isbn in wanted}
-    found: set[str] = set()
-    ordered = sorted(wanted)
-    for i in range(0, len(ordered), _CHUNK):
-        query = sa.select(a.c.dam_asset_id).where(
-            a.c.isbn13.in_(ordered[i : i + _CHUNK]), a.c.event_type == "link_created"
-        )
-        found |= {str(r) for r in conn.execute(query.distinct()).scalars() if r is not None}
-    return found
+    return _linking(conn, a.c.dam_asset_id, a.c.isbn13, sorted(wanted))
 
 
 def closing_events(
@@ -58,7 +51,8 @@ def closing_events(
     gone = set(linked) - set(inventory)
     if not gone:
         return []
-    affected = sorted(_isbns_linking(conn, sorted(gone)) & set(isbns))
+    a = audit_ledger
+    affected = sorted(_linking(conn, a.c.isbn13, a.c.dam_asset_id, sorted(gone)) & set(isbns))
     now_linked = links.filter(pl.col("isbn13").is_in(pl.Series(affected, dtype=pl.String).implode()))
     current = {(r["isbn13"], r["role"]): r for r in now_linked.iter_rows(named=True)}
     events = []
@@ -71,14 +65,17 @@ def closing_events(
     return events
 
 
-def _isbns_linking(conn: sa.Connection, assets: Sequence[str]) -> set[str]:
-    a = audit_ledger
+def _linking(
+    conn: sa.Connection, answer: sa.Column[Any], by: sa.Column[Any], values: Sequence[str]
+) -> set[str]:
+    """`answer` of every link_created event whose `by` is one of `values` (an ISBN's assets, an asset's
+    ISBNs), through the ledger's index on `by`."""
     found: set[str] = set()
-    for i in range(0, len(assets), _CHUNK):
-        query = sa.select(a.c.isbn13).where(
-            a.c.dam_asset_id.in_(assets[i : i + _CHUNK]), a.c.event_type == "link_created"
+    for i in range(0, len(values), _CHUNK):
+        query = sa.select(answer).where(
+            by.in_(values[i : i + _CHUNK]), audit_ledger.c.event_type == "link_created"
         )
-        found |= {r for r in conn.execute(query.distinct()).scalars() if r}
+        found |= {str(r) for r in conn.execute(query.distinct()).scalars() if r}
     return found
 
 
