@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from consodam_pipeline import endpoints
-from consodam_pipeline.audit_cli import audit
+from consodam_pipeline.audit.cli import audit
 
 
 @click.group()

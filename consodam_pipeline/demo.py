@@ -95,7 +95,8 @@ def run_main_job(
 def run_periods(instance: dg.DagsterInstance, label: str, periods: list[str]) -> dict[str, dict[str, Any]]:
     """The edition graph for exactly these periods: one run per range of neighbouring periods. Says what
     it ran; counts add up over the runs."""
-    from consodam_pipeline.defs.editions import contiguous_ranges, range_tags
+    from consodam_pipeline.domain.periods import contiguous_ranges
+    from consodam_pipeline.sync.partitions import range_tags
     from consodam_pipeline.sync.report import add_counts
 
     ranges = contiguous_ranges(periods)
@@ -239,7 +240,7 @@ def dagster_lines_to(path: Path) -> Iterator[None]:
 
 def compliance_report(store: Any) -> Path:
     """Today's changes as the reviewer's HTML page."""
-    from consodam_pipeline.audit_report import ReportQuery, report_frame, write_report
+    from consodam_pipeline.audit.report import ReportQuery, report_frame, write_report
 
     now = datetime.now(UTC)
     query = ReportQuery(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
@@ -252,8 +253,8 @@ def compliance_report(store: Any) -> Path:
 
 
 def run_demo(works: int) -> None:
-    from consodam_pipeline.audit import edition_audit, render
-    from consodam_pipeline.defs.editions import period_keys
+    from consodam_pipeline.audit.answer import edition_audit, render
+    from consodam_pipeline.domain.periods import period_keys
     from consodam_pipeline.store.resource import LineageStoreResource
 
     dagster_home = ensure_dagster_home()

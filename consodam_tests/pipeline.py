@@ -11,13 +11,14 @@ import polars as pl
 
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
-from consodam_pipeline.defs.consonance.checks import (
+from consodam_pipeline.defs.ingest.checks import (
+    approvals_are_attributed,
     editions_have_valid_unique_isbns,
+    quarantined_dam_records,
     quarantined_title_records,
 )
-from consodam_pipeline.defs.dam.assets import dam_asset_inventory
-from consodam_pipeline.defs.dam.checks import approvals_are_attributed, quarantined_dam_records
+from consodam_pipeline.defs.ingest.inventory import dam_asset_inventory
+from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
@@ -87,18 +88,17 @@ def metadata(result: dg.ExecuteInJobResult | Runs, asset: str) -> dict[str, Any]
 
 
 def edition_assets() -> list[Any]:
-    from consodam_pipeline.defs.editions import edition_changes
-    from consodam_pipeline.defs.launch.assets import launch_collections
-    from consodam_pipeline.defs.links.assets import approved_version_links
-    from consodam_pipeline.defs.links.writes import consonance_asset_links
-    from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
-    from consodam_pipeline.defs.tags.assets import dam_title_tags
-    from consodam_pipeline.defs.workflow.assets import title_asset_packages
-    from consodam_pipeline.defs.workflow.writes import (
-        consonance_production_files,
-        consonance_stage_advances,
-        dam_review_tasks,
-    )
+    from consodam_pipeline.defs.ingest.markers import edition_changes
+    from consodam_pipeline.defs.launch.collections import launch_collections
+    from consodam_pipeline.defs.links.approved_links import approved_version_links
+    from consodam_pipeline.defs.links.consonance_links import consonance_asset_links
+    from consodam_pipeline.defs.rights.matrix import rights_matrix
+    from consodam_pipeline.defs.rights.restrictions import dam_access_restrictions
+    from consodam_pipeline.defs.tags.title_tags import dam_title_tags
+    from consodam_pipeline.defs.workflow.packages import title_asset_packages
+    from consodam_pipeline.defs.workflow.production_files import consonance_production_files
+    from consodam_pipeline.defs.workflow.review_tasks import dam_review_tasks
+    from consodam_pipeline.defs.workflow.stages import consonance_stage_advances
 
     return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags, approved_version_links,
             consonance_asset_links, title_asset_packages, consonance_stage_advances, dam_review_tasks,
@@ -106,8 +106,7 @@ def edition_assets() -> list[Any]:
 
 
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
-    from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
-    from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+    from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
 
     return dg.Definitions(
         assets=[*INGEST, *edition_assets()],
@@ -143,7 +142,8 @@ def sync_partitions(
 ) -> Runs:
     """Exactly these partitions of the edition-level assets: one run per range of neighbouring periods
     (a single-run backfill when they are all neighbours)."""
-    from consodam_pipeline.defs.editions import contiguous_ranges, range_tags
+    from consodam_pipeline.domain.periods import contiguous_ranges
+    from consodam_pipeline.sync.partitions import range_tags
 
     selected = selection or edition_assets()[1:]
     return Runs([

@@ -22,10 +22,12 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consodam_pipeline.audit import edition_audit, rfc3339
-from consodam_pipeline.audit_report import rfc3339_column
+from consodam_pipeline.audit.answer import edition_audit, rfc3339
+from consodam_pipeline.audit.report import rfc3339_column
+from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.store.engine import connect_store
-from consodam_pipeline.store.lineage import AuditEvent, LineageStore, canonical_json
+from consodam_pipeline.store.ledger import AuditEvent
+from consodam_pipeline.store.lineage import LineageStore
 from consodam_tests.browser import browser_page
 
 ISBN = "9781402894626"
@@ -64,15 +66,17 @@ def put(store: LineageStore, at: datetime, entity: str, records: dict[str, dict[
         orient="row",
     )
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, entity, frame, observed_at=at, complete=False, run_id=f"run-{at:%m}")
+        store.history.apply_snapshot(
+            conn, entity, frame, observed_at=at, complete=False, run_id=f"run-{at:%m}"
+        )
         subjects = pl.DataFrame({"record_key": list(records), "isbn13": [ISBN] * len(records),
                                  "work_id": [WORK] * len(records)})  # fmt: skip
-        store.add_subjects(conn, entity, subjects)
+        store.history.add_subjects(conn, entity, subjects)
 
 
 def events(store: LineageStore, *listed: AuditEvent) -> None:
     with store.engine.begin() as conn:
-        store.append_events(conn, list(listed))
+        store.ledger.record(conn, list(listed))
 
 
 def link(kind: str, at: datetime, asset: str, n: int) -> AuditEvent:
@@ -141,7 +145,7 @@ def life(url: str) -> LineageStore:
                            "isbn13": ISBN, "work_id": WORK, "used_by": "web@pub.example", "channel": "web",
                            "action": "download", "used_at": T2 + timedelta(days=1), "run_id": None}])  # fmt: skip
     with store.engine.begin() as conn:
-        store.append_usage(conn, usage.with_columns(pl.col("used_at").dt.replace_time_zone(None)))
+        store.usage.append(conn, usage.with_columns(pl.col("used_at").dt.replace_time_zone(None)))
     return store
 
 

@@ -16,10 +16,11 @@ import polars as pl
 import pytest
 
 from consodam_pipeline.clients.http import ApiError
-from consodam_pipeline.defs.consonance.assets import CHANGED_SINCE_CURSOR, title_metadata_snapshot
-from consodam_pipeline.defs.dam.assets import dam_asset_inventory
+from consodam_pipeline.defs.ingest.inventory import dam_asset_inventory
+from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
 from consodam_pipeline.domain.isbn import make_isbn13
 from consodam_pipeline.endpoints import DAM_CLIENT_SECRET
+from consodam_pipeline.sync.consonance_ingest import CHANGED_SINCE_CURSOR
 from consodam_tests.pipeline import ingest, metadata, store, table
 from consodam_tests.support import Sandbox
 
@@ -86,7 +87,7 @@ def test_faults_lose_and_duplicate_nothing(sandbox: Sandbox, tmp_path: Path) -> 
         key = "product_id" if "product_id" in got.columns else "asset_id"
         assert got[key].is_unique().all()
     history = store(faulty)
-    assert history.count_open("edition") == frames(clean)[0].height
+    assert history.history.count_open("edition") == frames(clean)[0].height
 
 
 KILLER = """
@@ -95,7 +96,7 @@ from pathlib import Path
 from consodam_tests.pipeline import ingest
 from consodam_tests.support import Sandbox
 from consodam_pipeline.clients.http import ApiError
-from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
+from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
 sandbox = Sandbox(Path(sys.argv[1]), consonance_port=int(sys.argv[2]), dam_port=int(sys.argv[3]))
 print("running", flush=True)
 ingest(sandbox, Path(sys.argv[4]), assets=[title_metadata_snapshot])
@@ -131,13 +132,13 @@ def test_killed_run_leaves_history_and_cursor_consistent(fresh_sandbox: Sandbox,
     assert [p.name.split("-")[2] for p in scratch.glob("consodam-spool-*")] == [str(child.pid)]
     fresh_sandbox.clear_faults()
     lineage = store(home)
-    assert lineage.get_cursor(CHANGED_SINCE_CURSOR) is None  # nothing committed: the next run starts over
-    assert lineage.count_open("edition") == 0
+    assert lineage.cursors.get(CHANGED_SINCE_CURSOR) is None  # nothing committed: the next run starts over
+    assert lineage.history.count_open("edition") == 0
     ingest(fresh_sandbox, home, assets=[title_metadata_snapshot])
     reference = tmp_path / "reference"
     ingest(fresh_sandbox, reference, assets=[title_metadata_snapshot])
     assert_same(table(home, "title_metadata_snapshot"), table(reference, "title_metadata_snapshot"))
-    assert lineage.get_cursor(CHANGED_SINCE_CURSOR) == datetime.now(UTC).date().isoformat()
+    assert lineage.cursors.get(CHANGED_SINCE_CURSOR) == datetime.now(UTC).date().isoformat()
 
 
 def product_ids(sandbox: Sandbox, n: int) -> list[int]:
@@ -175,14 +176,14 @@ def test_bad_records_land_in_quarantine_with_reasons(tmp_path: Path) -> None:
         lineage = store(home)
         reasons = {
             (r["record_key"], r["reason"].split(":")[0])
-            for r in lineage.open_quarantine().iter_rows(named=True)
+            for r in lineage.quarantine.open().iter_rows(named=True)
         }
         assert (str(bad_isbn), "invalid_isbn") in reasons
         assert (str(bad_territory), "unknown_territory") in reasons
         assert (str(bad_date), "malformed_date") in reasons
         assert (str(no_date), "missing_date") in reasons
         assert (orphan, "orphan_tag") in reasons
-        detail = lineage.open_quarantine("consonance").filter(pl.col("record_key") == str(bad_isbn))[
+        detail = lineage.quarantine.open("consonance").filter(pl.col("record_key") == str(bad_isbn))[
             "reason"
         ][0]
         assert "bad check digit 8, expected 7" in detail
@@ -206,7 +207,7 @@ def test_bad_records_land_in_quarantine_with_reasons(tmp_path: Path) -> None:
         }
         sandbox.admin("consonance", "POST", edit.format(bad_date), json={"publicationDate": "2024-02-28"})
         ingest(sandbox, home)
-        assert str(bad_date) not in lineage.open_quarantine("consonance")["record_key"].to_list()
+        assert str(bad_date) not in lineage.quarantine.open("consonance")["record_key"].to_list()
         assert bad_date in table(home, "title_metadata_snapshot")["product_id"].to_list()
     finally:
         sandbox.stop()
@@ -226,8 +227,8 @@ def test_full_reconciliation_notices_deletions(fresh_sandbox: Sandbox, tmp_path:
     assert metadata(result, "title_metadata_snapshot")["removed"] == 1
     assert victim not in table(home, "title_metadata_snapshot")["product_id"].to_list()
     lineage = store(home)
-    assert lineage.as_of("edition", str(victim), before) is not None  # history keeps what was there
-    assert lineage.as_of("edition", str(victim), datetime.now(UTC)) is None
+    assert lineage.history.as_of("edition", str(victim), before) is not None  # history keeps what was there
+    assert lineage.history.as_of("edition", str(victim), datetime.now(UTC)) is None
 
 
 def test_metadata_tells_what_changed(sandbox: Sandbox, tmp_path: Path) -> None:

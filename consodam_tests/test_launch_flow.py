@@ -16,11 +16,12 @@ import onixcheck
 import polars as pl
 import sqlalchemy as sa
 
-from consodam_pipeline.audit import edition_audit
-from consodam_pipeline.defs.dam.usage import dam_usage_log
-from consodam_pipeline.defs.editions import period_keys, work_periods
-from consodam_pipeline.defs.launch.schedule import launch_window_schedule, periods_moving
+from consodam_pipeline.audit.answer import edition_audit
+from consodam_pipeline.defs.ingest.usage import dam_usage_log
+from consodam_pipeline.defs.launch.schedule import launch_window_schedule
+from consodam_pipeline.derived.launch_plan import periods_moving
 from consodam_pipeline.domain.launch import LaunchWindow, collection_name
+from consodam_pipeline.domain.periods import period_keys, work_periods
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_tests.pipeline import (
     INGEST,

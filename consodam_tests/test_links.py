@@ -8,12 +8,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consodam_pipeline.audit import edition_audit
+from consodam_pipeline.audit.answer import edition_audit
 from consodam_pipeline.cli import main
-from consodam_pipeline.defs.links.history import APPROVAL, link_changes
+from consodam_pipeline.derived.link_history import APPROVAL, link_changes
 from consodam_pipeline.domain.links import Approval, pick, timeline
 from consodam_pipeline.store.engine import connect_store
-from consodam_pipeline.store.lineage import AuditEvent, LineageStore
+from consodam_pipeline.store.ledger import AuditEvent
+from consodam_pipeline.store.lineage import LineageStore
 
 
 def approval(
@@ -83,7 +84,7 @@ def test_column_wise_timelines_follow_the_rules(slots: list[list[Approval]]) -> 
 
 
 def test_ledger_ids_do_not_depend_on_how_the_event_was_built() -> None:
-    from consodam_pipeline.store.lineage import events_frame
+    from consodam_pipeline.store.ledger import events_frame
 
     link = {"approved_at": "2024-01-01T00:00:00.000Z", "approved_by": "Zoë", "asset_id": "c1",
             "original_asset_id": "c1", "scope": "edition", "version": 1}  # fmt: skip
@@ -115,7 +116,7 @@ def seed_ledger(store: LineageStore, isbn: str) -> None:
                    role="front_cover", before=old, after=new),
     ]  # fmt: skip
     with store.engine.begin() as conn:
-        store.append_events(conn, events)
+        store.ledger.record(conn, events)
 
 
 def test_audit_answers_as_of_any_date(store_url: str) -> None:
@@ -147,7 +148,7 @@ def test_audit_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dam_times_in_any_iso_form_become_naive_utc() -> None:
-    from consodam_pipeline.defs.links.history import parse_moments
+    from consodam_pipeline.derived.link_history import parse_moments
 
     parsed = parse_moments(pl.Series(["2024-05-01T10:00:00.250Z", "2024-05-01T12:00:00+02:00", None]))
     assert parsed.to_list() == [datetime(2024, 5, 1, 10, 0, 0, 250_000), datetime(2024, 5, 1, 10, 0), None]

@@ -9,13 +9,12 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from consodam_pipeline.audit import edition_audit
-from consodam_pipeline.defs.dam.sensors import dam_change_sensor
-from consodam_pipeline.defs.editions import period_keys
-from consodam_pipeline.defs.links.assets import approved_version_links
-from consodam_pipeline.defs.links.vanished import linked_assets
-from consodam_pipeline.defs.links.writes import consonance_asset_links
-from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.audit.answer import edition_audit
+from consodam_pipeline.defs.ingest.sensors import dam_change_sensor
+from consodam_pipeline.defs.links.approved_links import approved_version_links
+from consodam_pipeline.defs.links.consonance_links import consonance_asset_links
+from consodam_pipeline.domain.periods import period_keys
+from consodam_pipeline.store.ledger import Ledger
 from consodam_tests.pipeline import (
     all_definitions,
     ingest,
@@ -52,17 +51,17 @@ def test_backfill_twice_adds_nothing_and_a_crash_loses_nothing(
         assert ledger_ids(clean) == events
     with dg.instance_for_test() as instance:
         ingest(fresh_sandbox, crashed, instance)
-        original = LineageStore.append_events
+        original = Ledger.record
 
-        def crash_midway(self: LineageStore, conn: sa.Connection, batch: pl.DataFrame) -> int:
+        def crash_midway(self: Ledger, conn: sa.Connection, batch: pl.DataFrame) -> int:
             original(self, conn, batch.head(len(events) // 2))
             raise RuntimeError("killed mid-backfill")
 
-        monkeypatch.setattr(LineageStore, "append_events", crash_midway)
+        monkeypatch.setattr(Ledger, "record", crash_midway)
         with pytest.raises(RuntimeError, match="killed mid-backfill"):
             sync_partitions(fresh_sandbox, crashed, instance, ALL, LINKS)
         assert ledger_ids(crashed) == set()  # the half-written batch was rolled back
-        monkeypatch.setattr(LineageStore, "append_events", original)
+        monkeypatch.setattr(Ledger, "record", original)
         sync_partitions(fresh_sandbox, crashed, instance, ALL, LINKS)
         assert ledger_ids(crashed) == events
 
@@ -181,8 +180,8 @@ def test_a_deleted_version_closes_its_link_in_the_ledger_and_in_consonance(tmp_p
         assert not any(cover["asset_id"] in u for u in urls)
         with store(home).engine.connect() as conn:  # what the closing step asks, read both ways
             isbns = links["isbn13"].unique().to_list()
-            in_one_pass = linked_assets(conn, isbns)  # the slice is the whole ledger
-            by_isbn = set().union(*(linked_assets(conn, [isbn]) for isbn in isbns))
+            in_one_pass = Ledger.linked_assets(conn, isbns)  # the slice is the whole ledger
+            by_isbn = set().union(*(Ledger.linked_assets(conn, [isbn]) for isbn in isbns))
         assert in_one_pass == by_isbn and cover["asset_id"] in in_one_pass
     finally:
         sandbox.stop()

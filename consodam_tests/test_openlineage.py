@@ -14,9 +14,9 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from consodam_pipeline.clients.consonance import ConsonanceResource
-from consodam_pipeline.defs.editions import period_keys
-from consodam_pipeline.defs.openlineage.events import FACET_SCHEMA
-from consodam_pipeline.defs.openlineage.sensors import openlineage_on_failure, openlineage_on_success
+from consodam_pipeline.defs.lineage.openlineage import openlineage_on_failure, openlineage_on_success
+from consodam_pipeline.domain.periods import period_keys
+from consodam_pipeline.openlineage.events import FACET_SCHEMA
 from consodam_tests.pipeline import INGEST, edition_assets, resources, sync_partitions
 from consodam_tests.support import Sandbox, env
 

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consodam_pipeline.defs.dam.records import VERSION_SCHEMA
-from consodam_pipeline.defs.workflow.packages import evaluate_packages
-from consodam_pipeline.defs.workflow.verify import package_disagreements
+from consodam_pipeline.derived.packages import evaluate_packages
+from consodam_pipeline.derived.packages_reference import package_disagreements
 from consodam_pipeline.domain.packages import (
     DEFAULT_RULES,
     RULES_ENV,
@@ -25,6 +24,7 @@ from consodam_pipeline.domain.packages import (
     technical_failures,
 )
 from consodam_pipeline.domain.roles import AssetRole
+from consodam_pipeline.sync.dam_ingest import VERSION_SCHEMA
 
 RULES = load_rules()
 

@@ -6,8 +6,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consodam_pipeline.defs.rights.matrix import rights_matrix
-from consodam_pipeline.defs.rights.verify import embargo_breaches, violations
+from consodam_pipeline.derived.rights_matrix import rights_matrix
+from consodam_pipeline.derived.rights_reference import embargo_breaches, violations
 from consodam_pipeline.domain.territories import COUNTRY_CODES, TerritorySet
 
 COUNTRIES = st.sampled_from(["GB", "IE", "US", "CA", "AU", "NZ", "DE", "FR", "CN", "IN", "ZA", "JP"])

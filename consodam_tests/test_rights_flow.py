@@ -7,10 +7,10 @@ import dagster as dg
 import httpx
 import polars as pl
 
-from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
-from consodam_pipeline.defs.editions import period_keys
-from consodam_pipeline.defs.rights.assets import RIGHTS_FIELD
-from consodam_pipeline.defs.tags.assets import TAG_FIELD
+from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor
+from consodam_pipeline.derived.restrictions import RIGHTS_FIELD
+from consodam_pipeline.derived.title_tags import TAG_FIELD
+from consodam_pipeline.domain.periods import period_keys
 from consodam_tests.pipeline import (
     all_definitions,
     ingest,
@@ -26,8 +26,9 @@ ALL = period_keys()
 
 
 def rights_and_tags() -> list[object]:
-    from consodam_pipeline.defs.rights.assets import dam_access_restrictions, rights_matrix
-    from consodam_pipeline.defs.tags.assets import dam_title_tags
+    from consodam_pipeline.defs.rights.matrix import rights_matrix
+    from consodam_pipeline.defs.rights.restrictions import dam_access_restrictions
+    from consodam_pipeline.defs.tags.title_tags import dam_title_tags
 
     return [rights_matrix, dam_access_restrictions, dam_title_tags]
 
@@ -64,13 +65,13 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             fields, policies = dam_fields(sandbox, sample["asset_id"])
             assert fields[RIGHTS_FIELD + "COUNTRIES"] and policies in ([1], [2], [3])
             assert fields[TAG_FIELD + "TITLE"]
-            ledger = store(home).ledger_size()
+            ledger = store(home).ledger.size()
             assert ledger == restrictions["written"] + tags["written"]
 
             again = sync_partitions(sandbox, home, instance, ALL, rights_and_tags())
             assert metadata(again, "dam_access_restrictions")["written"] == 0
             assert metadata(again, "dam_title_tags")["written"] == 0
-            assert store(home).ledger_size() == ledger
+            assert store(home).ledger.size() == ledger
 
             definitions = all_definitions(sandbox, home)
             tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
@@ -90,11 +91,11 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             requested = tick.get_requested_partitions(dg.AssetKey("rights_matrix"))
             assert requested == {period}  # exactly the partition holding that edition
             assert tick.get_requested_partitions(dg.AssetKey("dam_access_restrictions")) == {period}
-            before = store(home).ledger_size()
+            before = store(home).ledger.size()
             result = sync_partitions(sandbox, home, instance, [period], rights_and_tags())
             written = metadata(result, "dam_access_restrictions")["written"]
             assert written > 0
-            events = store(home).ledger_size() - before
+            events = store(home).ledger.size() - before
             assert events >= written
             work_assets = (
                 table(home, "dam_asset_inventory")
@@ -124,7 +125,7 @@ def definitions_asset(name: str) -> object:
 
 
 def periods_of(home: Path, work_id: int) -> str:
-    from consodam_pipeline.defs.editions import work_periods
+    from consodam_pipeline.domain.periods import work_periods
 
     periods = work_periods(table(home, "title_metadata_snapshot")).filter(pl.col("work_id") == work_id)
     return str(periods["period"][0])

@@ -6,8 +6,7 @@ import dagster as dg
 
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
-from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_tests.pipeline import ingest
 from consodam_tests.support import Sandbox

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from consodam_pipeline.defs.dam.records import VERSION_SCHEMA, typed_inventory
+from consodam_pipeline.sync.dam_ingest import VERSION_SCHEMA, typed_inventory
 from consodam_pipeline.sync.snapshot import IngestBatch, render_payloads
 from consodam_pipeline.sync.spool import Spool, sweep_stale_spools
 

@@ -9,9 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from consodam_pipeline.store.engine import PG_SCHEMA, connect_store
-from consodam_pipeline.store.lineage import AuditEvent, LineageStore
+from consodam_pipeline.store.ledger import AuditEvent
+from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.schema import metadata
-from consodam_pipeline.sync.engine import state_hash
+from consodam_pipeline.sync.plan import state_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -68,7 +69,7 @@ def _is_alembic_table(difference: object) -> bool:
 
 def test_snapshot_history_and_as_of(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        first = store.apply_snapshot(
+        first = store.history.apply_snapshot(
             conn,
             "edition",
             records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
@@ -77,7 +78,7 @@ def test_snapshot_history_and_as_of(store: LineageStore) -> None:
         )
     assert sorted(first.added) == ["a", "b"]
     with store.engine.begin() as conn:
-        again = store.apply_snapshot(
+        again = store.history.apply_snapshot(
             conn,
             "edition",
             records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
@@ -86,50 +87,50 @@ def test_snapshot_history_and_as_of(store: LineageStore) -> None:
         )
     assert again.touched == 0 and again.unchanged == 2
     with store.engine.begin() as conn:
-        later = store.apply_snapshot(
+        later = store.history.apply_snapshot(
             conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0 + timedelta(days=1), complete=True
         )
     assert later.changed == ["a"] and later.removed == ["b"]
-    assert store.as_of("edition", "a", T0 + timedelta(hours=12)) == {"v": "a1aaaaaa"}
-    assert store.as_of("edition", "a", T0 + timedelta(days=2)) == {"v": "a2aaaaaa"}
-    assert store.as_of("edition", "b", T0 + timedelta(hours=12)) == {"v": "b1bbbbbb"}
-    assert store.as_of("edition", "b", T0 + timedelta(days=2)) is None
-    assert store.as_of("edition", "a", T0 - timedelta(days=1)) is None
-    history = store.history("edition", "a")
+    assert store.history.as_of("edition", "a", T0 + timedelta(hours=12)) == {"v": "a1aaaaaa"}
+    assert store.history.as_of("edition", "a", T0 + timedelta(days=2)) == {"v": "a2aaaaaa"}
+    assert store.history.as_of("edition", "b", T0 + timedelta(hours=12)) == {"v": "b1bbbbbb"}
+    assert store.history.as_of("edition", "b", T0 + timedelta(days=2)) is None
+    assert store.history.as_of("edition", "a", T0 - timedelta(days=1)) is None
+    history = store.history.versions("edition", "a")
     assert [h["valid_to"] is None for h in history] == [False, True]
     assert history[0]["valid_to"] == history[1]["valid_from"]
 
 
 def test_incremental_batches_never_close_unseen_records(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.apply_snapshot(
+        store.history.apply_snapshot(
             conn,
             "edition",
             records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
             observed_at=T0,
             complete=True,
         )
-        diff = store.apply_snapshot(
+        diff = store.history.apply_snapshot(
             conn, "edition", records(a='{"v": "a2aaaaaa"}'), observed_at=T0, complete=False
         )
     assert diff.changed == ["a"] and diff.removed == []
-    assert store.count_open("edition") == 2
+    assert store.history.count_open("edition") == 2
 
 
 def test_keep_open_protects_quarantined_records(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.apply_snapshot(
+        store.history.apply_snapshot(
             conn,
             "edition",
             records(a='{"v": "a1aaaaaa"}', b='{"v": "b1bbbbbb"}'),
             observed_at=T0,
             complete=True,
         )
-        diff = store.apply_snapshot(
+        diff = store.history.apply_snapshot(
             conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True, keep_open=["b"]
         )
     assert diff.removed == []
-    assert store.count_open("edition") == 2
+    assert store.history.count_open("edition") == 2
 
 
 def test_one_open_version_per_record_is_enforced(store: LineageStore) -> None:
@@ -150,18 +151,22 @@ def test_one_open_version_per_record_is_enforced(store: LineageStore) -> None:
 
 def test_cursor_commits_with_its_rows_or_not_at_all(store: LineageStore) -> None:
     with pytest.raises(RuntimeError), store.engine.begin() as conn:
-        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True)
-        store.set_cursor(conn, "consonance", "2026-01-01")
+        store.history.apply_snapshot(
+            conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True
+        )
+        store.cursors.set(conn, "consonance", "2026-01-01")
         raise RuntimeError("crash between the write and the commit")
-    assert store.get_cursor("consonance") is None
-    assert store.count_open("edition") == 0
+    assert store.cursors.get("consonance") is None
+    assert store.history.count_open("edition") == 0
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True)
-        store.set_cursor(conn, "consonance", "2026-01-01")
-    assert store.get_cursor("consonance") == "2026-01-01"
+        store.history.apply_snapshot(
+            conn, "edition", records(a='{"v": "a1aaaaaa"}'), observed_at=T0, complete=True
+        )
+        store.cursors.set(conn, "consonance", "2026-01-01")
+    assert store.cursors.get("consonance") == "2026-01-01"
     with store.engine.begin() as conn:
-        store.set_cursor(conn, "consonance", "2026-01-02")
-    assert store.get_cursor("consonance") == "2026-01-02"
+        store.cursors.set(conn, "consonance", "2026-01-02")
+    assert store.cursors.get("consonance") == "2026-01-02"
 
 
 def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
@@ -179,12 +184,12 @@ def test_ledger_is_append_only_and_deduplicated(store: LineageStore) -> None:
     replay = AuditEvent(**{**approved.__dict__, "run_id": "run-2"})
     assert approved.event_id == replay.event_id
     with store.engine.begin() as conn:
-        assert store.append_events(conn, [approved, approved]) == 1
+        assert store.ledger.record(conn, [approved, approved]) == 1
     with store.engine.begin() as conn:
-        assert store.append_events(conn, [replay]) == 0
-    events = store.events_for_isbn("9780306406157")
+        assert store.ledger.record(conn, [replay]) == 0
+    events = store.ledger.events_for_isbn("9780306406157")
     assert len(events) == 1 and events[0]["run_id"] == "run-1" and events[0]["dam_version"] == 2
-    assert store.events_for_isbn("9780306406157", until=T0 - timedelta(seconds=1)) == []
+    assert store.ledger.events_for_isbn("9780306406157", until=T0 - timedelta(seconds=1)) == []
 
 
 def _ledger_indexes(store: LineageStore) -> set[str]:
@@ -206,44 +211,44 @@ def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_
         for n in range(50)
     ]  # fmt: skip
     seen: list[set[str]] = []
-    with pytest.raises(RuntimeError), store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
-        store.append_events(conn, events[:10])
+    with pytest.raises(RuntimeError), store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
+        store.ledger.record(conn, events[:10])
         raise RuntimeError("killed mid-backfill")
-    assert _ledger_indexes(store) == indexes and store.ledger_size() == 0
-    with store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
-        assert store.append_events(conn, events) == 50
+    assert _ledger_indexes(store) == indexes and store.ledger.size() == 0
+    with store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
+        assert store.ledger.record(conn, events) == 50
         seen.append({str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger", schema=None)})
     if store.engine.dialect.name == "sqlite":
         assert not seen[0] & {"ix_audit_isbn_time", "ix_audit_time"}  # deferred while appending
     assert _ledger_indexes(store) == indexes
-    assert [e["dam_version"] for e in store.events_for_isbn("9780306400007")] == [7]
+    assert [e["dam_version"] for e in store.ledger.events_for_isbn("9780306400007")] == [7]
     # The ledger now holds an event per edition: a backfill over it appends with its indexes in place.
-    with store.engine.begin() as conn, store.ledger_backfill(conn, editions=50):
-        assert store.append_events(conn, events) == 0
+    with store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
+        assert store.ledger.record(conn, events) == 0
         assert "ix_audit_isbn_time" in {str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger")}
 
 
 def test_quarantine_opens_and_resolves(store: LineageStore) -> None:
     with store.engine.begin() as conn:
-        store.quarantine_records(
+        store.quarantine.hold(
             conn,
             "consonance",
             [("17", "invalid_isbn: bad check digit", "{}"), ("18", "malformed_date: 'TBC'", "{}")],
             complete=True,
         )
-    assert sorted(store.open_quarantine("consonance")["record_key"].to_list()) == ["17", "18"]
+    assert sorted(store.quarantine.open("consonance")["record_key"].to_list()) == ["17", "18"]
     with store.engine.begin() as conn:
-        store.quarantine_records(conn, "consonance", [], checked_keys=["17"])
-    assert store.open_quarantine("consonance")["record_key"].to_list() == ["18"]
+        store.quarantine.hold(conn, "consonance", [], checked_keys=["17"])
+    assert store.quarantine.open("consonance")["record_key"].to_list() == ["18"]
     with store.engine.begin() as conn:
-        store.quarantine_records(conn, "consonance", [("18", "malformed_date: 'TBC'", "{}")], complete=True)
-    assert store.open_quarantine("consonance")["record_key"].to_list() == ["18"]
+        store.quarantine.hold(conn, "consonance", [("18", "malformed_date: 'TBC'", "{}")], complete=True)
+    assert store.quarantine.open("consonance")["record_key"].to_list() == ["18"]
 
 
 def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
     hostile = "x'); DROP TABLE record_history; --"
     with store.engine.begin() as conn:
-        store.apply_snapshot(
+        store.history.apply_snapshot(
             conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0, complete=False
         )
-    assert store.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}
+    assert store.history.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}

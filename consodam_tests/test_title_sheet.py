@@ -11,7 +11,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consodam_pipeline.defs.launch.plan import in_window
+from consodam_pipeline.derived.launch_plan import in_window
 from consodam_pipeline.domain.launch import LaunchWindow, collection_name, launched
 from consodam_pipeline.domain.title_sheet import FILE_FORMATS, SheetEdition, SheetResource, read, render
 

@@ -17,7 +17,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from consodam_pipeline.defs.editions import period_keys
+from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.ports import free_port
 from consodam_tests.browser import browser_page, chromium
 from consodam_tests.pipeline import INGEST, edition_assets, metadata, resources, sync_partitions

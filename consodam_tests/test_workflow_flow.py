@@ -13,7 +13,7 @@ import httpx
 import polars as pl
 import sqlalchemy as sa
 
-from consodam_pipeline.defs.editions import period_keys, work_periods
+from consodam_pipeline.domain.periods import period_keys, work_periods
 from consodam_tests.pipeline import Runs, edition_assets, ingest, metadata, store, sync_partitions, table
 from consodam_tests.support import Sandbox
 

@@ -15,26 +15,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consodam_pipeline.clients.http import AmbiguousWrite, ApiError
+from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.sync.engine import (
+from consodam_pipeline.sync.engine import sync
+from consodam_pipeline.sync.plan import (
     DUPLICATE,
     MANUAL,
     REPLACED,
     Decision,
-    Found,
     Last,
-    WriteTarget,
     decide,
-    found_frame,
     plan_writes,
     state_hash,
-    state_json,
-    sync,
 )
+from consodam_pipeline.sync.target import Found, WriteTarget, found_frame
 
 T0 = datetime(2026, 1, 1)
-A, B = state_json({"v": "a"}), state_json({"v": "b"})
+A, B = canonical_json({"v": "a"}), canonical_json({"v": "b"})
 
 
 def test_nothing_wanted_removes_what_is_there_and_forgets_the_record() -> None:
@@ -138,19 +136,19 @@ def test_plan_equals_decide_for_every_slot(
     store = _store(tmp_path_factory.mktemp("plan") / "lineage.db")
     target = _Target()
     records = pl.DataFrame(
-        [(k, state_hash(s), state_json({"state": json.loads(s), "handle": h})) for k, _, _, last in cases
+        [(k, state_hash(s), canonical_json({"state": json.loads(s), "handle": h})) for k, _, _, last in cases
          if last for s, h in [last]],
         schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String}, orient="row",
     )  # fmt: skip
     with store.engine.begin() as conn:
-        store.apply_snapshot(conn, target.entity, records, observed_at=T0, complete=False)
+        store.history.apply_snapshot(conn, target.entity, records, observed_at=T0, complete=False)
     desired = pl.DataFrame([(k, d) for k, d, _, _ in cases], schema={"key": pl.String, "state": pl.String},
                            orient="row")  # fmt: skip
     found = found_frame([f for _, _, fs, _ in cases for f in fs])
     plan = plan_writes(target, store, desired, found, [k for k, *_ in cases])
     stored = {
         r["record_key"]: r
-        for r in store.open_records(target.entity, [k for k, *_ in cases]).iter_rows(named=True)
+        for r in store.history.open_records(target.entity, [k for k, *_ in cases]).iter_rows(named=True)
     }
     for key, want, there, _ in cases:
         row = stored.get(key)
@@ -221,7 +219,7 @@ def test_a_lost_create_reply_is_looked_up_not_repeated(tmp_path: Path) -> None:
     result = run(target, store, {"a": A, "b": B, "c": A}, "run-1")
     assert sorted(f.key for f in target.objects.values()) == ["a", "b", "c"]  # one each, none twice
     assert not result.failed  # type: ignore[attr-defined]
-    assert store.open_records("flaky", ["a", "b", "c"]).height == 3
+    assert store.history.open_records("flaky", ["a", "b", "c"]).height == 3
 
 
 def test_a_failing_item_stays_pending_counts_runs_and_is_written_once_it_can_be(tmp_path: Path) -> None:
@@ -230,13 +228,13 @@ def test_a_failing_item_stays_pending_counts_runs_and_is_written_once_it_can_be(
     for n in range(1, 4):
         result = run(target, store, {"a": A, "b": B}, f"run-{n}")
         assert [o.action.key for o in result.failed] == ["b"]  # type: ignore[attr-defined]
-        pending = store.failures("flaky")
+        pending = store.bookkeeping.failures("flaky")
         assert pending["record_key"].to_list() == ["b"] and pending["consecutive_runs"].to_list() == [n]
     run(target, store, {"a": A, "b": B}, "run-3")  # the same run again does not count twice
-    assert store.failures("flaky")["consecutive_runs"].to_list() == [3]
+    assert store.bookkeeping.failures("flaky")["consecutive_runs"].to_list() == [3]
     target.broken = set()
     result = run(target, store, {"a": A, "b": B}, "run-4")
-    assert not result.failed and store.failures("flaky").height == 0  # type: ignore[attr-defined]
+    assert not result.failed and store.bookkeeping.failures("flaky").height == 0  # type: ignore[attr-defined]
     assert sorted(f.key for f in target.objects.values()) == ["a", "b"]
     quiet = run(target, store, {"a": A, "b": B}, "run-5")
     assert quiet.outcomes == [] and quiet.events == 0  # type: ignore[attr-defined]
@@ -249,7 +247,7 @@ def test_unwanted_slots_are_removed_with_their_reason(tmp_path: Path) -> None:
                   scope=["a", "b"], run_id="run-2", removal_reasons={"b": "version_rejected"},
                   context=lambda keys: {k: {} for k in keys})  # fmt: skip
     assert [f.key for f in target.objects.values()] == ["a"]
-    assert store.open_records("flaky", ["b"]).height == 0
+    assert store.history.open_records("flaky", ["b"]).height == 0
     with store.engine.connect() as conn:
         removed = (
             conn.exec_driver_sql("SELECT after_json FROM audit_ledger WHERE event_type = 'removed'")
@@ -271,9 +269,9 @@ def test_a_session_that_cannot_open_fails_its_items_and_one_that_cannot_close_ke
     result = run(target, store, {"a": A, "b": B}, "run-1")
     assert sorted(o.action.key for o in result.failed) == ["a", "b"]  # type: ignore[attr-defined]
     assert all("could not open the write session" in str(o.error) for o in result.failed)  # type: ignore[attr-defined]
-    assert target.objects == {} and store.failures("flaky").height == 2
+    assert target.objects == {} and store.bookkeeping.failures("flaky").height == 2
     target.session_fails = "close"
     result = run(target, store, {"a": A, "b": B}, "run-2")
-    assert not result.failed and store.failures("flaky").height == 0  # type: ignore[attr-defined]
+    assert not result.failed and store.bookkeeping.failures("flaky").height == 0  # type: ignore[attr-defined]
     assert sorted(f.key for f in target.objects.values()) == ["a", "b"]
-    assert store.open_records("flaky", ["a", "b"]).height == 2
+    assert store.history.open_records("flaky", ["a", "b"]).height == 2

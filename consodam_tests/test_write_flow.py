@@ -16,12 +16,11 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
-from consodam_pipeline.defs.dam.sensors import dam_change_sensor
-from consodam_pipeline.defs.editions import period_keys
-from consodam_pipeline.defs.rights.assets import RESTRICTIONS, desired_restrictions
-from consodam_pipeline.defs.rights.matrix import asset_grants
-from consodam_pipeline.defs.tags.assets import TITLE_TAGS, desired_tags
+from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
+from consodam_pipeline.derived.restrictions import RESTRICTIONS, desired_restrictions
+from consodam_pipeline.derived.rights_matrix import asset_grants
+from consodam_pipeline.derived.title_tags import TITLE_TAGS, desired_tags
+from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.sync.consonance_resources import asset_in_url
 from consodam_pipeline.sync.report import WRITES_CHECK
 from consodam_tests.pipeline import (
@@ -154,7 +153,7 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
                 emptied.select("version", "asset_id").iter_rows()
             )
             emptied_slots = [f"{p}|{r}" for p, r in emptied.select("product_id", "role").iter_rows()]
-            assert store(home).open_records("consonance_link", emptied_slots).height == 0
+            assert store(home).history.open_records("consonance_link", emptied_slots).height == 0
 
             # consodam's own writes come back on the next ingest as nothing: no period, no run.
             echo = ingest(sandbox, home, instance)
@@ -169,10 +168,10 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
 
             # Items that failed under faults in periods the clean run did not cover are still pending:
             # the next run over every period writes exactly those, and nothing else.
-            pending = {w: store(home).failures(ENTITIES[w]).height for w in WRITERS}
+            pending = {w: store(home).bookkeeping.failures(ENTITIES[w]).height for w in WRITERS}
             again = sync_partitions(sandbox, home, instance, ALL)
             assert writes(again) == pending
-            assert all(store(home).failures(ENTITIES[w]).height == 0 for w in WRITERS)
+            assert all(store(home).bookkeeping.failures(ENTITIES[w]).height == 0 for w in WRITERS)
             assert_dam_matches_desired(sandbox, home, instance)
             assert_consonance_matches_links(sandbox, home)
     finally:
@@ -266,7 +265,7 @@ def test_a_write_back_killed_midway_leaves_nothing_missing_and_nothing_twice(tmp
         assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
         landed = sum(len(rows) for rows in owned_resources(sandbox).values())
         assert 25 <= landed <= 25 + 4  # creates run four at a time: a few more may have landed
-        assert store(home).count_open("consonance_link") == 0  # killed before anything was recorded
+        assert store(home).history.count_open("consonance_link") == 0  # killed before anything was recorded
         with dg.instance_for_test() as instance:
             rerun = sync_partitions(
                 sandbox, home, instance, ALL, writers("approved_version_links", "consonance_asset_links")
@@ -274,7 +273,7 @@ def test_a_write_back_killed_midway_leaves_nothing_missing_and_nothing_twice(tmp
             assert rerun.success and metadata(rerun, "consonance_asset_links")["duplicates_removed"] == 0
         assert_consonance_matches_links(sandbox, home)  # the 25 were adopted, not created again
         assert (
-            store(home).count_open("consonance_link")
+            store(home).history.count_open("consonance_link")
             == pl.read_parquet(home / "tables" / "approved_version_links").height
         )
     finally:

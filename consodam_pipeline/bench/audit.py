@@ -18,8 +18,8 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from consodam_pipeline.audit import DAM_VERSION, EDITION, edition_audit
-from consodam_pipeline.audit_report import ReportQuery, report_frame, to_csv
+from consodam_pipeline.audit.answer import DAM_VERSION, EDITION, edition_audit
+from consodam_pipeline.audit.report import ReportQuery, report_frame, to_csv
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.clients.consonance import ConsonanceResource
@@ -35,10 +35,11 @@ QUERIES = 300
 
 
 def backfill(tables: str, store_url: str) -> dict[str, object]:
-    from consodam_pipeline.defs.consonance.assets import title_metadata_snapshot
-    from consodam_pipeline.defs.dam.assets import dam_asset_inventory
-    from consodam_pipeline.defs.editions import edition_changes, period_keys
-    from consodam_pipeline.defs.links.assets import approved_version_links
+    from consodam_pipeline.defs.ingest.inventory import dam_asset_inventory
+    from consodam_pipeline.defs.ingest.markers import edition_changes
+    from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
+    from consodam_pipeline.defs.links.approved_links import approved_version_links
+    from consodam_pipeline.domain.periods import period_keys
 
     keys = period_keys()
     result = dg.materialize(
@@ -62,7 +63,7 @@ def record_snapshots(store: LineageStore, editions: pl.DataFrame, inventory: pl.
             pl.struct(pl.all()).struct.json_encode().alias("payload"),
         ).with_columns(pl.col("payload").hash().cast(pl.String).alias("content_hash"))
         with store.engine.begin() as conn:
-            store.apply_snapshot(
+            store.history.apply_snapshot(
                 conn, entity, records, observed_at=observed, complete=True, subjects_in_payload=True
             )
 
@@ -150,7 +151,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
         with measured() as first:
             meta = backfill(tables, store_url)
         store = LineageStoreResource(url=store_url).store()
-        rows = store.ledger_size()
+        rows = store.ledger.size()
         report.row("backfill of every period, one run", first.seconds,
                    f"{meta['dagster/row_count']} links, {rows:,} ledger rows", first.peak_rss_mb)  # fmt: skip
         with measured() as second:

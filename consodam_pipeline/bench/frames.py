@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from consodam_pipeline.defs.consonance.records import EDITION_SCHEMA, typed_editions
-from consodam_pipeline.defs.dam.records import VERSION_SCHEMA, typed_inventory
 from consodam_pipeline.domain.isbn import isbn13_valid_expr
 from consodam_pipeline.domain.onix import ONIX21_TO_PRODUCT_FORM, format_family
+from consodam_pipeline.sync.consonance_ingest import EDITION_SCHEMA, typed_editions
+from consodam_pipeline.sync.dam_ingest import VERSION_SCHEMA, typed_inventory
 
 
 def _query(path: Path, sql: str) -> pl.DataFrame:

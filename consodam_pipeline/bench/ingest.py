@@ -150,8 +150,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
 
 
 def sensor_ticks(instance: dg.DagsterInstance, sandbox: SandboxProcess, report: Report) -> float:
-    from consodam_pipeline.defs.consonance.sensors import consonance_change_sensor
-    from consodam_pipeline.defs.dam.sensors import dam_change_sensor
+    from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
     from consodam_pipeline.store.resource import LineageStoreResource
 
     resources = {

@@ -12,14 +12,15 @@ import polars as pl
 
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
-from consodam_pipeline.defs.launch.assets import LAUNCH_INPUTS
-from consodam_pipeline.defs.launch.plan import launch_plan, title_sheets, wanted_members
-from consodam_pipeline.defs.launch.verify import reference_members
-from consodam_pipeline.defs.links.history import link_history_chunks
-from consodam_pipeline.defs.rights.matrix import rights_matrix
-from consodam_pipeline.defs.workflow.assets import PACKAGE_INPUTS
-from consodam_pipeline.defs.workflow.packages import evaluate_packages
+from consodam_pipeline.derived.launch import LAUNCH_INPUTS
+from consodam_pipeline.derived.launch_plan import launch_plan, title_sheets
+from consodam_pipeline.derived.launch_reference import reference_members
+from consodam_pipeline.derived.link_history import link_history_chunks
+from consodam_pipeline.derived.package_report import PACKAGE_INPUTS
+from consodam_pipeline.derived.packages import evaluate_packages
+from consodam_pipeline.derived.rights_matrix import rights_matrix
 from consodam_pipeline.domain.packages import load_rules
+from consodam_pipeline.sync.dam_launch import wanted_members
 
 
 def catalog_day(catalog: Path) -> date:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
-from consodam_pipeline.defs.rights.assets import desired_restrictions
-from consodam_pipeline.defs.rights.matrix import asset_grants, rights_matrix
-from consodam_pipeline.defs.rights.verify import naive_grants
+from consodam_pipeline.derived.restrictions import desired_restrictions
+from consodam_pipeline.derived.rights_matrix import asset_grants, rights_matrix
+from consodam_pipeline.derived.rights_reference import naive_grants
 
 
 def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:

@@ -19,8 +19,8 @@ import polars as pl
 
 from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
-from consodam_pipeline.defs.workflow.assets import PACKAGE_INPUTS
-from consodam_pipeline.defs.workflow.verify import reference_packages
+from consodam_pipeline.derived.package_report import PACKAGE_INPUTS
+from consodam_pipeline.derived.packages_reference import reference_packages
 from consodam_pipeline.domain.packages import load_rules
 
 REPEATS = 3  # the column-wise pass is timed this many times and the median reported
@@ -29,8 +29,8 @@ STATUSES = "package_statuses.parquet"  # what the step found, for the comparison
 
 def packages_step(tables: str) -> dict[str, Any]:
     """What the asset does over every period, timed: read, slice, evaluate, milestones and summary."""
-    from consodam_pipeline.defs.editions import partition_slice, period_keys
-    from consodam_pipeline.defs.workflow.packages import edition_summary, evaluate_packages, with_milestones
+    from consodam_pipeline.derived.packages import edition_summary, evaluate_packages, with_milestones
+    from consodam_pipeline.domain.periods import partition_slice, period_keys
 
     rules = load_rules()
     start = time.perf_counter()

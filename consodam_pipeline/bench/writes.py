@@ -17,12 +17,13 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.bench.common import Report, bench_sandbox, measured
-from consodam_pipeline.defs.editions import period_keys, range_tags
+from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.sandbox.process import SandboxProcess
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.schema import write_failures
 from consodam_pipeline.sync.consonance_resources import asset_in_url
+from consodam_pipeline.sync.partitions import range_tags
 from consodam_pipeline.sync.report import step_failure
 
 CONSONANCE_FAULTS = {"truncated": 0.05, "429": 0.02, "503": 0.02, "drop": 0.02}

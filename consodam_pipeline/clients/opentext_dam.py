@@ -227,6 +227,11 @@ def condition(field_id: str, value: Any, operator: str = "ARTESIA.OPERATOR.CHAR.
     }
 
 
+def content_url(dam_url: str, asset_id: str) -> str:
+    """Where a version's file is served: what a reference to it in Consonance or a title sheet points at."""
+    return f"{dam_url.rstrip('/')}/otmmapi/v6/assets/{asset_id}/contents"
+
+
 def modified_after(timestamp: str) -> dict[str, Any]:
     """Sandbox convention for modified-since: the DAM's public record documents no such filter."""
     return condition(MODIFIED_FIELD, timestamp, "ARTESIA.OPERATOR.DATE.IS AFTER")

@@ -16,8 +16,13 @@ For an edition and a role (front cover, contributor picture, jacket copy, …):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+LINK_EVENTS = ("link_superseded", "link_created")
+# At one moment: the approval decision, then the old link closes, then the new one opens, then writes.
+SAME_MOMENT_ORDER = {"link_superseded": 1, "link_created": 2}
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,21 @@ def timeline(approvals: Iterable[Approval]) -> list[tuple[str, Approval | None]]
         if (not changes and chosen is not None) or (changes and changes[-1][1] != chosen):
             changes.append((moment, chosen))
     return changes
+
+
+def event_order(event: Mapping[str, Any]) -> tuple[Any, int]:
+    """Ledger events in the order they happened; at one moment in the order of SAME_MOMENT_ORDER."""
+    kind = event["event_type"]
+    return event["occurred_at"], 0 if kind.startswith("version_") else SAME_MOMENT_ORDER.get(kind, 3)
+
+
+def live_links(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """role → the link_created event still live after these (ledger) events."""
+    live: dict[str, Mapping[str, Any]] = {}
+    for event in sorted((e for e in events if e["event_type"] in LINK_EVENTS), key=event_order):
+        role = event["role"]
+        if event["event_type"] == "link_created":
+            live[role] = event
+        elif role in live and live[role]["dam_asset_id"] == event["dam_asset_id"]:
+            del live[role]
+    return live

@@ -19,3 +19,15 @@ def parse_ts(text: str) -> datetime:
 
 def now_ts() -> str:
     return format_ts(datetime.now(UTC))
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC: the one clock every part of consodam reads."""
+    return datetime.now(UTC)
+
+
+def to_naive_utc(moment: datetime) -> datetime:
+    """The lineage store keeps naive UTC (SQLite has no zones): an aware moment converted, a naive one kept."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

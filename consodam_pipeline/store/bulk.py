@@ -7,16 +7,35 @@ costs more than the database work. Rows arrive as polars frames whose columns ar
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 from contextlib import closing
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from consodam_pipeline.store.engine import PG_SCHEMA
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
 _PG_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 _BLOCK = 100_000
+IN_LIST = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
+
+
+def chunks(items: Sequence[Any], size: int = IN_LIST) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert rows; where the key exists, overwrite the non-key columns given."""
+    if not rows:
+        return
+    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    update_cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update_cols), list(rows))
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, *, skip_existing: str = "") -> int:

@@ -1,42 +1,97 @@
-"""Audit ledger rows as polars frames: content-derived event ids, and bulk appends that skip known ids.
+"""The audit ledger: append-only events with content-derived ids, so a replay adds nothing.
 
-A backfill writes millions of events, so ids are computed column-wise and rows go in through
-store.bulk (skipping ids the ledger has) rather than one bound statement per row.
+One way in: `Ledger.record(conn, events)`, in the caller's transaction — the write engine's record step
+for writes, and the flows' own decisions (link history, approvals, stage held, launch flags) alike. Events
+arrive as `AuditEvent`s or, for the history a backfill derives (millions of rows), as a frame of ledger
+rows; ids are computed column-wise and rows go in through store.bulk, skipping ids the ledger has.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
 
-from consodam_pipeline.store.bulk import bulk_insert
+from consodam_pipeline.domain.canonical import canonical_json
+from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
+from consodam_pipeline.store.bulk import bulk_insert, chunks
 from consodam_pipeline.store.schema import audit_ledger
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
-    "event_type": pl.String(), "occurred_at": pl.Datetime("us"), "isbn13": pl.String(), "work_id": pl.String(),
-    "dam_asset_id": pl.String(), "dam_version": pl.Int64(), "role": pl.String(), "actor": pl.String(),
-    "before_json": pl.String(), "after_json": pl.String(), "run_id": pl.String(),
-}  # fmt: skip
+    "event_type": pl.String(),
+    "occurred_at": pl.Datetime("us"),
+    "isbn13": pl.String(),
+    "work_id": pl.String(),
+    "dam_asset_id": pl.String(),
+    "dam_version": pl.Int64(),
+    "role": pl.String(),
+    "actor": pl.String(),
+    "before_json": pl.String(),
+    "after_json": pl.String(),
+    "run_id": pl.String(),
+}
 EVENT_ROWS: dict[str, pl.DataType] = {"event_id": pl.String(), **EVENT_COLUMNS}  # with_event_ids gives these
 LEDGER_COLUMNS = [*EVENT_ROWS, "recorded_at"]
 LEDGER_UNINDEXED = "consodam_ledger_unindexed"  # set on a connection while the ledger's indexes are deferred
 _SEP = "\x1f"
 _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
+# An edition has ~28 ledger events at the reference mix; fetched through the index, each costs a random read.
+_SCAN_BELOW_EVENTS_PER_EDITION = 50
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    event_type: str
+    occurred_at: datetime
+    isbn13: str | None = None
+    work_id: str | None = None
+    dam_asset_id: str | None = None
+    dam_version: int | None = None
+    role: str | None = None
+    actor: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    run_id: str | None = None
+    identity: str | None = None  # when set, names the event instead of its time (writes replayed later)
+
+    @cached_property
+    def event_id(self) -> str:
+        """Derived from what happened (not when we saw it), so a replay maps to the same id."""
+        return str(events_frame([self])["event_id"][0])
+
+
+def _json_or_null(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def events_frame(events: Iterable[AuditEvent]) -> pl.DataFrame:
+    """Events as ledger rows (EVENT_COLUMNS with event_id)."""
+    listed = list(events)
+    columns = {
+        name: [getattr(e, name) for e in listed] for name in EVENT_COLUMNS if not name.endswith("_json")
+    }
+    columns["occurred_at"] = [to_naive_utc(e.occurred_at) for e in listed]
+    columns["before_json"] = [_json_or_null(e.before) for e in listed]
+    columns["after_json"] = [_json_or_null(e.after) for e in listed]
+    columns["identity"] = [e.identity for e in listed]
+    return with_event_ids(pl.DataFrame(columns, schema={**EVENT_COLUMNS, "identity": pl.String()}))
 
 
 def _identity_text() -> pl.Expr:
     """What an event id is derived from: what happened, not when or by which run we saw it."""
+    named_columns = ("isbn13", "work_id", "dam_asset_id", "dam_version", "role", "after_json")
     described = pl.concat_str(
         [
             pl.col("event_type"),
             pl.col("occurred_at").dt.strftime(_ID_TIME),
-            *[
-                pl.col(c).cast(pl.String).fill_null("")
-                for c in ("isbn13", "work_id", "dam_asset_id", "dam_version", "role", "after_json")
-            ],
+            *[pl.col(c).cast(pl.String).fill_null("") for c in named_columns],
         ],
         separator=_SEP,
     )
@@ -53,17 +108,105 @@ def with_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     return events.select(ids, *EVENT_COLUMNS)
 
 
-def append_event_frame(conn: sa.Connection, events: pl.DataFrame, recorded_at: datetime) -> int:
-    """Insert the events whose id the ledger lacks; returns how many were new."""
-    rows = events.unique(subset="event_id", keep="first", maintain_order=True).with_columns(
-        pl.lit(recorded_at, pl.Datetime("us")).alias("recorded_at")
-    )
-    if conn.info.get(LEDGER_UNINDEXED):  # an edition's events side by side: the audit reads them by ISBN
-        rows = rows.sort("isbn13", "occurred_at")
-    return bulk_insert(conn, audit_ledger, rows.select(LEDGER_COLUMNS), skip_existing="event_id")
-
-
 def ledger_holds(conn: sa.Connection, rows: int) -> bool:
     """Whether the ledger holds at least `rows` rows (reads no more than that many index entries)."""
     probe = sa.select(sa.literal(1)).select_from(audit_ledger).offset(max(rows - 1, 0)).limit(1)
     return conn.execute(probe).first() is not None
+
+
+class Ledger:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def record(self, conn: sa.Connection, events: Iterable[AuditEvent] | pl.DataFrame) -> int:
+        """Append the events the ledger lacks (in the caller's transaction); returns how many were new.
+        Takes AuditEvents, or a frame of ledger rows with event ids (`with_event_ids`)."""
+        frame = events if isinstance(events, pl.DataFrame) else events_frame(events)
+        rows = frame.unique(subset="event_id", keep="first", maintain_order=True).with_columns(
+            pl.lit(to_naive_utc(utcnow()), pl.Datetime("us")).alias("recorded_at")
+        )
+        if conn.info.get(LEDGER_UNINDEXED):  # an edition's events side by side: the audit reads them by ISBN
+            rows = rows.sort("isbn13", "occurred_at")
+        return bulk_insert(conn, audit_ledger, rows.select(LEDGER_COLUMNS), skip_existing="event_id")
+
+    @contextmanager
+    def backfill(self, conn: sa.Connection, editions: int) -> Iterator[None]:
+        """Appends of the history of `editions` editions, in the caller's transaction. On SQLite, when the
+        ledger holds less than one event per such edition (a publisher's first backfill), its secondary
+        indexes are built once when the appends are done instead of row by row, and each edition's events
+        go in side by side: at 100k works, 6.7M events in 115 s instead of 276 s, in the same memory.
+        Readers keep the committed ledger, indexes and all, until the transaction commits; a failure rolls
+        the drop back."""
+        if conn.dialect.name != "sqlite" or ledger_holds(conn, editions):
+            yield
+            return
+        if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            # pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
+            # be committed on its own, and a failed backfill would leave the ledger unindexed.
+            conn.exec_driver_sql("BEGIN")
+        for index in audit_ledger.indexes:
+            index.drop(conn)
+        conn.info[LEDGER_UNINDEXED] = True
+        try:
+            yield
+        finally:
+            conn.info.pop(LEDGER_UNINDEXED, None)
+        for index in audit_ledger.indexes:
+            index.create(conn)
+
+    def events_for_isbn(self, isbn13: str, until: datetime | None = None) -> list[dict[str, Any]]:
+        a = audit_ledger
+        query = sa.select(a).where(a.c.isbn13 == isbn13)
+        if until is not None:
+            query = query.where(a.c.occurred_at <= to_naive_utc(until))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(a.c.occurred_at, a.c.event_id)).mappings()]
+
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one())
+
+    # ---- links: what the deleted-version check asks ----
+
+    @staticmethod
+    def linked_assets(conn: sa.Connection, isbns: Collection[str]) -> set[str]:
+        """Every DAM asset id the ledger ever linked to these editions. A slice that holds a good share of
+        the ledger's editions reads the link events in one pass (a re-backfill at 100k works: 6 s instead
+        of 11 s on SQLite, and no random heap reads on PostgreSQL); a smaller one goes through the ISBN
+        index."""
+        wanted, a = set(isbns), audit_ledger
+        if not ledger_holds(conn, _SCAN_BELOW_EVENTS_PER_EDITION * len(wanted)):
+            every_link = sa.select(a.c.isbn13, a.c.dam_asset_id).where(a.c.event_type == "link_created")
+            return {
+                str(asset) for isbn, asset in conn.execute(every_link.distinct()) if asset and isbn in wanted
+            }
+        return _linking(conn, a.c.dam_asset_id, a.c.isbn13, sorted(wanted))
+
+    @staticmethod
+    def editions_linking(conn: sa.Connection, assets: Collection[str]) -> set[str]:
+        """Every edition (ISBN) the ledger ever linked one of these assets to."""
+        return _linking(conn, audit_ledger.c.isbn13, audit_ledger.c.dam_asset_id, sorted(assets))
+
+    @staticmethod
+    def events_of(
+        conn: sa.Connection, isbns: Sequence[str], kinds: Collection[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """ISBN → its ledger events of these kinds."""
+        a, by_isbn = audit_ledger, dict[str, list[dict[str, Any]]]()
+        for chunk in chunks(list(isbns), 500):
+            query = sa.select(a).where(a.c.isbn13.in_(chunk), a.c.event_type.in_(list(kinds)))
+            for row in conn.execute(query).mappings():
+                by_isbn.setdefault(row["isbn13"], []).append(dict(row))
+        return by_isbn
+
+
+def _linking(
+    conn: sa.Connection, answer: sa.Column[Any], by: sa.Column[Any], values: Sequence[str]
+) -> set[str]:
+    """`answer` of every link_created event whose `by` is one of `values` (an ISBN's assets, an asset's
+    ISBNs), through the ledger's index on `by`."""
+    found: set[str] = set()
+    for chunk in chunks(values, 500):
+        query = sa.select(answer).where(by.in_(chunk), audit_ledger.c.event_type == "link_created")
+        found |= {str(r) for r in conn.execute(query.distinct()).scalars() if r}
+    return found

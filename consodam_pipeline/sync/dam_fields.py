@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
 from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.clients.opentext_dam import DamAsset, DamClient
-from consodam_pipeline.domain.timestamps import parse_ts
-from consodam_pipeline.store.lineage import to_naive_utc
-from consodam_pipeline.sync.engine import FOUND_SCHEMA, Found, WriteTarget, state_json
+from consodam_pipeline.domain.canonical import canonical_json
+from consodam_pipeline.domain.timestamps import parse_ts, to_naive_utc
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.store.tables import PARTITION_COLUMN
+from consodam_pipeline.sync.target import FOUND_SCHEMA, Found, WriteTarget
 
 LOCK_BATCH = 100
 
@@ -34,12 +36,17 @@ class DamFieldsTarget(WriteTarget[DamClient]):
     system: str = "dam"
     single: bool = True
     batch: int = LOCK_BATCH
+    # One run: the versions it writes, as the last ingest saw them, each with its period (`partition_key`).
+    versions: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    def for_versions(self, versions: pl.DataFrame) -> DamFieldsTarget:
+        return replace(self, versions=versions)
 
     def state(self, fields: dict[str, Any], policies: Sequence[int]) -> str:
         owned: dict[str, Any] = {"fields": {k: v for k, v in fields.items() if k.startswith(self.prefix)}}
         if self.with_policies:
             owned["policies"] = sorted(policies)
-        return state_json(owned)
+        return canonical_json(owned)
 
     def _found(self, key: str, asset: DamAsset) -> Found:
         fields = {k: v for k, v in asset.fields().items() if v is not None}
@@ -70,6 +77,20 @@ class DamFieldsTarget(WriteTarget[DamClient]):
         with client.locked(handles) as held:
             yield set(held)
 
+    def observe(self, client: DamClient, store: LineageStore) -> pl.DataFrame:
+        return self.observed(self.versions)
+
+    def slots(self, keys: Sequence[str], desired: pl.DataFrame) -> pl.DataFrame:
+        return self.versions.select(
+            pl.col("asset_id").alias("key"),
+            "isbn13",
+            "work_id",
+            pl.col("asset_id").alias("dam_asset_id"),
+            pl.col("version").alias("dam_version"),
+            "role",
+            PARTITION_COLUMN,
+        )
+
     def observed(self, inventory: pl.DataFrame) -> pl.DataFrame:
         """What the DAM showed at the last ingest, as found rows (key = handle = asset version id)."""
         states = [
@@ -77,8 +98,7 @@ class DamFieldsTarget(WriteTarget[DamClient]):
             for row in inventory.select("tags", "security_policy_ids").iter_rows(named=True)
         ]
         changed = [to_naive_utc(parse_ts(t)) if t else None for t in inventory["modified_at"].to_list()]
+        columns = {"key": inventory["asset_id"], "handle": inventory["asset_id"], "state": states}
         return pl.DataFrame(
-            {"key": inventory["asset_id"], "handle": inventory["asset_id"], "state": states,
-             "changed_at": changed, "stamp": inventory["modified_at"]},
-            schema=FOUND_SCHEMA,
-        )  # fmt: skip
+            {**columns, "changed_at": changed, "stamp": inventory["modified_at"]}, schema=FOUND_SCHEMA
+        )

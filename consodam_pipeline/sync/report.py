@@ -8,15 +8,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from consodam_pipeline.store.lineage import AuditEvent, LineageStore, SnapshotDiff
-from consodam_pipeline.sync.engine import (
-    DUPLICATE,
-    MANUAL,
-    PERSISTENT_AFTER,
-    REPLACED,
-    WriteResult,
-    WriteTarget,
-)
+from consodam_pipeline.store.history import SnapshotDiff
+from consodam_pipeline.store.ledger import AuditEvent
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.sync.plan import DUPLICATE, MANUAL, PERSISTENT_AFTER, REPLACED
+from consodam_pipeline.sync.record import WriteResult
+from consodam_pipeline.sync.target import WriteTarget
 
 _DAGSTER_TYPES = {
     pl.String: "string",
@@ -114,7 +111,7 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
                    ) -> tuple[dict[str, Any], dg.AssetCheckResult]:  # fmt: skip
     """What a write asset tells a person, and the writes_landed check, from the engine's result."""
     failed = result.failed
-    pending = store.failures(target.entity)
+    pending = store.bookkeeping.failures(target.entity)
     persistent = pending.filter(pl.col("consecutive_runs") >= PERSISTENT_AFTER)
     figures = {
         "created": result.done("create"),
@@ -214,3 +211,21 @@ VERSION_COLUMNS: dict[str, dict[str, list[str]]] = {
     c: {VERSIONS: [c]}
     for c in ("asset_id", "original_asset_id", "version", "role", "approved_by", "approved_at")
 }
+
+
+def quarantine_check_result(store: LineageStore, *sources: str) -> dg.AssetCheckResult:
+    """The quarantine as a check result: how many records are held back, by kind, with examples."""
+    open_rows = store.quarantine.open().filter(pl.col("source").is_in(list(sources)))
+    examples = "\n".join(
+        f"- `{r['record_key']}`: {r['reason']}" for r in open_rows.head(10).iter_rows(named=True)
+    )
+    return dg.AssetCheckResult(
+        passed=open_rows.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="records held back from the snapshot until they are fixed at the source",
+        metadata={
+            "quarantined_records": open_rows["record_key"].n_unique(),
+            "by_kind": quarantine_counts(open_rows["reason"].to_list()),
+            "examples": dg.MetadataValue.md(examples or "none"),
+        },
+    )

@@ -16,7 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.store.lineage import LineageStore, SnapshotDiff
+from consodam_pipeline.store.history import SnapshotDiff
+from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.spool import SEQ, Spool, key_text
 
 
@@ -142,11 +143,11 @@ def commit_batch(
     hashes = batch.take_hashes()
     checked = () if batch.complete else batch.seen_keys(hashes["record_key"])
     with store.engine.begin() as conn:
-        diff = store.apply_snapshot(
+        diff = store.history.apply_snapshot(
             conn, entity, hashes, observed_at=observed_at, complete=batch.complete, run_id=run_id,
             keep_open=batch.quarantined_keys, payloads=batch.payloads_for, subjects_in_payload=True,
         )  # fmt: skip
-        store.quarantine_records(
+        store.quarantine.hold(
             conn,
             source,
             batch.quarantined,
@@ -157,9 +158,9 @@ def commit_batch(
         if batch.complete:
             cursors = {**cursors, full_at_cursor: observed_at.isoformat()}
         for name, value in cursors.items():
-            store.set_cursor(conn, name, value, run_id)
+            store.cursors.set(conn, name, value, run_id)
         if run_id:
-            store.set_cursor(conn, snapshot_cursor(entity), run_id, run_id)
+            store.cursors.set(conn, snapshot_cursor(entity), run_id, run_id)
     return diff
 
 
@@ -176,7 +177,7 @@ def _decode(payloads: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFr
 
 def payload_frame(store: LineageStore, entity: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """The current record of every open key, decoded into typed columns chunk by chunk (bounded memory)."""
-    frames = [_decode(chunk, schema) for chunk in store.iter_open_payloads(entity)]
+    frames = [_decode(chunk, schema) for chunk in store.history.iter_open_payloads(entity)]
     return pl.concat([pl.DataFrame(schema=dict(schema)), *frames])
 
 
@@ -193,7 +194,9 @@ def current_snapshot(
     - otherwise the previous snapshot with this batch's changes applied;
     - with no trustworthy previous snapshot, everything decoded from the store (the slow, safe path)."""
     if batch.complete:
-        held = _decode(list(store.open_payload_map(entity, batch.quarantined_keys).values()), batch.schema)
+        held = _decode(
+            list(store.history.open_payload_map(entity, batch.quarantined_keys).values()), batch.schema
+        )
         return pl.concat([batch.records(), held.lazy()])
     if previous is None:
         return payload_frame(store, entity, batch.schema).lazy()

@@ -3,24 +3,13 @@ nothing changed at either source. A daily schedule finds the periods holding tho
 the same period markers the ingest sensors record, so the edition graph (launch_collections with it)
 re-materializes exactly those periods."""
 
-from datetime import date
-
 import dagster as dg
-import polars as pl
 
-from consodam_pipeline.defs.editions import EDITION_CHANGES, work_periods
-from consodam_pipeline.defs.workflow.assets import rules_in_force
-from consodam_pipeline.domain.launch import LaunchWindow
+from consodam_pipeline.derived.launch_plan import periods_moving
+from consodam_pipeline.derived.rules import rules_in_force
 from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, read_parquet
-
-TITLES = dg.AssetKey("title_metadata_snapshot")
-
-
-def periods_moving(editions: pl.DataFrame, window: LaunchWindow, day: date) -> list[str]:
-    """The periods of the editions that enter the launch window on `day` or left it the day before."""
-    moving = editions.filter(pl.col("publication_date").is_in([window.entering(day), window.leaving(day)]))
-    periods = work_periods(editions).join(moving.select("work_id").unique(), on="work_id")
-    return sorted(periods["period"].to_list())
+from consodam_pipeline.sync.partitions import EDITION_CHANGES
+from consodam_pipeline.sync.probe import TITLES
 
 
 class LaunchDay(dg.Config):

@@ -1,0 +1,125 @@
+"""launch_collections (F6) for a slice of periods, as two engine passes: the title sheets (imported once,
+versioned when the title data changes), then the collection memberships (the sheet's newest version and
+every cleared linked version). An edition published with an incomplete package is flagged in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from consodam_pipeline.clients.opentext_dam import DamClient, content_url
+from consodam_pipeline.derived.launch_plan import LaunchPlan, launch_plan, title_sheets
+from consodam_pipeline.derived.title_tags import tag_fields
+from consodam_pipeline.domain.launch import LaunchWindow
+from consodam_pipeline.domain.periods import with_period, works_in
+from consodam_pipeline.domain.timestamps import utcnow
+from consodam_pipeline.store.ledger import AuditEvent
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.sync.dam_launch import LaunchMemberTarget, TitleSheetTarget, sheet_sha, sheet_state
+from consodam_pipeline.sync.record import WriteResult
+from consodam_pipeline.sync.report import write_metadata
+
+LAUNCH_INPUTS = [
+    "asset_id",
+    "version",
+    "role",
+    "isbn13",
+    "work_id",
+    "approval_status",
+    "mime_type",
+    "width_px",
+    "height_px",
+    "name",
+    "orphan_tag",
+]
+
+
+@dataclass
+class Launch:
+    plan: LaunchPlan
+    editions: pl.DataFrame  # the period's editions, with their period
+    versions: pl.DataFrame  # the period's DAM versions (LAUNCH_INPUTS)
+    sheets: TitleSheetTarget
+
+    @property
+    def sheets_desired(self) -> pl.DataFrame:
+        xml = self.sheets.sheets
+        states = [sheet_state(sheet_sha(x)) for x in xml.values()]
+        return pl.DataFrame(
+            {"key": list(xml), "state": states}, schema={"key": pl.String, "state": pl.String}
+        )
+
+    def members(self, client: DamClient) -> LaunchMemberTarget:
+        """The membership target, once the sheets are published: it reads their newest versions."""
+        newest = self.sheets.newest(client, self.editions["isbn13"].to_list())
+        return LaunchMemberTarget(
+            launching=self.plan.launching,
+            cleared=self.plan.cleared,
+            versions=self.versions,
+            editions=self.editions,
+            newest=dict(newest.select("key", "handle").iter_rows()),
+            sheets=set(self.sheets.every_version(client)),
+        )
+
+
+def plan_launch(
+    titles: pl.DataFrame,
+    links: pl.DataFrame,
+    matrix: pl.DataFrame,
+    packages: pl.DataFrame,
+    inventory: pl.LazyFrame,
+    keys: Sequence[str],
+    window: LaunchWindow,
+    today: date,
+    dam_url: str,
+) -> Launch:
+    editions = works_in(titles, keys)
+    wanted = pl.col("isbn13").is_in(editions["isbn13"].implode()) | pl.col("work_id").is_in(
+        editions["work_id"].implode()
+    )
+    versions = inventory.select(LAUNCH_INPUTS).filter(wanted).collect()
+    plan = launch_plan(editions, links, matrix, packages, window, today)
+    xml = title_sheets(plan, versions, lambda asset_id: content_url(dam_url, asset_id))
+    sheets = TitleSheetTarget(sheets=xml, tags=tag_fields(plan.launching), editions=editions)
+    return Launch(plan, with_period(editions, editions, "period"), versions, sheets)
+
+
+def flag_incomplete(store: LineageStore, plan: LaunchPlan, run_id: str) -> int:
+    """launch_package_incomplete for each edition published with an incomplete package (once per missing set)."""
+    rows = plan.launching.join(plan.missing, on="product_id")
+    events = [
+        AuditEvent(
+            event_type="launch_package_incomplete",
+            occurred_at=utcnow(),
+            isbn13=r["isbn13"],
+            work_id=str(r["work_id"]),
+            actor="consodam",
+            run_id=run_id,
+            after={"collection": r["collection"], "missing": r["missing"]},
+            identity=f"{r['isbn13']}|{r['collection']}|{'|'.join(r['missing'])}",
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+    with store.engine.begin() as conn:
+        store.ledger.record(conn, events)
+    return rows.height
+
+
+def launch_figures(
+    launch: Launch, sheets: WriteResult, members: pl.DataFrame, flagged: int, store: LineageStore
+) -> dict[str, Any]:
+    """What the materialization adds to the membership's metadata: the sheets' counts and the launch's."""
+    sheet_meta, _ = write_metadata("Title sheets", launch.sheets, sheets, store)
+    figures = {f"title_sheets_{k}": v for k, v in sheet_meta.items() if k in ("created", "updated", "failed")}
+    return figures | {
+        "editions_launching": launch.plan.launching.height,
+        "collections": launch.plan.launching["collection"].n_unique(),
+        "flagged_incomplete": flagged,
+        "held_incomplete": launch.plan.held,
+        "members_wanted": members.height,
+    }

@@ -1,0 +1,158 @@
+"""Change probes shared by the ingest sensors: a cheap listing of what changed recently.
+
+The cursor remembers a short digest of each (object, stamp) change in the last window; a run is requested
+when the window holds a change the last tick had not seen. The run_key carries a fingerprint of the
+window, so Dagster never runs the same change set twice, and a tick costs time in proportion to recent
+changes, not to the catalog. Three things keep runs from piling up:
+- changes whose stamp is the one the system showed right after consodam's own write (the write journal)
+  are consodam's writes coming back, not work: they are left out of the window;
+- while a run for the asset is queued or in progress, nothing is requested and the cursor stays put, so
+  the next tick after it ends requests one run covering whatever came meanwhile;
+- the initial load (the asset never materialized) is requested once; only a failed one is asked again.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+import dagster as dg
+
+from consodam_pipeline.clients.consonance import ConsonanceResource
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified_after
+from consodam_pipeline.domain.timestamps import format_ts, parse_ts, utcnow
+from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.sync.dam_ingest import USAGE_CURSOR
+
+TITLES = dg.AssetKey("title_metadata_snapshot")
+INVENTORY = dg.AssetKey("dam_asset_inventory")
+USAGE = dg.AssetKey("dam_usage_log")
+PROBE_DAYS = 1  # changedSince is date-granular: today and yesterday cover any tick interval under a day
+LOOKBACK = timedelta(seconds=120)  # DAM timestamps have second granularity; re-read a short window
+
+
+@dataclass
+class ProbeCursor:
+    fingerprint: str = ""
+    high_water: str = ""
+    seen: list[str] = field(default_factory=list)  # digests of the changes in the last window
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "ProbeCursor":
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def digest(key: str, stamp: str) -> str:
+    return hashlib.sha256(f"{key}\x1f{stamp}".encode()).hexdigest()[:12]
+
+
+def fingerprint(changes: Iterable[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for key, version in sorted(changes):
+        digest.update(f"{key}\x1f{version}\n".encode())
+    return digest.hexdigest()
+
+
+def not_our_own(store: LineageStore, system: str, changes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The changes that are not consodam's own writes seen again (same object, same stamp)."""
+    ours = store.bookkeeping.journal(system, [key for key, _ in changes])
+    return [(key, stamp) for key, stamp in changes if ours.get(key) != stamp]
+
+
+def consonance_changes(consonance: ConsonanceResource, store: LineageStore) -> list[tuple[str, str]]:
+    """(product id, updatedAt) of the products likely changed since yesterday, consodam's own writes left out."""
+    since = (utcnow() - timedelta(days=PROBE_DAYS)).date()
+    with consonance.client() as client:
+        pages = client.iter_product_stamps(changed_since=since)
+        changes = [(str(p.id), p.updated_at or "") for page in pages for p in page]
+    return not_our_own(store, "consonance", changes)
+
+
+def dam_changes(
+    dam: OpenTextDamResource, store: LineageStore, cursor: ProbeCursor
+) -> tuple[list[tuple[str, str]], str]:
+    """(version id, modified stamp) of the DAM versions modified after the high-water mark (a slim
+    listing), consodam's own writes left out; and the new high-water mark."""
+    high_water = cursor.high_water or format_ts(utcnow() - LOOKBACK)
+    since = format_ts(parse_ts(high_water) - LOOKBACK)
+    with dam.client() as client:
+        changes = [
+            (a.asset_id, a.date_last_updated or "") for a in client.search([modified_after(since)], slim=True)
+        ]
+    newest = max([high_water, *(c[1] for c in changes)])
+    return not_our_own(store, "dam", changes), newest
+
+
+def usage_changes(dam: OpenTextDamResource, store: LineageStore) -> list[tuple[str, str]]:
+    """(sequence, time) of the DAM usage log entries past what the lineage store holds."""
+    after = int(store.cursors.get(USAGE_CURSOR) or 0)
+    with dam.client() as client:
+        return [(str(r.seq), r.used_at) for r in client.usage_page(after, 200)]
+
+
+def run_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dg.DagsterRun | None:
+    """The queued or running run that plans to materialize this asset, if any."""
+    planned = instance.get_latest_planned_materialization_info(asset_key)
+    if planned is None:
+        return None
+    run = instance.get_run_by_id(planned.run_id)
+    return run if run is not None and not run.is_finished else None
+
+
+def last_run_failed(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
+    planned = instance.get_latest_planned_materialization_info(asset_key)
+    run = instance.get_run_by_id(planned.run_id) if planned is not None else None
+    return run.run_id if run is not None and run.status == dg.DagsterRunStatus.FAILURE else None
+
+
+def decide(
+    context: dg.SensorEvaluationContext,
+    *,
+    asset_key: dg.AssetKey,
+    changes: list[tuple[str, str]],
+    cursor: ProbeCursor,
+    high_water: str = "",
+) -> dg.SensorResult:
+    name = asset_key.to_user_string()
+    busy = run_in_flight(context.instance, asset_key)
+    if busy is not None:
+        return dg.SensorResult(
+            skip_reason=f"run {busy.run_id[:8]} for {name} is {busy.status.value.lower()}: it, or the first "
+            f"tick after it ends, picks up the {len(changes)} change(s) in the window",
+            cursor=cursor.dump(),
+        )
+    fp = fingerprint(changes)
+    seen = sorted({digest(key, stamp) for key, stamp in changes})
+    new_cursor = ProbeCursor(fingerprint=fp, high_water=high_water or cursor.high_water, seen=seen).dump()
+    if context.instance.get_latest_materialization_event(asset_key) is None:
+        failed = last_run_failed(context.instance, asset_key)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"{name}:initial" + (f":after:{failed}" if failed else ""),
+                    asset_selection=[asset_key],
+                    tags={"consodam/trigger": "initial load"},
+                )
+            ],
+            cursor=new_cursor,
+        )
+    unseen = set(seen) - set(cursor.seen)
+    if not unseen:
+        return dg.SensorResult(skip_reason=f"no new changes ({len(changes)} in window)", cursor=new_cursor)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"{name}:{fp[:24]}",
+                asset_selection=[asset_key],
+                tags={
+                    "consodam/changes_in_window": str(len(changes)),
+                    "consodam/new_changes": str(len(unseen)),
+                },
+            )
+        ],
+        cursor=new_cursor,
+    )
