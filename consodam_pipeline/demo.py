@@ -49,8 +49,11 @@ def set_aside_another_catalogs_state(works: int) -> None:
     home = default_home()
     if (home / f"sandbox-{works}-r{CATALOG_REVISION}").exists():
         return
-    stale = [p for p in (home / "lineage.db", home / "lineage.db-wal", home / "lineage.db-shm", home / "tables")
-             if p.exists()]  # fmt: skip
+    stale = [
+        p
+        for p in (home / "lineage.db", home / "lineage.db-wal", home / "lineage.db-shm", home / "tables")
+        if p.exists()
+    ]
     if not stale:
         return
     aside = home / f"before-{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -144,12 +147,8 @@ def workflow_story(store: Any) -> str | None:
     returns the advanced title's ISBN."""
     import json
 
-    import sqlalchemy as sa
-
-    def first(kind: str, where: str = "") -> dict[str, Any] | None:
-        query = f"SELECT isbn13, after_json FROM audit_ledger WHERE event_type = :k {where} ORDER BY isbn13 LIMIT 1"
-        with store.engine.connect() as conn:
-            row = conn.execute(sa.text(query), {"k": kind}).mappings().first()
+    def first(kind: str, containing: str | None = None) -> dict[str, Any] | None:
+        row = store.ledger.first_of(kind, containing)
         return None if row is None else {"isbn13": row["isbn13"], **json.loads(row["after_json"])}
 
     click.echo("\n== F2: stages move only when a milestone's assets are approved")
@@ -157,7 +156,7 @@ def workflow_story(store: Any) -> str | None:
     if advanced:
         met = ", ".join(f"{r} v{v['version']} ({v['approved_by']})" for r, v in advanced["met_by"].items())
         click.echo(f"advanced: {advanced['isbn13']} {advanced['from']} → {advanced['to']}, met by {met}")
-    held = first("stage_held", "AND after_json LIKE '%missing\":[\"%'")
+    held = first("stage_held", '"missing":["')
     if held:
         click.echo(f"held:     {held['isbn13']} at {held['milestone']}, lacks {', '.join(held['missing'])}")
     return None if advanced is None else str(advanced["isbn13"])
@@ -165,7 +164,8 @@ def workflow_story(store: Any) -> str | None:
 
 def launch_story(dam_url: str) -> None:
     """The fullest launch collection, what it holds, and one of its title sheets read back from the DAM."""
-    from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource
+    from consodam_pipeline.clients.dam_models import FIELD
+    from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
     from consodam_pipeline.domain.launch import COLLECTION_PREFIX
     from consodam_pipeline.domain.title_sheet import read
 
@@ -220,8 +220,12 @@ def refresh_a_cover(sandbox: SandboxProcess) -> str:
     new = sandbox.admin(
         "dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={"by": "designer"}
     )
-    sandbox.admin("dam", "POST", f"/_sandbox/assets/{new['asset_id']}/approval",
-                  json={"status": "approved", "by": "art.director@publisher.example"})  # fmt: skip
+    sandbox.admin(
+        "dam",
+        "POST",
+        f"/_sandbox/assets/{new['asset_id']}/approval",
+        json={"status": "approved", "by": "art.director@publisher.example"},
+    )
     click.echo(
         f"cover refresh: {cover['isbn13']} front cover v{cover['version']} → v{cover['version'] + 1} approved"
     )
@@ -270,8 +274,10 @@ def run_demo(works: int) -> None:
             print_sync("every period in one run (the backlist backfill)", first)
             advanced_isbn = workflow_story(LineageStoreResource().store())
             launch_story(sandbox.dam_url)
-            print_report("DAM re-read (our own writes are seen, and do not wake the edition graph)",
-                         run_main_job(instance, "after first sync"))  # fmt: skip
+            print_report(
+                "DAM re-read (our own writes are seen, and do not wake the edition graph)",
+                run_main_job(instance, "after first sync"),
+            )
             _, cursor = requested_periods(instance, None)
             changed = sandbox.admin(
                 "consonance", "POST", "/_sandbox/activity", json={"changes": max(5, works // 200)}

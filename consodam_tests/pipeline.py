@@ -100,9 +100,19 @@ def edition_assets() -> list[Any]:
     from consodam_pipeline.defs.workflow.review_tasks import dam_review_tasks
     from consodam_pipeline.defs.workflow.stages import consonance_stage_advances
 
-    return [edition_changes, rights_matrix, dam_access_restrictions, dam_title_tags, approved_version_links,
-            consonance_asset_links, title_asset_packages, consonance_stage_advances, dam_review_tasks,
-            consonance_production_files, launch_collections]  # fmt: skip
+    return [
+        edition_changes,
+        rights_matrix,
+        dam_access_restrictions,
+        dam_title_tags,
+        approved_version_links,
+        consonance_asset_links,
+        title_asset_packages,
+        consonance_stage_advances,
+        dam_review_tasks,
+        consonance_production_files,
+        launch_collections,
+    ]
 
 
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
@@ -146,10 +156,15 @@ def sync_partitions(
     from consodam_pipeline.sync.partitions import range_tags
 
     selected = selection or edition_assets()[1:]
-    return Runs([
-        dg.materialize(
-            [*INGEST, *edition_assets()], selection=selected, instance=instance,
-            resources=resources(sandbox, home), tags=range_tags(keys_in_range),
-        )
-        for keys_in_range in contiguous_ranges(keys)
-    ])  # fmt: skip
+    return Runs(
+        [
+            dg.materialize(
+                [*INGEST, *edition_assets()],
+                selection=selected,
+                instance=instance,
+                resources=resources(sandbox, home),
+                tags=range_tags(keys_in_range),
+            )
+            for keys_in_range in contiguous_ranges(keys)
+        ]
+    )

@@ -39,16 +39,34 @@ SCHEMA = Path(__file__).parents[1] / "docs" / "audit.schema.json"
 
 
 def edition(title: str, rights: str, stage: str) -> dict[str, Any]:
-    return {"isbn13": ISBN, "work_id": WORK, "product_id": 11, "title": title, "imprint": "Harbour Books",
-            "product_form": "BC", "format_family": "print", "publishing_status": "04",
-            "publication_date": "2024-09-01", "project_stage": stage, "sales_rights": rights,
-            "for_sale_worldwide": rights == "WORLD"}  # fmt: skip
+    return {
+        "isbn13": ISBN,
+        "work_id": WORK,
+        "product_id": 11,
+        "title": title,
+        "imprint": "Harbour Books",
+        "product_form": "BC",
+        "format_family": "print",
+        "publishing_status": "04",
+        "publication_date": "2024-09-01",
+        "project_stage": stage,
+        "sales_rights": rights,
+        "for_sale_worldwide": rights == "WORLD",
+    }
 
 
 def version(asset_id: str, n: int, by: str) -> dict[str, Any]:
-    return {"isbn13": ISBN, "work_id": WORK, "asset_id": asset_id, "original_asset_id": "A", "version": n,
-            "role": "front_cover", "approval_status": "approved", "approved_by": by,
-            "approved_at": "2024-02-28T10:00:00.000Z"}  # fmt: skip
+    return {
+        "isbn13": ISBN,
+        "work_id": WORK,
+        "asset_id": asset_id,
+        "original_asset_id": "A",
+        "version": n,
+        "role": "front_cover",
+        "approval_status": "approved",
+        "approved_by": by,
+        "approved_at": "2024-02-28T10:00:00.000Z",
+    }
 
 
 def slot(state: Any, handle: str) -> dict[str, Any]:
@@ -69,8 +87,9 @@ def put(store: LineageStore, at: datetime, entity: str, records: dict[str, dict[
         store.history.apply_snapshot(
             conn, entity, frame, observed_at=at, complete=False, run_id=f"run-{at:%m}"
         )
-        subjects = pl.DataFrame({"record_key": list(records), "isbn13": [ISBN] * len(records),
-                                 "work_id": [WORK] * len(records)})  # fmt: skip
+        subjects = pl.DataFrame(
+            {"record_key": list(records), "isbn13": [ISBN] * len(records), "work_id": [WORK] * len(records)}
+        )
         store.history.add_subjects(conn, entity, subjects)
 
 
@@ -93,10 +112,24 @@ def life(url: str) -> LineageStore:
     put(store, T1, "dam_title_tags", {"A1": slot({"imprint": "Harbour Books"}, "A1")})
     put(store, T1, "consonance_link", {f"{ISBN}|front_cover": slot({"version": 1}, "SR-1")})
     put(store, T1, "title_package", {ISBN: {"stage": "cover", "milestone": None, "requirements": []}})
-    events(store, link("link_created", T1, "A1", 1), link("link_written", T1, "A1", 1),
-           AuditEvent("review_task_opened", T1, ISBN, WORK, "A1", 1, "front_cover", "consodam", None,
-                      {"handle": "RT-1", "state": {"kind": "review", "milestone": "cover", "asset_id": "A1"}},
-                      "run-03"))  # fmt: skip
+    events(
+        store,
+        link("link_created", T1, "A1", 1),
+        link("link_written", T1, "A1", 1),
+        AuditEvent(
+            "review_task_opened",
+            T1,
+            ISBN,
+            WORK,
+            "A1",
+            1,
+            "front_cover",
+            "consodam",
+            None,
+            {"handle": "RT-1", "state": {"kind": "review", "milestone": "cover", "asset_id": "A1"}},
+            "run-03",
+        ),
+    )
     put(store, T2, "edition", {"11": edition("Tide Lines: A Novel", "GB IE", "Production")})
     put(store, T2, "dam_asset_version", {"A2": version("A2", 2, "director@pub.example")})
     put(store, T2, "dam_restriction", {"A1": slot({"countries": ["US"]}, "A1")})
@@ -141,9 +174,23 @@ def life(url: str) -> LineageStore:
             "run-06",
         ),
     )
-    usage = pl.DataFrame([{"usage_id": "u1", "asset_id": "A2", "dam_version": 2, "role": "front_cover",
-                           "isbn13": ISBN, "work_id": WORK, "used_by": "web@pub.example", "channel": "web",
-                           "action": "download", "used_at": T2 + timedelta(days=1), "run_id": None}])  # fmt: skip
+    usage = pl.DataFrame(
+        [
+            {
+                "usage_id": "u1",
+                "asset_id": "A2",
+                "dam_version": 2,
+                "role": "front_cover",
+                "isbn13": ISBN,
+                "work_id": WORK,
+                "used_by": "web@pub.example",
+                "channel": "web",
+                "action": "download",
+                "used_at": T2 + timedelta(days=1),
+                "run_id": None,
+            }
+        ]
+    )
     with store.engine.begin() as conn:
         store.usage.append(conn, usage.with_columns(pl.col("used_at").dt.replace_time_zone(None)))
     return store
@@ -173,32 +220,75 @@ def test_every_facet_as_of_three_moments(store_url: str) -> None:
     store = life(store_url)
     before, between, after = (facets(edition_audit(store, ISBN, t)) for t in (BEFORE, BETWEEN, AFTER))
     assert not edition_audit(store, ISBN, BEFORE).known or before["title"] is None
-    assert before == {"title": None, "rights": None, "live": [], "versions": [], "restrictions": [], "tags": [],
-                      "resources": [], "collections": [], "package": None, "stage": None, "tasks": [],
-                      "sheet": None, "usage": []}  # fmt: skip
-    assert between == {"title": "Tide Lines", "rights": "WORLD", "live": [("A1", 1)], "versions": ["A1"],
-                       "restrictions": [{"countries": []}], "tags": [{"imprint": "Harbour Books"}],
-                       "resources": [{"version": 1}], "collections": [], "package": "cover",
-                       "stage": "Editorial", "tasks": ["open"], "sheet": None, "usage": []}  # fmt: skip
-    assert after == {"title": "Tide Lines: A Novel", "rights": "GB IE", "live": [("A2", 2)],
-                     "versions": ["A1", "A2"], "restrictions": [{"countries": ["US"]}],
-                     "tags": [{"imprint": "Harbour Books"}], "resources": [{"version": 2}],
-                     "collections": [{"role": "front_cover"}], "package": "complete", "stage": "Production",
-                     "tasks": ["approved"], "sheet": "TS-1", "usage": ["download"]}  # fmt: skip
+    assert before == {
+        "title": None,
+        "rights": None,
+        "live": [],
+        "versions": [],
+        "restrictions": [],
+        "tags": [],
+        "resources": [],
+        "collections": [],
+        "package": None,
+        "stage": None,
+        "tasks": [],
+        "sheet": None,
+        "usage": [],
+    }
+    assert between == {
+        "title": "Tide Lines",
+        "rights": "WORLD",
+        "live": [("A1", 1)],
+        "versions": ["A1"],
+        "restrictions": [{"countries": []}],
+        "tags": [{"imprint": "Harbour Books"}],
+        "resources": [{"version": 1}],
+        "collections": [],
+        "package": "cover",
+        "stage": "Editorial",
+        "tasks": ["open"],
+        "sheet": None,
+        "usage": [],
+    }
+    assert after == {
+        "title": "Tide Lines: A Novel",
+        "rights": "GB IE",
+        "live": [("A2", 2)],
+        "versions": ["A1", "A2"],
+        "restrictions": [{"countries": ["US"]}],
+        "tags": [{"imprint": "Harbour Books"}],
+        "resources": [{"version": 2}],
+        "collections": [{"role": "front_cover"}],
+        "package": "complete",
+        "stage": "Production",
+        "tasks": ["approved"],
+        "sheet": "TS-1",
+        "usage": ["download"],
+    }
 
 
 def test_the_json_answer_follows_its_schema_and_rfc3339(tmp_path: Path) -> None:
     store = life(f"sqlite:///{tmp_path / 'lineage.db'}")
     answer = json.loads(edition_audit(store, ISBN, AFTER).as_json())
     jsonschema.validate(answer, json.loads(SCHEMA.read_text()))
-    stamps = [answer["as_of"], answer["title"]["recorded_since"], *(e["occurred_at"] for e in answer["history"]),
-              *(u["used_at"] for u in answer["usage"]), *(v["since"] for v in answer["dam_versions"])]  # fmt: skip
+    stamps = [
+        answer["as_of"],
+        answer["title"]["recorded_since"],
+        *(e["occurred_at"] for e in answer["history"]),
+        *(u["used_at"] for u in answer["usage"]),
+        *(v["since"] for v in answer["dam_versions"]),
+    ]
     assert all(s.endswith("Z") and datetime.fromisoformat(s).tzinfo is not None for s in stamps), stamps
 
 
 def consodam(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consodam_pipeline.cli", *args], env=env, text=True,
-                          capture_output=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "consodam_pipeline.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -273,8 +363,13 @@ def test_each_mistake_is_one_line_with_its_exit_code(tmp_path: Path, cli_env: di
 
 def test_the_command_starts_in_well_under_a_second(tmp_path: Path, cli_env: dict[str, str]) -> None:
     life(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
-    imported = subprocess.run([sys.executable, "-X", "importtime", "-m", "consodam_pipeline.cli", "audit", ISBN],
-                              env=cli_env, text=True, capture_output=True, timeout=60)  # fmt: skip
+    imported = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "consodam_pipeline.cli", "audit", ISBN],
+        env=cli_env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     modules = {
         line.split("|")[-1].strip().split(".")[0] for line in imported.stderr.splitlines() if "|" in line
     }
@@ -289,33 +384,93 @@ def test_the_command_starts_in_well_under_a_second(tmp_path: Path, cli_env: dict
 def test_the_report_holds_every_change_in_the_window(tmp_path: Path, cli_env: dict[str, str]) -> None:
     life(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
     out = tmp_path / "june.csv"
-    done = consodam("audit", "report", "--from", "2024-06-01", "--to", "2024-06-30", "--format", "csv",
-                    "--out", str(out), env=cli_env)  # fmt: skip
+    done = consodam(
+        "audit",
+        "report",
+        "--from",
+        "2024-06-01",
+        "--to",
+        "2024-06-30",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        env=cli_env,
+    )
     assert done.returncode == 0, done.stderr
     rows = pl.read_csv(out, infer_schema=False)
-    assert sorted(rows["event_type"]) == sorted(["link_superseded", "link_created", "link_written",
-                                                 "review_task_completed", "stage_advanced", "asset_used"])  # fmt: skip
+    assert sorted(rows["event_type"]) == sorted(
+        [
+            "link_superseded",
+            "link_created",
+            "link_written",
+            "review_task_completed",
+            "stage_advanced",
+            "asset_used",
+        ]
+    )
     written = rows.filter(pl.col("event_type") == "link_written").row(0, named=True)
-    assert (written["system"], written["approved_by"], written["run_id"]) == ("consonance", "art@pub.example",
-                                                                             "run-06")  # fmt: skip
+    assert (written["system"], written["approved_by"], written["run_id"]) == (
+        "consonance",
+        "art@pub.example",
+        "run-06",
+    )
     assert written["title"] == "Tide Lines: A Novel" and written["imprint"] == "Harbour Books"
     parquet = tmp_path / "june.parquet"
-    done = consodam("audit", "report", "--from", "2024-06-01", "--to", "2024-06-30", "--format", "parquet",
-                    "--imprint", "harbour books", "--event", "stage_advanced", "--out", str(parquet),
-                    env=cli_env)  # fmt: skip
+    done = consodam(
+        "audit",
+        "report",
+        "--from",
+        "2024-06-01",
+        "--to",
+        "2024-06-30",
+        "--format",
+        "parquet",
+        "--imprint",
+        "harbour books",
+        "--event",
+        "stage_advanced",
+        "--out",
+        str(parquet),
+        env=cli_env,
+    )
     assert done.returncode == 0, done.stderr
     frame = pl.read_parquet(parquet)
     assert frame["event_type"].to_list() == ["stage_advanced"]
     assert json.loads(frame["after"][0])["to"] == "Production"
-    march = consodam("audit", "report", "--from", "2024-01-01", "--to", "2024-03-31", "--format", "csv",
-                     "--out", "-", env=cli_env)  # fmt: skip
+    march = consodam(
+        "audit",
+        "report",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-03-31",
+        "--format",
+        "csv",
+        "--out",
+        "-",
+        env=cli_env,
+    )
     assert "link_superseded" not in march.stdout and march.stdout.count("\n") == 1 + 3
 
 
 def test_the_report_answers_on_postgresql(pg_database: str, tmp_path: Path, cli_env: dict[str, str]) -> None:
     life(pg_database)
-    done = consodam("audit", "report", "--from", "2024-06-01", "--to", "2024-06-30", "--format", "csv",
-                    "--out", "-", "--store-url", pg_database, env=cli_env)  # fmt: skip
+    done = consodam(
+        "audit",
+        "report",
+        "--from",
+        "2024-06-01",
+        "--to",
+        "2024-06-30",
+        "--format",
+        "csv",
+        "--out",
+        "-",
+        "--store-url",
+        pg_database,
+        env=cli_env,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 + 6 and "stage_advanced" in done.stdout
     engine = sa.create_engine(pg_database)
@@ -334,8 +489,19 @@ def test_the_report_writes_each_moment_as_the_answer_does(moments: list[datetime
 def test_a_reviewer_reads_the_html_report_in_a_browser(tmp_path: Path, cli_env: dict[str, str]) -> None:
     life(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
     report = tmp_path / "report.html"
-    done = consodam("audit", "report", "--from", "2024-01-01", "--to", "2024-12-31", "--format", "html",
-                    "--out", str(report), env=cli_env)  # fmt: skip
+    done = consodam(
+        "audit",
+        "report",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+        "--format",
+        "html",
+        "--out",
+        str(report),
+        env=cli_env,
+    )
     assert done.returncode == 0, done.stderr
     assert "<script" not in report.read_text() and "http" not in report.read_text().split("<body>")[0]
     with browser_page() as page:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource, Product, last_page_key
+from consodam_pipeline.clients.dam_models import FIELD
 from consodam_pipeline.clients.http import ApiError
-from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource, condition
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, condition
 from consodam_tests.support import Sandbox
 
 MIXED = ["429", "500", "502", "503", "drop", "truncated"]
@@ -180,8 +181,8 @@ class CannedServer:
 
 
 def test_a_reply_of_another_shape_fails_at_once_and_a_cut_one_is_retried() -> None:
+    from consodam_pipeline.clients.dam_models import decode_page
     from consodam_pipeline.clients.http import ResilientHttp, RetryPolicy
-    from consodam_pipeline.clients.opentext_dam import decode_page
 
     def http(url: str) -> ResilientHttp:
         return ResilientHttp(url, timeout_s=5, policy=RetryPolicy(base_delay=0.01), max_concurrency=2)

@@ -81,8 +81,12 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
             )
             before_refresh = datetime.now(UTC)
             new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-            sandbox.admin("dam", "POST", f"/_sandbox/assets/{new['asset_id']}/approval",
-                          json={"status": "approved", "by": "art.director@publisher.example"})  # fmt: skip
+            sandbox.admin(
+                "dam",
+                "POST",
+                f"/_sandbox/assets/{new['asset_id']}/approval",
+                json={"status": "approved", "by": "art.director@publisher.example"},
+            )
             probe = dam_change_sensor(
                 dg.build_sensor_context(instance=instance, cursor=None, resources=resources(sandbox, home))
             )
@@ -101,8 +105,11 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
                 "query($i: Int!) { product(id: $i) { work { supportingResources { imageRemoteUrl productIds } } } }",
                 {"i": cover["product_id"]},
             )["data"]["product"]
-            urls = [s["imageRemoteUrl"] for s in product["work"]["supportingResources"]
-                    if cover["product_id"] in s["productIds"]]  # fmt: skip
+            urls = [
+                s["imageRemoteUrl"]
+                for s in product["work"]["supportingResources"]
+                if cover["product_id"] in s["productIds"]
+            ]
             assert any(new["asset_id"] in u for u in urls)
             assert not any(cover["asset_id"] in u for u in urls)  # the old resource was replaced
 

@@ -114,8 +114,15 @@ def test_a_newer_version_in_review_beats_an_approved_one_that_fails() -> None:
 
 # ---- column-wise == reference ----
 
-ROLES = [AssetRole.FRONT_COVER, AssetRole.FULL_COVER, AssetRole.BACK_COVER, AssetRole.FULL_CONTENT,
-         AssetRole.SAMPLE_CONTENT, AssetRole.AUDIO_SAMPLE, AssetRole.FULL_CONTENT_AUDIO]  # fmt: skip
+ROLES = [
+    AssetRole.FRONT_COVER,
+    AssetRole.FULL_COVER,
+    AssetRole.BACK_COVER,
+    AssetRole.FULL_CONTENT,
+    AssetRole.SAMPLE_CONTENT,
+    AssetRole.AUDIO_SAMPLE,
+    AssetRole.FULL_CONTENT_AUDIO,
+]
 
 
 MIMES = ["image/jpeg", "application/pdf", "application/epub+zip", "audio/mpeg"]
@@ -166,10 +173,32 @@ def catalog(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
                 }
             )
             versions[-1]["height_px"] = draw(st.sampled_from([versions[-1]["width_px"], 2400]))
-    frame = pl.DataFrame(versions, schema={**{k: VERSION_SCHEMA[k] for k in (
-        "asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status", "approved_by",
-        "approved_at", "mime_type", "width_px", "height_px", "colour_space", "page_count", "duration_s")},
-        "orphan_tag": pl.Boolean})  # fmt: skip
+    frame = pl.DataFrame(
+        versions,
+        schema={
+            **{
+                k: VERSION_SCHEMA[k]
+                for k in (
+                    "asset_id",
+                    "original_asset_id",
+                    "version",
+                    "role",
+                    "isbn13",
+                    "work_id",
+                    "approval_status",
+                    "approved_by",
+                    "approved_at",
+                    "mime_type",
+                    "width_px",
+                    "height_px",
+                    "colour_space",
+                    "page_count",
+                    "duration_s",
+                )
+            },
+            "orphan_tag": pl.Boolean,
+        },
+    )
     edition_frame = pl.DataFrame(editions).with_columns(
         pl.lit(None, pl.String).alias(c) for c in ("imprint", "publication_date", "project_stage")
     )
@@ -189,11 +218,23 @@ def test_the_column_wise_packages_equal_the_reference(data: tuple[pl.DataFrame, 
 def _version(asset: str, version: int, role: AssetRole, status: str, **facts: Any) -> dict[str, Any]:
     approved = status == "approved"
     return {
-        "asset_id": f"{asset}{version}", "original_asset_id": asset, "version": version, "role": role.value,
-        "isbn13": "9780000000001", "work_id": 1, "approval_status": status, "approved_by": "x" if approved else None,
-        "approved_at": "2026-01-01T00:00:00.000Z" if approved else None, "mime_type": None, "width_px": None,
-        "height_px": None, "colour_space": None, "page_count": None, "duration_s": None, "orphan_tag": False,
-    } | facts  # fmt: skip
+        "asset_id": f"{asset}{version}",
+        "original_asset_id": asset,
+        "version": version,
+        "role": role.value,
+        "isbn13": "9780000000001",
+        "work_id": 1,
+        "approval_status": status,
+        "approved_by": "x" if approved else None,
+        "approved_at": "2026-01-01T00:00:00.000Z" if approved else None,
+        "mime_type": None,
+        "width_px": None,
+        "height_px": None,
+        "colour_space": None,
+        "page_count": None,
+        "duration_s": None,
+        "orphan_tag": False,
+    } | facts
 
 
 def test_ties_go_to_the_larger_asset_id_whatever_the_order() -> None:
@@ -246,17 +287,40 @@ def met_by_oracle(versions: list[dict[str, Any]], requirement_id: str) -> bool:
         ):
             newest_approved[v["original_asset_id"]] = v
     return any(
-        not technical_failures(requirement, Candidate(v["asset_id"], v["original_asset_id"], v["version"], "approved",
-                               v["approved_at"], True, v["mime_type"], v["width_px"], v["height_px"],
-                               v["colour_space"], v["page_count"], v["duration_s"]))
+        not technical_failures(
+            requirement,
+            Candidate(
+                v["asset_id"],
+                v["original_asset_id"],
+                v["version"],
+                "approved",
+                v["approved_at"],
+                True,
+                v["mime_type"],
+                v["width_px"],
+                v["height_px"],
+                v["colour_space"],
+                v["page_count"],
+                v["duration_s"],
+            ),
+        )
         for v in newest_approved.values()
-    )  # fmt: skip
+    )
 
 
 @settings(max_examples=80, deadline=None)
-@given(steps=st.lists(st.tuples(
-    st.sampled_from(["upload", "approve", "reject", "delete", "milestone"]), st.integers(0, 20),
-    st.sampled_from(sorted(GOOD)), st.booleans()), min_size=1, max_size=14))  # fmt: skip
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["upload", "approve", "reject", "delete", "milestone"]),
+            st.integers(0, 20),
+            st.sampled_from(sorted(GOOD)),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=14,
+    )
+)
 def test_a_stage_never_advances_while_its_milestone_is_unmet(steps: list[Step]) -> None:
     versions: list[dict[str, Any]] = []
     stage: str | None = "Design"
@@ -297,12 +361,27 @@ def apply_step(
         original = same[pick % len(same)]["original_asset_id"] if same and pick % 2 else f"{role}-{clock}"
         version = 1 + max((v["version"] for v in versions if v["original_asset_id"] == original), default=0)
         mime, width, height, colour, pages, duration = (GOOD if good else BAD)[role]
-        versions.append({
-            "asset_id": f"{original}-v{version}", "original_asset_id": original, "version": version, "role": role,
-            "isbn13": EDITION_ISBN, "work_id": 1, "approval_status": "in_review", "approved_by": None,
-            "approved_at": None, "mime_type": mime, "width_px": width, "height_px": height, "colour_space": colour,
-            "page_count": pages, "duration_s": duration, "orphan_tag": False, "deleted": False,
-        })  # fmt: skip
+        versions.append(
+            {
+                "asset_id": f"{original}-v{version}",
+                "original_asset_id": original,
+                "version": version,
+                "role": role,
+                "isbn13": EDITION_ISBN,
+                "work_id": 1,
+                "approval_status": "in_review",
+                "approved_by": None,
+                "approved_at": None,
+                "mime_type": mime,
+                "width_px": width,
+                "height_px": height,
+                "colour_space": colour,
+                "page_count": pages,
+                "duration_s": duration,
+                "orphan_tag": False,
+                "deleted": False,
+            }
+        )
     elif kind in ("approve", "reject", "delete") and versions:
         target = versions[pick % len(versions)]
         if kind == "delete":
@@ -314,10 +393,38 @@ def apply_step(
 
 
 EDITION_ISBN = "9780000000017"
-EDITION = pl.DataFrame({"product_id": [1], "isbn13": [EDITION_ISBN], "work_id": [1], "format_family": ["print"],
-                        "imprint": [None], "publication_date": [None]}, schema_overrides={"imprint": pl.String,
-                        "publication_date": pl.String})  # fmt: skip
-VERSION_FRAME = {**{k: VERSION_SCHEMA[k] for k in (
-    "asset_id", "original_asset_id", "version", "role", "isbn13", "work_id", "approval_status", "approved_by",
-    "approved_at", "mime_type", "width_px", "height_px", "colour_space", "page_count", "duration_s")},
-    "orphan_tag": pl.Boolean(), "deleted": pl.Boolean()}  # fmt: skip
+EDITION = pl.DataFrame(
+    {
+        "product_id": [1],
+        "isbn13": [EDITION_ISBN],
+        "work_id": [1],
+        "format_family": ["print"],
+        "imprint": [None],
+        "publication_date": [None],
+    },
+    schema_overrides={"imprint": pl.String, "publication_date": pl.String},
+)
+VERSION_FRAME = {
+    **{
+        k: VERSION_SCHEMA[k]
+        for k in (
+            "asset_id",
+            "original_asset_id",
+            "version",
+            "role",
+            "isbn13",
+            "work_id",
+            "approval_status",
+            "approved_by",
+            "approved_at",
+            "mime_type",
+            "width_px",
+            "height_px",
+            "colour_space",
+            "page_count",
+            "duration_s",
+        )
+    },
+    "orphan_tag": pl.Boolean(),
+    "deleted": pl.Boolean(),
+}

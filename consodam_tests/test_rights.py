@@ -18,14 +18,19 @@ DAYS = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
 def edition(draw: st.DrawFn) -> dict[str, object]:
     worldwide = draw(st.booleans())
     return {
-        "product_id": 1, "isbn13": "9780306406157", "work_id": 7, "publication_date": draw(DAYS),
+        "product_id": 1,
+        "isbn13": "9780306406157",
+        "work_id": 7,
+        "publication_date": draw(DAYS),
         "for_sale_worldwide": worldwide,
         "for_sale_countries": [] if worldwide else sorted(set(draw(st.lists(COUNTRIES, max_size=5)))),
         "not_for_sale_countries": sorted(set(draw(st.lists(COUNTRIES, max_size=3)))),
-        "row_sales_rights_type": None if worldwide else draw(st.sampled_from([None, "00", "01", "02", "03", "06"])),
+        "row_sales_rights_type": None
+        if worldwide
+        else draw(st.sampled_from([None, "00", "01", "02", "03", "06"])),
         "publishing_status": draw(st.sampled_from(["02", "04", "04", "06", "07", "01", "11", "15", "17"])),
         "embargo_date": draw(st.one_of(st.none(), DAYS)),
-    }  # fmt: skip
+    }
 
 
 @st.composite
@@ -33,11 +38,17 @@ def asset(draw: st.DrawFn) -> dict[str, object]:
     start = draw(st.one_of(st.none(), DAYS))
     end = draw(st.one_of(st.none(), DAYS))
     return {
-        "asset_id": "a" * 40, "original_asset_id": "a" * 40, "version": 1, "role": "contributor_picture",
-        "isbn13": draw(st.sampled_from([None, "9780306406157"])), "work_id": 7,
+        "asset_id": "a" * 40,
+        "original_asset_id": "a" * 40,
+        "version": 1,
+        "role": "contributor_picture",
+        "isbn13": draw(st.sampled_from([None, "9780306406157"])),
+        "work_id": 7,
         "approval_status": draw(st.sampled_from(["approved", "approved", "in_review", "rejected", "draft"])),
-        "license_from": start, "license_until": end, "orphan_tag": False,
-    }  # fmt: skip
+        "license_from": start,
+        "license_until": end,
+        "orphan_tag": False,
+    }
 
 
 EDITION_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -72,15 +83,18 @@ def onix_for_sale(e: dict[str, object], country: str) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(edition(), asset(), st.sampled_from(COUNTRY_CODES), DAYS)
-def test_no_grant_exposes_what_the_rules_deny(e: dict[str, object], a: dict[str, object], country: str,
-                                              day: date) -> None:  # fmt: skip
+def test_no_grant_exposes_what_the_rules_deny(
+    e: dict[str, object], a: dict[str, object], country: str, day: date
+) -> None:
     editions, inventory = frames(e, a)
     matrix = rights_matrix(editions, inventory)
     assert matrix.height == 1
     row = matrix.row(0, named=True)
-    seen = TerritorySet.from_words([row[f"grant_w{i}"] for i in range(4)]).covers(country) and (
-        row["grant_from"] is None or day >= row["grant_from"]) and (row["grant_until"] is None or day <= row[
-        "grant_until"])  # fmt: skip
+    seen = (
+        TerritorySet.from_words([row[f"grant_w{i}"] for i in range(4)]).covers(country)
+        and (row["grant_from"] is None or day >= row["grant_from"])
+        and (row["grant_until"] is None or day <= row["grant_until"])
+    )
     if seen:
         assert a["approval_status"] == "approved"
         assert onix_for_sale(e, country), "granted where ONIX says not for sale"
@@ -95,21 +109,72 @@ def test_no_grant_exposes_what_the_rules_deny(e: dict[str, object], a: dict[str,
 
 
 def test_world_exclusion_and_rest_of_world_cases() -> None:
-    base = {"product_id": 1, "isbn13": "9780306406157", "work_id": 7, "publication_date": date(2024, 1, 1),
-            "publishing_status": "04", "embargo_date": None}  # fmt: skip
-    photo = {"asset_id": "b" * 40, "original_asset_id": "b" * 40, "version": 1, "role": "contributor_picture",
-             "isbn13": None, "work_id": 7, "approval_status": "approved", "license_from": None,
-             "license_until": None, "orphan_tag": False}  # fmt: skip
+    base = {
+        "product_id": 1,
+        "isbn13": "9780306406157",
+        "work_id": 7,
+        "publication_date": date(2024, 1, 1),
+        "publishing_status": "04",
+        "embargo_date": None,
+    }
+    photo = {
+        "asset_id": "b" * 40,
+        "original_asset_id": "b" * 40,
+        "version": 1,
+        "role": "contributor_picture",
+        "isbn13": None,
+        "work_id": 7,
+        "approval_status": "approved",
+        "license_from": None,
+        "license_until": None,
+        "orphan_tag": False,
+    }
     cases = [
-        ({"for_sale_worldwide": True, "for_sale_countries": [], "not_for_sale_countries": ["US", "CA"],
-          "row_sales_rights_type": None}, len(COUNTRY_CODES) - 2, "US", False),
-        ({"for_sale_worldwide": False, "for_sale_countries": ["GB", "IE"], "not_for_sale_countries": [],
-          "row_sales_rights_type": None}, 2, "FR", False),
-        ({"for_sale_worldwide": False, "for_sale_countries": ["GB", "IE"], "not_for_sale_countries": ["US"],
-          "row_sales_rights_type": "02"}, len(COUNTRY_CODES) - 1, "FR", True),
-        ({"for_sale_worldwide": False, "for_sale_countries": ["GB"], "not_for_sale_countries": [],
-          "row_sales_rights_type": "00"}, 1, "FR", False),
-    ]  # fmt: skip
+        (
+            {
+                "for_sale_worldwide": True,
+                "for_sale_countries": [],
+                "not_for_sale_countries": ["US", "CA"],
+                "row_sales_rights_type": None,
+            },
+            len(COUNTRY_CODES) - 2,
+            "US",
+            False,
+        ),
+        (
+            {
+                "for_sale_worldwide": False,
+                "for_sale_countries": ["GB", "IE"],
+                "not_for_sale_countries": [],
+                "row_sales_rights_type": None,
+            },
+            2,
+            "FR",
+            False,
+        ),
+        (
+            {
+                "for_sale_worldwide": False,
+                "for_sale_countries": ["GB", "IE"],
+                "not_for_sale_countries": ["US"],
+                "row_sales_rights_type": "02",
+            },
+            len(COUNTRY_CODES) - 1,
+            "FR",
+            True,
+        ),
+        (
+            {
+                "for_sale_worldwide": False,
+                "for_sale_countries": ["GB"],
+                "not_for_sale_countries": [],
+                "row_sales_rights_type": "00",
+            },
+            1,
+            "FR",
+            False,
+        ),
+    ]
     for rights, count, probe, covered in cases:
         row = rights_matrix(*frames({**base, **rights}, photo)).row(0, named=True)
         assert row["countries"] == count
@@ -117,16 +182,36 @@ def test_world_exclusion_and_rest_of_world_cases() -> None:
 
 
 def test_only_the_newest_approved_version_is_granted() -> None:
-    e = {"product_id": 1, "isbn13": "9780306406157", "work_id": 7, "publication_date": date(2024, 1, 1),
-         "for_sale_worldwide": True, "for_sale_countries": [], "not_for_sale_countries": [],
-         "row_sales_rights_type": None, "publishing_status": "04", "embargo_date": None}  # fmt: skip
+    e = {
+        "product_id": 1,
+        "isbn13": "9780306406157",
+        "work_id": 7,
+        "publication_date": date(2024, 1, 1),
+        "for_sale_worldwide": True,
+        "for_sale_countries": [],
+        "not_for_sale_countries": [],
+        "row_sales_rights_type": None,
+        "publishing_status": "04",
+        "embargo_date": None,
+    }
     versions = pl.DataFrame(
-        [{"asset_id": f"{v}" * 40, "original_asset_id": "1" * 40, "version": v, "role": "front_cover",
-          "isbn13": "9780306406157", "work_id": 7, "approval_status": status, "license_from": None,
-          "license_until": None, "orphan_tag": False} for v, status in ((1, "approved"), (2, "approved"),
-                                                                       (3, "in_review"))],
+        [
+            {
+                "asset_id": f"{v}" * 40,
+                "original_asset_id": "1" * 40,
+                "version": v,
+                "role": "front_cover",
+                "isbn13": "9780306406157",
+                "work_id": 7,
+                "approval_status": status,
+                "license_from": None,
+                "license_until": None,
+                "orphan_tag": False,
+            }
+            for v, status in ((1, "approved"), (2, "approved"), (3, "in_review"))
+        ],
         schema_overrides={"license_from": pl.Date, "license_until": pl.Date},
-    )  # fmt: skip
+    )
     matrix = rights_matrix(pl.DataFrame([e], schema_overrides=EDITION_TYPES), versions).sort("version")
     assert matrix["visible"].to_list() == [False, True, False]
     assert matrix["denied_reason"].to_list() == [

@@ -35,8 +35,9 @@ def rights_and_tags() -> list[object]:
 
 def dam_fields(sandbox: Sandbox, asset_id: str) -> tuple[dict[str, str], list[int]]:
     token = sandbox.dam_token()
-    asset = httpx.get(f"{sandbox.dam_url}/otmmapi/v6/assets/{asset_id}",
-                      headers={"Authorization": f"Bearer {token}"}).json()["asset_resource"]["asset"]  # fmt: skip
+    asset = httpx.get(
+        f"{sandbox.dam_url}/otmmapi/v6/assets/{asset_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()["asset_resource"]["asset"]
     fields = {
         e["id"]: e["value"]["value"]["value"]
         for e in asset["metadata"]["metadata_element_list"]
@@ -79,9 +80,16 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
 
             titles = table(home, "title_metadata_snapshot")
             target = titles.filter(pl.col("for_sale_worldwide")).row(0, named=True)
-            sandbox.admin("consonance", "POST", f"/_sandbox/products/{target['product_id']}",
-                          json={"isForSaleWorldwide": False, "forSaleCountryCodes": ["GB", "IE"],
-                                "notForSaleCountryCodes": []})  # fmt: skip
+            sandbox.admin(
+                "consonance",
+                "POST",
+                f"/_sandbox/products/{target['product_id']}",
+                json={
+                    "isForSaleWorldwide": False,
+                    "forSaleCountryCodes": ["GB", "IE"],
+                    "notForSaleCountryCodes": [],
+                },
+            )
             probe = dg.build_sensor_context(instance=instance, resources=resources(sandbox, home))
             sensor = consonance_change_sensor(probe)
             assert isinstance(sensor, dg.SensorResult) and sensor.run_requests

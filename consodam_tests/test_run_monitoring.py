@@ -62,9 +62,12 @@ def daemon(dagster_home: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=dagster_home.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=dagster_home.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         yield process
     finally:
@@ -80,8 +83,12 @@ def launch(home: Path, job: str) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     subprocess.run(
         [sys.executable, "-m", "dagster", "job", "launch", "-w", "workspace.yaml", "-j", job],
-        cwd=home.parent, env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        cwd=home.parent,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def wait_for(condition: object, timeout: float, what: str) -> float:

@@ -255,9 +255,11 @@ def test_review_tasks(fresh_sandbox: Sandbox) -> None:
     again = httpx.post(url, json=body, headers=headers).json()["review_task"]
     assert first["task_id"] == again["task_id"] and first["status"] == "open"
     assert httpx.post(url, json={"milestone": "x"}, headers=headers).status_code == 400
-    assert [t["task_id"] for t in get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"]] == [
-        first["task_id"]]  # fmt: skip
-    done = fresh_sandbox.admin("dam", "POST", f"/_sandbox/reviewtasks/{first['task_id']}/complete",
-                               json={"status": "approved"})["review_task"]  # fmt: skip
+    assert [
+        t["task_id"] for t in get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"]
+    ] == [first["task_id"]]
+    done = fresh_sandbox.admin(
+        "dam", "POST", f"/_sandbox/reviewtasks/{first['task_id']}/complete", json={"status": "approved"}
+    )["review_task"]
     assert done["status"] == "approved" and done["completed_at"]
     assert get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"] == []

@@ -206,10 +206,16 @@ def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_
     indexes = _ledger_indexes(store)
     assert {"ix_audit_isbn_time", "ix_audit_asset", "ix_audit_work_time", "ix_audit_time"} <= indexes
     events = [
-        AuditEvent("version_approved", T0 + timedelta(minutes=n), isbn13=f"978030640{n:04d}", dam_version=n,
-                   dam_asset_id="a" * 40, after={"n": n})
+        AuditEvent(
+            "version_approved",
+            T0 + timedelta(minutes=n),
+            isbn13=f"978030640{n:04d}",
+            dam_version=n,
+            dam_asset_id="a" * 40,
+            after={"n": n},
+        )
         for n in range(50)
-    ]  # fmt: skip
+    ]
     seen: list[set[str]] = []
     with pytest.raises(RuntimeError), store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
         store.ledger.record(conn, events[:10])

@@ -33,14 +33,20 @@ def workflow() -> list[Any]:
 
 
 def tasks(sandbox: Sandbox, **params: str) -> list[dict[str, Any]]:
-    reply = httpx.get(f"{sandbox.dam_url}/otmmapi/v6/reviewtasks", params=params,
-                      headers={"Authorization": f"Bearer {sandbox.dam_token()}"})  # fmt: skip
+    reply = httpx.get(
+        f"{sandbox.dam_url}/otmmapi/v6/reviewtasks",
+        params=params,
+        headers={"Authorization": f"Bearer {sandbox.dam_token()}"},
+    )
     return list(reply.json()["review_tasks"])
 
 
 def stage_of(sandbox: Sandbox, product_id: int) -> str:
-    return str(sandbox.graphql("query($i: Int!) { product(id: $i) { projectStageName } }", {"i": product_id})
-               ["data"]["product"]["projectStageName"])  # fmt: skip
+    return str(
+        sandbox.graphql("query($i: Int!) { product(id: $i) { projectStageName } }", {"i": product_id})[
+            "data"
+        ]["product"]["projectStageName"]
+    )
 
 
 def events(home: Path, kind: str, isbn: str) -> list[dict[str, Any]]:
@@ -64,8 +70,12 @@ def new_asset(sandbox: Sandbox, role: str, isbn: str, facts: dict[str, Any]) -> 
 
 def decide(sandbox: Sandbox, asset_id: str, status: str) -> None:
     task = next(t for t in tasks(sandbox, status="open") if t["asset_id"] == asset_id)
-    sandbox.admin("dam", "POST", f"/_sandbox/reviewtasks/{task['task_id']}/complete",
-                  json={"status": status, "by": "art.director@publisher.example"})  # fmt: skip
+    sandbox.admin(
+        "dam",
+        "POST",
+        f"/_sandbox/reviewtasks/{task['task_id']}/complete",
+        json={"status": status, "by": "art.director@publisher.example"},
+    )
 
 
 def written(result: Runs) -> int:
@@ -143,8 +153,9 @@ def test_a_title_advances_only_when_its_milestone_is_met(tmp_path: Path) -> None
             assert metadata(result, "consonance_stage_advances")["advanced"] == 1
             # Production sign-off needs the whole print package: the interior is in review.
             assert {t["asset_id"] for t in tasks(sandbox, status="open") if t["isbn"] == isbn} == {interior}
-            files = sandbox.graphql("query($i: Int!) { product(id: $i) { productionFiles { fileType url } } }",
-                                    {"i": pid})["data"]["product"]["productionFiles"]  # fmt: skip
+            files = sandbox.graphql(
+                "query($i: Int!) { product(id: $i) { productionFiles { fileType url } } }", {"i": pid}
+            )["data"]["product"]["productionFiles"]
             assert {f["fileType"]: f["url"].split("/")[-2] for f in files} == {
                 "front_cover": front,
                 "full_cover": full,

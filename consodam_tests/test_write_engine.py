@@ -136,14 +136,20 @@ def test_plan_equals_decide_for_every_slot(
     store = _store(tmp_path_factory.mktemp("plan") / "lineage.db")
     target = _Target()
     records = pl.DataFrame(
-        [(k, state_hash(s), canonical_json({"state": json.loads(s), "handle": h})) for k, _, _, last in cases
-         if last for s, h in [last]],
-        schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String}, orient="row",
-    )  # fmt: skip
+        [
+            (k, state_hash(s), canonical_json({"state": json.loads(s), "handle": h}))
+            for k, _, _, last in cases
+            if last
+            for s, h in [last]
+        ],
+        schema={"record_key": pl.String, "content_hash": pl.String, "payload": pl.String},
+        orient="row",
+    )
     with store.engine.begin() as conn:
         store.history.apply_snapshot(conn, target.entity, records, observed_at=T0, complete=False)
-    desired = pl.DataFrame([(k, d) for k, d, _, _ in cases], schema={"key": pl.String, "state": pl.String},
-                           orient="row")  # fmt: skip
+    desired = pl.DataFrame(
+        [(k, d) for k, d, _, _ in cases], schema={"key": pl.String, "state": pl.String}, orient="row"
+    )
     found = found_frame([f for _, _, fs, _ in cases for f in fs])
     plan = plan_writes(target, store, desired, found, [k for k, *_ in cases])
     stored = {
@@ -209,8 +215,16 @@ class FlakyTarget(WriteTarget[None]):
 
 def run(target: FlakyTarget, store: LineageStore, wanted: dict[str, str | None], run_id: str) -> object:
     desired = pl.DataFrame(list(wanted.items()), schema={"key": pl.String, "state": pl.String}, orient="row")
-    return sync(target, None, store, desired=desired, found=target.found(), scope=list(wanted), run_id=run_id,
-                context=lambda keys: {k: {"role": "r"} for k in keys})  # fmt: skip
+    return sync(
+        target,
+        None,
+        store,
+        desired=desired,
+        found=target.found(),
+        scope=list(wanted),
+        run_id=run_id,
+        context=lambda keys: {k: {"role": "r"} for k in keys},
+    )
 
 
 def test_a_lost_create_reply_is_looked_up_not_repeated(tmp_path: Path) -> None:
@@ -243,9 +257,17 @@ def test_a_failing_item_stays_pending_counts_runs_and_is_written_once_it_can_be(
 def test_unwanted_slots_are_removed_with_their_reason(tmp_path: Path) -> None:
     store, target = _store(tmp_path / "r.db"), FlakyTarget()
     run(target, store, {"a": A, "b": B}, "run-1")
-    result = sync(target, None, store, desired=pl.DataFrame({"key": ["a"], "state": [A]}), found=target.found(),
-                  scope=["a", "b"], run_id="run-2", removal_reasons={"b": "version_rejected"},
-                  context=lambda keys: {k: {} for k in keys})  # fmt: skip
+    result = sync(
+        target,
+        None,
+        store,
+        desired=pl.DataFrame({"key": ["a"], "state": [A]}),
+        found=target.found(),
+        scope=["a", "b"],
+        run_id="run-2",
+        removal_reasons={"b": "version_rejected"},
+        context=lambda keys: {k: {} for k in keys},
+    )
     assert [f.key for f in target.objects.values()] == ["a"]
     assert store.history.open_records("flaky", ["b"]).height == 0
     with store.engine.connect() as conn:

@@ -37,8 +37,11 @@ from consodam_tests.support import Sandbox, edit_dam_fields
 
 ALL = period_keys()
 WRITERS = ("dam_access_restrictions", "dam_title_tags", "consonance_asset_links")
-ENTITIES = {"dam_access_restrictions": "dam_restriction", "dam_title_tags": "dam_title_tags",
-            "consonance_asset_links": "consonance_link"}  # fmt: skip
+ENTITIES = {
+    "dam_access_restrictions": "dam_restriction",
+    "dam_title_tags": "dam_title_tags",
+    "consonance_asset_links": "consonance_link",
+}
 DAM_FAULTS = ["429", "500", "502", "503", "drop", "truncated", "expired_token"]
 
 
@@ -128,8 +131,12 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
             # Reviewers reject some linked versions; the next clean run removes or replaces those links.
             rejected = links.filter(pl.col("scope") == "edition").head(6)
             for row in rejected.iter_rows(named=True):
-                sandbox.admin("dam", "POST", f"/_sandbox/assets/{row['asset_id']}/approval",
-                              json={"status": "rejected", "by": "art.director@publisher.example"})  # fmt: skip
+                sandbox.admin(
+                    "dam",
+                    "POST",
+                    f"/_sandbox/assets/{row['asset_id']}/approval",
+                    json={"status": "rejected", "by": "art.director@publisher.example"},
+                )
             dam_probe = dam_change_sensor(
                 dg.build_sensor_context(instance=instance, resources=resources(sandbox, home))
             )
@@ -146,8 +153,11 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
             assert all(e.passed for e in clean.get_asset_check_evaluations() if e.check_name == WRITES_CHECK)
             links = assert_consonance_matches_links(sandbox, home)
             assert not set(rejected["asset_id"]) & set(links["asset_id"])
-            removed = [e for e in ledger(home, "link_removed") if json.loads(str(e["after_json"]))["reason"] ==
-                       "version_rejected"]  # fmt: skip
+            removed = [
+                e
+                for e in ledger(home, "link_removed")
+                if json.loads(str(e["after_json"]))["reason"] == "version_rejected"
+            ]
             emptied = rejected.join(links.select("product_id", "role"), on=["product_id", "role"], how="anti")
             assert sorted((int(str(e["dam_version"])), str(e["dam_asset_id"])) for e in removed) == sorted(
                 emptied.select("version", "asset_id").iter_rows()
@@ -162,8 +172,13 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
             tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
             assert tick.total_requested == 0
             for sensor, before in ((dam_change_sensor, dam_probe), (consonance_change_sensor, cons_probe)):
-                after = sensor(dg.build_sensor_context(instance=instance, cursor=before.cursor,  # type: ignore[union-attr]
-                                                        resources=resources(sandbox, home)))  # fmt: skip
+                after = sensor(
+                    dg.build_sensor_context(
+                        instance=instance,
+                        cursor=before.cursor,  # type: ignore[union-attr]
+                        resources=resources(sandbox, home),
+                    )
+                )
                 assert not after.run_requests, sensor.name  # type: ignore[union-attr]
 
             # Items that failed under faults in periods the clean run did not cover are still pending:
@@ -258,10 +273,22 @@ def test_a_write_back_killed_midway_leaves_nothing_missing_and_nothing_twice(tmp
         with dg.instance_for_test() as instance:
             ingest(sandbox, home, instance)
         child = subprocess.run(
-            [sys.executable, "-c", KILLER, str(sandbox.data_dir), str(sandbox.consonance_port),
-             str(sandbox.dam_port), str(home), "25", ",".join(ALL)],
-            capture_output=True, text=True, timeout=600, env={**os.environ},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                KILLER,
+                str(sandbox.data_dir),
+                str(sandbox.consonance_port),
+                str(sandbox.dam_port),
+                str(home),
+                "25",
+                ",".join(ALL),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ},
+        )
         assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
         landed = sum(len(rows) for rows in owned_resources(sandbox).values())
         assert 25 <= landed <= 25 + 4  # creates run four at a time: a few more may have landed

@@ -109,8 +109,13 @@ def audit() -> None:
 
 @audit.command("show")
 @click.argument("isbn")
-@click.option("--as-of", "as_of", type=Moment(), default=None,
-              help="Answer as of this moment: a date (its end, UTC) or a datetime with Z or an offset.")  # fmt: skip
+@click.option(
+    "--as-of",
+    "as_of",
+    type=Moment(),
+    default=None,
+    help="Answer as of this moment: a date (its end, UTC) or a datetime with Z or an offset.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema consodam.audit/1).")
 @STORE_OPTION
 def show(isbn: str, as_of: datetime | None, as_json: bool, store_url: str | None) -> None:
@@ -140,8 +145,12 @@ def show(isbn: str, as_of: datetime | None, as_json: bool, store_url: str | None
 @click.option("--isbn", "isbns", multiple=True, help="Only these editions (repeatable).")
 @click.option("--event", "events", multiple=True, help="Only these event types (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "html"]), required=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write it (default: audit-report-FROM-TO.FORMAT; csv may go to '-').")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write it (default: audit-report-FROM-TO.FORMAT; csv may go to '-').",
+)
 @STORE_OPTION
 def report(
     start: datetime,

@@ -79,12 +79,28 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-_LEDGER: dict[str, pl.DataType] = {"occurred_at": pl.Datetime("us"), "isbn13": pl.String(), "event_type": pl.String(),
-           "role": pl.String(), "dam_asset_id": pl.String(), "dam_version": pl.Int64(), "actor": pl.String(),
-           "run_id": pl.String(), "before_json": pl.String(), "after_json": pl.String()}  # fmt: skip
-_USAGE: dict[str, pl.DataType] = {"used_at": pl.Datetime("us"), "isbn13": pl.String(), "role": pl.String(),
-          "asset_id": pl.String(), "dam_version": pl.Int64(), "used_by": pl.String(), "action": pl.String(),
-          "channel": pl.String()}  # fmt: skip
+_LEDGER: dict[str, pl.DataType] = {
+    "occurred_at": pl.Datetime("us"),
+    "isbn13": pl.String(),
+    "event_type": pl.String(),
+    "role": pl.String(),
+    "dam_asset_id": pl.String(),
+    "dam_version": pl.Int64(),
+    "actor": pl.String(),
+    "run_id": pl.String(),
+    "before_json": pl.String(),
+    "after_json": pl.String(),
+}
+_USAGE: dict[str, pl.DataType] = {
+    "used_at": pl.Datetime("us"),
+    "isbn13": pl.String(),
+    "role": pl.String(),
+    "asset_id": pl.String(),
+    "dam_version": pl.Int64(),
+    "used_by": pl.String(),
+    "action": pl.String(),
+    "channel": pl.String(),
+}
 
 
 def _frame(conn: sa.Connection, select: sa.Select[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -137,28 +153,44 @@ def _from_ledger(ledger: pl.DataFrame) -> pl.DataFrame:
     decider = pl.when(pl.col("event_type") == "version_approved").then(after.str.json_path_match("$.by"))
     approved_by = after.str.json_path_match("$.approved_by")
     return ledger.select(
-        "occurred_at", "isbn13", "event_type",
+        "occurred_at",
+        "isbn13",
+        "event_type",
         pl.col("event_type").replace_strict(EVENT_SYSTEMS, default="consodam").alias("system"),
-        "role", "dam_asset_id", "dam_version", "actor",
-        pl.when(approved_by.is_null() | (approved_by == "")).then(decider).otherwise(approved_by).alias("approved_by"),
+        "role",
+        "dam_asset_id",
+        "dam_version",
+        "actor",
+        pl.when(approved_by.is_null() | (approved_by == ""))
+        .then(decider)
+        .otherwise(approved_by)
+        .alias("approved_by"),
         "run_id",
         # The ledger keeps one canonical JSON per value (sorted keys, compact: event ids derive from it),
         # so a reviewer's diff tool and the HTML see the same text.
         pl.col("before_json").replace("", None).alias("before"),
         after.replace("", None).alias("after"),
         after.str.json_path_match("$.reason").alias("reason"),
-    )  # fmt: skip
+    )
 
 
 def _from_usage(usage: pl.DataFrame) -> pl.DataFrame:
     nothing = pl.lit(None, pl.String)
     return usage.select(
-        pl.col("used_at").alias("occurred_at"), "isbn13", pl.lit("asset_used").alias("event_type"),
-        pl.lit("dam").alias("system"), "role", pl.col("asset_id").alias("dam_asset_id"), "dam_version",
-        pl.col("used_by").alias("actor"), nothing.alias("approved_by"), nothing.alias("run_id"),
-        nothing.alias("before"), pl.struct("action", "channel").struct.json_encode().alias("after"),
+        pl.col("used_at").alias("occurred_at"),
+        "isbn13",
+        pl.lit("asset_used").alias("event_type"),
+        pl.lit("dam").alias("system"),
+        "role",
+        pl.col("asset_id").alias("dam_asset_id"),
+        "dam_version",
+        pl.col("used_by").alias("actor"),
+        nothing.alias("approved_by"),
+        nothing.alias("run_id"),
+        nothing.alias("before"),
+        pl.struct("action", "channel").struct.json_encode().alias("after"),
         nothing.alias("reason"),
-    )  # fmt: skip
+    )
 
 
 def _same_moment_order() -> pl.Expr:

@@ -45,10 +45,14 @@ def backfill(tables: str, store_url: str) -> dict[str, object]:
     result = dg.materialize(
         [title_metadata_snapshot, dam_asset_inventory, edition_changes, approved_version_links],
         selection=[approved_version_links],
-        resources={"lineage": LineageStoreResource(url=store_url), "consonance": ConsonanceResource(),
-                   "dam": OpenTextDamResource(), "io_manager": PolarsParquetIOManager(base_path=tables)},
+        resources={
+            "lineage": LineageStoreResource(url=store_url),
+            "consonance": ConsonanceResource(),
+            "dam": OpenTextDamResource(),
+            "io_manager": PolarsParquetIOManager(base_path=tables),
+        },
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
-    )  # fmt: skip
+    )
     events = result.get_asset_materialization_events()
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
@@ -152,8 +156,12 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             meta = backfill(tables, store_url)
         store = LineageStoreResource(url=store_url).store()
         rows = store.ledger.size()
-        report.row("backfill of every period, one run", first.seconds,
-                   f"{meta['dagster/row_count']} links, {rows:,} ledger rows", first.peak_rss_mb)  # fmt: skip
+        report.row(
+            "backfill of every period, one run",
+            first.seconds,
+            f"{meta['dagster/row_count']} links, {rows:,} ledger rows",
+            first.peak_rss_mb,
+        )
         with measured() as second:
             again = backfill(tables, store_url)
         report.row(
@@ -161,8 +169,11 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
         )
         with measured() as recorded:
             record_snapshots(store, editions, inventory)
-        report.row("title and DAM records into the store's history", recorded.seconds,
-                   f"{editions.height:,} editions, {inventory.height:,} versions")  # fmt: skip
+        report.row(
+            "title and DAM records into the store's history",
+            recorded.seconds,
+            f"{editions.height:,} editions, {inventory.height:,} versions",
+        )
         with measured() as settled:
             settle(store)
         report.row("the store settles (checkpoint, statistics)", settled.seconds)
@@ -180,25 +191,39 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             report.row(name, median / 1000, detail)
         command, bare = cli_times(store_url, isbns)
         cli_median, bare_median = statistics.median(command), statistics.median(bare)
-        report.row("consodam audit ISBN --json, process start to output", cli_median,
-                   f"max {max(command):.2f} s; {cli_median / bare_median:.1f}× a bare interpreter "
-                   f"({bare_median * 1000:.0f} ms)")  # fmt: skip
+        report.row(
+            "consodam audit ISBN --json, process start to output",
+            cli_median,
+            f"max {max(command):.2f} s; {cli_median / bare_median:.1f}× a bare interpreter "
+            f"({bare_median * 1000:.0f} ms)",
+        )
         month_s, month_rows, month = month_report(store)
-        report.row("compliance report, one month (CSV)", month_s,
-                   f"{month_rows:,} changes {month.start:%Y-%m-%d}…{month.end:%Y-%m-%d}")  # fmt: skip
-        report.figures.update({
-            "works": works, "editions": editions.height, "dam_asset_versions": inventory.height,
-            "backend": "postgresql" if postgres else "sqlite", "ledger_rows": rows,
-            "backfill_all_periods_s": round(first.seconds, 2), "rebackfill_s": round(second.seconds, 2),
-            "rebackfill_new_ledger_rows": again["events_new_in_ledger"],
-            "audit_query_median_ms": round(statistics.median(history), 2),
-            "audit_query_p99_ms": round(percentile(history, 0.99), 2),
-            "as_of_query_median_ms": round(statistics.median(as_of), 2),
-            "as_of_query_p99_ms": round(percentile(as_of, 0.99), 2),
-            "cli_audit_median_s": round(cli_median, 3), "cli_audit_max_s": round(max(command), 3),
-            "bare_interpreter_median_s": round(bare_median, 3),
-            "report_month_s": round(month_s, 2), "report_month_rows": month_rows,
-            "peak_rss_mb": round(first.peak_rss_mb, 1),
-        })  # fmt: skip
+        report.row(
+            "compliance report, one month (CSV)",
+            month_s,
+            f"{month_rows:,} changes {month.start:%Y-%m-%d}…{month.end:%Y-%m-%d}",
+        )
+        report.figures.update(
+            {
+                "works": works,
+                "editions": editions.height,
+                "dam_asset_versions": inventory.height,
+                "backend": "postgresql" if postgres else "sqlite",
+                "ledger_rows": rows,
+                "backfill_all_periods_s": round(first.seconds, 2),
+                "rebackfill_s": round(second.seconds, 2),
+                "rebackfill_new_ledger_rows": again["events_new_in_ledger"],
+                "audit_query_median_ms": round(statistics.median(history), 2),
+                "audit_query_p99_ms": round(percentile(history, 0.99), 2),
+                "as_of_query_median_ms": round(statistics.median(as_of), 2),
+                "as_of_query_p99_ms": round(percentile(as_of, 0.99), 2),
+                "cli_audit_median_s": round(cli_median, 3),
+                "cli_audit_max_s": round(max(command), 3),
+                "bare_interpreter_median_s": round(bare_median, 3),
+                "report_month_s": round(month_s, 2),
+                "report_month_rows": month_rows,
+                "peak_rss_mb": round(first.peak_rss_mb, 1),
+            }
+        )
     shutil.rmtree(home, ignore_errors=True)
     report.emit(json_path)

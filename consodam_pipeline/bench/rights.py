@@ -17,18 +17,30 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     catalog = pristine_catalog(works, seed, workdir, report)
     with measured() as load:
         editions, inventory = catalog_frames(catalog)
-    report.row("load editions and inventory frames", load.seconds, f"{editions.height} editions, "
-               f"{inventory.height} versions", load.peak_rss_mb)  # fmt: skip
+    report.row(
+        "load editions and inventory frames",
+        load.seconds,
+        f"{editions.height} editions, {inventory.height} versions",
+        load.peak_rss_mb,
+    )
     # The matrix and the naive version do the same work (one grant per edition × version pair); the
     # per-asset union and the DAM state belong to the sync and are timed on their own.
     with measured() as matrix_time:
         matrix = rights_matrix(editions, inventory)
-    report.row("matrix (vectorised, every period)", matrix_time.seconds, f"{matrix.height} edition × version rows",
-               matrix_time.peak_rss_mb)  # fmt: skip
+    report.row(
+        "matrix (vectorised, every period)",
+        matrix_time.seconds,
+        f"{matrix.height} edition × version rows",
+        matrix_time.peak_rss_mb,
+    )
     with measured() as sync_time:
         desired = desired_restrictions(asset_grants(matrix), datetime.now(UTC).date())
-    report.row("restriction plan: union per asset + desired DAM state", sync_time.seconds,
-               f"{desired.height} asset versions", sync_time.peak_rss_mb)  # fmt: skip
+    report.row(
+        "restriction plan: union per asset + desired DAM state",
+        sync_time.seconds,
+        f"{desired.height} asset versions",
+        sync_time.peak_rss_mb,
+    )
     with measured() as naive_time:
         naive = naive_grants(editions, inventory)
     report.row(
@@ -36,12 +48,21 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     )
     granted = int(matrix["visible"].sum())
     assert granted == sum(1 for g in naive.values() if g.visible), "the two implementations disagree"
-    report.figures.update({
-        "works": works, "editions": editions.height, "dam_asset_versions": inventory.height,
-        "matrix_rows": matrix.height, "granted_rows": granted,
-        "matrix_s": round(matrix_time.seconds, 3), "sync_plan_s": round(sync_time.seconds, 3),
-        "naive_s": round(naive_time.seconds, 3), "speedup_vs_naive": round(naive_time.seconds / matrix_time.seconds, 1),
-        "peak_rss_mb": round(max(matrix_time.peak_rss_mb, sync_time.peak_rss_mb, naive_time.peak_rss_mb), 1),
-        "matrix_peak_rss_mb": round(matrix_time.peak_rss_mb, 1),
-    })  # fmt: skip
+    report.figures.update(
+        {
+            "works": works,
+            "editions": editions.height,
+            "dam_asset_versions": inventory.height,
+            "matrix_rows": matrix.height,
+            "granted_rows": granted,
+            "matrix_s": round(matrix_time.seconds, 3),
+            "sync_plan_s": round(sync_time.seconds, 3),
+            "naive_s": round(naive_time.seconds, 3),
+            "speedup_vs_naive": round(naive_time.seconds / matrix_time.seconds, 1),
+            "peak_rss_mb": round(
+                max(matrix_time.peak_rss_mb, sync_time.peak_rss_mb, naive_time.peak_rss_mb), 1
+            ),
+            "matrix_peak_rss_mb": round(matrix_time.peak_rss_mb, 1),
+        }
+    )
     report.emit(json_path)

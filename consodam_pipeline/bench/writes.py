@@ -126,22 +126,30 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
         }
         sandbox.clear_faults()
         after_faults = exactness(sandbox, home)
-        report.row("backfill of every period under faults", faulted.seconds,
-                   f"{fired['consonance']} Consonance + {fired['dam']} DAM faults; {_counts(written(first))}; "
-                   f"{_state(after_faults)}")  # fmt: skip
+        report.row(
+            "backfill of every period under faults",
+            faulted.seconds,
+            f"{fired['consonance']} Consonance + {fired['dam']} DAM faults; {_counts(written(first))}; "
+            f"{_state(after_faults)}",
+        )
         with measured() as clean:
             second = run_job(instance, "consodam_editions", range_tags(keys))
         after_clean = exactness(sandbox, home)
         report.row("the same, clean", clean.seconds, f"{_counts(written(second))}; {_state(after_clean)}")
-    report.figures.update({
-        "works": works, "faults_fired_consonance": fired["consonance"], "faults_fired_dam": fired["dam"],
-        "faulted_run_succeeded": first.success, "faulted_run_failed_steps": failed_steps(first),
-        "faulted_run_s": round(faulted.seconds, 1),
-        **{f"after_faults_{k}": v for k, v in after_faults.items()},
-        **{f"faulted_{k}": v for k, v in written(first).items()},
-        **{f"after_clean_{k}": v for k, v in after_clean.items()},
-        **{f"clean_{k}": v for k, v in written(second).items()},
-    })  # fmt: skip
+    report.figures.update(
+        {
+            "works": works,
+            "faults_fired_consonance": fired["consonance"],
+            "faults_fired_dam": fired["dam"],
+            "faulted_run_succeeded": first.success,
+            "faulted_run_failed_steps": failed_steps(first),
+            "faulted_run_s": round(faulted.seconds, 1),
+            **{f"after_faults_{k}": v for k, v in after_faults.items()},
+            **{f"faulted_{k}": v for k, v in written(first).items()},
+            **{f"after_clean_{k}": v for k, v in after_clean.items()},
+            **{f"clean_{k}": v for k, v in written(second).items()},
+        }
+    )
     report.emit(json_path)
 
 
@@ -150,5 +158,7 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def _state(state: dict[str, int]) -> str:
-    return (f"Consonance: {state['links']} links, {state['duplicates']} duplicates, {state['missing']} missing, "
-            f"{state['stale']} stale; {state['pending']} items pending")  # fmt: skip
+    return (
+        f"Consonance: {state['links']} links, {state['duplicates']} duplicates, {state['missing']} missing, "
+        f"{state['stale']} stale; {state['pending']} items pending"
+    )

@@ -337,10 +337,17 @@ class ConsonanceClient:
         data = self.graphql(
             "mutation C($input: CreateSupportingResourceInput!) { createSupportingResource(input: $input) {"
             f" supportingResource {{ {SUPPORTING_RESOURCE_FIELDS} }} errors {{ attribute message }} }} }}",
-            {"input": {"productIds": [product_id], "resourceContentType": content_type,
-                       "imageRemoteUrl": url, "caption": caption, "filename": filename}},
+            {
+                "input": {
+                    "productIds": [product_id],
+                    "resourceContentType": content_type,
+                    "imageRemoteUrl": url,
+                    "caption": caption,
+                    "filename": filename,
+                }
+            },
             idempotent=False,
-        )["createSupportingResource"]  # fmt: skip
+        )["createSupportingResource"]
         _raise_errors("createSupportingResource", data)
         created = validated(SupportingResource, [data.get("supportingResource")])
         return created[0]

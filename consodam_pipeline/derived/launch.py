@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import DamClient, content_url
@@ -23,6 +24,7 @@ from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.dam_launch import LaunchMemberTarget, TitleSheetTarget, sheet_sha, sheet_state
 from consodam_pipeline.sync.record import WriteResult
 from consodam_pipeline.sync.report import write_metadata
+from consodam_pipeline.sync.write_asset import run_target
 
 LAUNCH_INPUTS = [
     "asset_id",
@@ -75,9 +77,10 @@ def plan_launch(
     inventory: pl.LazyFrame,
     keys: Sequence[str],
     window: LaunchWindow,
-    today: date,
     dam_url: str,
+    today: date | None = None,
 ) -> Launch:
+    today = today or utcnow().date()
     editions = works_in(titles, keys)
     wanted = pl.col("isbn13").is_in(editions["isbn13"].implode()) | pl.col("work_id").is_in(
         editions["work_id"].implode()
@@ -87,6 +90,27 @@ def plan_launch(
     xml = title_sheets(plan, versions, lambda asset_id: content_url(dam_url, asset_id))
     sheets = TitleSheetTarget(sheets=xml, tags=tag_fields(plan.launching), editions=editions)
     return Launch(plan, with_period(editions, editions, "period"), versions, sheets)
+
+
+@dataclass
+class Published:
+    sheets: WriteResult  # the title sheets' pass
+    members: LaunchMemberTarget
+    result: WriteResult  # the memberships' pass
+    slots: pl.DataFrame
+    figures: dict[str, Any]
+
+
+def publish(
+    context: dg.AssetExecutionContext, launch: Launch, client: DamClient, store: LineageStore
+) -> Published:
+    """The title sheets, then the memberships (with the sheets' newest versions), then the flags."""
+    sheets, _ = run_target(context, launch.sheets, client, store, launch.sheets_desired)
+    members = launch.members(client)
+    desired = members.desired()
+    result, slots = run_target(context, members, client, store, desired)
+    flagged = flag_incomplete(store, launch.plan, context.run.run_id)
+    return Published(sheets, members, result, slots, launch_figures(launch, sheets, desired, flagged, store))
 
 
 def flag_incomplete(store: LineageStore, plan: LaunchPlan, run_id: str) -> int:

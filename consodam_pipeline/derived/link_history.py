@@ -16,11 +16,19 @@ from consodam_pipeline.domain.timestamps import parse_ts, to_naive_utc
 from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
 
 LINK_COLUMNS = {
-    "product_id": pl.Int64, "isbn13": pl.String, "work_id": pl.Int64, "role": pl.String,
-    "resource_content_type": pl.String, "asset_id": pl.String, "original_asset_id": pl.String,
-    "version": pl.Int64, "approved_by": pl.String, "approved_at": pl.String, "scope": pl.String,
+    "product_id": pl.Int64,
+    "isbn13": pl.String,
+    "work_id": pl.Int64,
+    "role": pl.String,
+    "resource_content_type": pl.String,
+    "asset_id": pl.String,
+    "original_asset_id": pl.String,
+    "version": pl.Int64,
+    "approved_by": pl.String,
+    "approved_at": pl.String,
+    "scope": pl.String,
     "linked_since": pl.String,
-}  # fmt: skip
+}
 
 SLOT = ["product_id", "role"]  # one link per edition and role
 # What tells one approval from another (the fields of domain.links.Approval).
@@ -57,10 +65,12 @@ def candidates(editions: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
     specific = approvals.filter(pl.col("isbn13").is_not_null()).drop("work_id").join(base, on="isbn13")
     shared = approvals.filter(pl.col("isbn13").is_null()).drop("isbn13").join(base, on="work_id")
     return pl.concat(
-        [specific.with_columns(pl.lit(True).alias("edition_specific")),
-         shared.with_columns(pl.lit(False).alias("edition_specific"))],
+        [
+            specific.with_columns(pl.lit(True).alias("edition_specific")),
+            shared.with_columns(pl.lit(False).alias("edition_specific")),
+        ],
         how="diagonal_relaxed",
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -139,7 +149,7 @@ def _link_json(prefix: str = "") -> pl.Expr:
         pl.col(f"{prefix}original_asset_id").alias("original_asset_id"),
         _scope(prefix),
         pl.col(f"{prefix}version").alias("version"),
-    ).struct.json_encode()  # fmt: skip
+    ).struct.json_encode()
 
 
 def _scope(prefix: str = "") -> pl.Expr:
@@ -160,18 +170,29 @@ def link_events(changes: pl.DataFrame, attached: pl.DataFrame) -> list[pl.DataFr
         .join(before, left_on="previous", right_on="before_candidate", how="left")
     )
     superseded = moved.filter(pl.col("previous").is_not_null()).select(
-        pl.lit("link_superseded").alias("event_type"), "moment", "isbn13", "work_id", "role",
-        pl.col("before_asset_id").alias("dam_asset_id"), pl.col("before_version").alias("dam_version"),
-        pl.col("before_by").alias("actor"), pl.lit(None, pl.String).alias("before_json"),
+        pl.lit("link_superseded").alias("event_type"),
+        "moment",
+        "isbn13",
+        "work_id",
+        "role",
+        pl.col("before_asset_id").alias("dam_asset_id"),
+        pl.col("before_version").alias("dam_version"),
+        pl.col("before_by").alias("actor"),
+        pl.lit(None, pl.String).alias("before_json"),
         _link_json("before_").alias("after_json"),
-    )  # fmt: skip
+    )
     created = moved.filter(pl.col("candidate").is_not_null()).select(
-        pl.lit("link_created").alias("event_type"), "moment", "isbn13", "work_id", "role",
-        pl.col("asset_id").alias("dam_asset_id"), pl.col("version").alias("dam_version"),
+        pl.lit("link_created").alias("event_type"),
+        "moment",
+        "isbn13",
+        "work_id",
+        "role",
+        pl.col("asset_id").alias("dam_asset_id"),
+        pl.col("version").alias("dam_version"),
         pl.col("by").alias("actor"),
         pl.when(pl.col("previous").is_not_null()).then(_link_json("before_")).alias("before_json"),
         _link_json().alias("after_json"),
-    )  # fmt: skip
+    )
     return [_as_ledger_rows(superseded), _as_ledger_rows(created)]
 
 

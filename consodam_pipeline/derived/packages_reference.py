@@ -74,7 +74,16 @@ def _fits(v: dict[str, Any], content_types: list[str], mode: str) -> bool:
 
 def _candidate(v: dict[str, Any]) -> Candidate:
     return Candidate(
-        v["asset_id"], v["original_asset_id"], v["version"], v["approval_status"], v["approved_at"],
-        v["isbn13"] is not None, v["mime_type"], v["width_px"], v["height_px"], v["colour_space"],
-        v["page_count"], v["duration_s"],
-    )  # fmt: skip
+        v["asset_id"],
+        v["original_asset_id"],
+        v["version"],
+        v["approval_status"],
+        v["approved_at"],
+        v["isbn13"] is not None,
+        v["mime_type"],
+        v["width_px"],
+        v["height_px"],
+        v["colour_space"],
+        v["page_count"],
+        v["duration_s"],
+    )

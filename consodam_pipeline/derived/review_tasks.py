@@ -42,8 +42,19 @@ def wanted_tasks(packages: pl.DataFrame, stages: dict[int, str | None], rules: R
             state = task_state("request", milestone.name, isbn=row["isbn13"], requirement=row["requirement"])
         note = f"{milestone.name} needs {row['requirement_name']}: {row['detail']}"
         asset, version = (row["asset_id"], row["version"]) if review else (None, None)
-        rows.append((key, state, note, row["isbn13"], row["work_id"], asset, version, row["requirement"],
-                     row[PARTITION_COLUMN]))  # fmt: skip
+        rows.append(
+            (
+                key,
+                state,
+                note,
+                row["isbn13"],
+                row["work_id"],
+                asset,
+                version,
+                row["requirement"],
+                row[PARTITION_COLUMN],
+            )
+        )
     return pl.DataFrame(rows, orient="row", schema=WANTED_SCHEMA).unique(
         "key", keep="first", maintain_order=True
     )

@@ -63,8 +63,16 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
             .alias("newest_approved")
         )
     )
-    asset_cols = ["asset_id", "original_asset_id", "version", "role", "approval_status", "newest_approved",
-                  "license_from", "license_until"]  # fmt: skip
+    asset_cols = [
+        "asset_id",
+        "original_asset_id",
+        "version",
+        "role",
+        "approval_status",
+        "newest_approved",
+        "license_from",
+        "license_until",
+    ]
     edition_specific = (
         versions.filter(pl.col("isbn13").is_not_null())
         .select(*asset_cols, "isbn13")
@@ -93,22 +101,44 @@ def rights_matrix(editions: pl.DataFrame, inventory: pl.DataFrame) -> pl.DataFra
         .then(pl.lit("license ends before the window opens"))
     )
     granted = reason.is_null()
-    return joined.with_columns(reason.alias("denied_reason")).with_columns(
-        [
-            pl.when(granted).then(pl.col(f"sale_w{i}")).otherwise(pl.lit(0, dtype=pl.UInt64)).alias(f"grant_w{i}")
-            for i in range(WORDS)
-        ]
-        + [
-            granted.alias("visible"),
-            (granted & ~pl.col("publishing_status").is_in(list(SEE_ONLY))).alias("downloadable"),
-            pl.when(granted).then(start).alias("grant_from"),
-            pl.when(granted).then(pl.col("license_until")).alias("grant_until"),
-        ]
-    ).with_columns(country_count_expr("grant").alias("countries")).select(
-        "period", "product_id", "isbn13", "work_id", "asset_id", "original_asset_id", "version", "role",
-        "visible", "downloadable", "countries", "grant_from", "grant_until", "embargo_date", *GRANT,
-        "denied_reason",
-    ).collect(engine="streaming")  # fmt: skip
+    return (
+        joined.with_columns(reason.alias("denied_reason"))
+        .with_columns(
+            [
+                pl.when(granted)
+                .then(pl.col(f"sale_w{i}"))
+                .otherwise(pl.lit(0, dtype=pl.UInt64))
+                .alias(f"grant_w{i}")
+                for i in range(WORDS)
+            ]
+            + [
+                granted.alias("visible"),
+                (granted & ~pl.col("publishing_status").is_in(list(SEE_ONLY))).alias("downloadable"),
+                pl.when(granted).then(start).alias("grant_from"),
+                pl.when(granted).then(pl.col("license_until")).alias("grant_until"),
+            ]
+        )
+        .with_columns(country_count_expr("grant").alias("countries"))
+        .select(
+            "period",
+            "product_id",
+            "isbn13",
+            "work_id",
+            "asset_id",
+            "original_asset_id",
+            "version",
+            "role",
+            "visible",
+            "downloadable",
+            "countries",
+            "grant_from",
+            "grant_until",
+            "embargo_date",
+            *GRANT,
+            "denied_reason",
+        )
+        .collect(engine="streaming")
+    )
 
 
 def asset_grants(matrix: pl.DataFrame) -> pl.DataFrame:

@@ -16,8 +16,11 @@ from consodam_pipeline.domain.territories import WORLD, SalesRightsBlock, Territ
 def edition_rights(row: dict[str, Any]) -> EditionRights:
     not_for_sale = tuple(row["not_for_sale_countries"] or ())
     if row["for_sale_worldwide"]:
-        blocks = [SalesRightsBlock(SalesRightsType.FOR_SALE_EXCLUSIVE, regions_included=(WORLD,),
-                                   countries_excluded=not_for_sale)]  # fmt: skip
+        blocks = [
+            SalesRightsBlock(
+                SalesRightsType.FOR_SALE_EXCLUSIVE, regions_included=(WORLD,), countries_excluded=not_for_sale
+            )
+        ]
     else:
         blocks = []
         if row["for_sale_countries"]:
@@ -71,8 +74,9 @@ def naive_grants(editions: pl.DataFrame, inventory: pl.DataFrame) -> dict[tuple[
     return grants
 
 
-def violations(matrix: pl.DataFrame, editions: pl.DataFrame, inventory: pl.DataFrame, sample: int,
-               seed: int = 0) -> list[str]:  # fmt: skip
+def violations(
+    matrix: pl.DataFrame, editions: pl.DataFrame, inventory: pl.DataFrame, sample: int, seed: int = 0
+) -> list[str]:
     """Rows of the matrix whose grant differs from the scalar rules' (a sample, or all if smaller)."""
     rows = matrix if matrix.height <= sample else matrix.sample(sample, seed=seed)
     asset_ids = rows["asset_id"].unique().implode()
@@ -94,9 +98,11 @@ def violations(matrix: pl.DataFrame, editions: pl.DataFrame, inventory: pl.DataF
             expected.downloadable,
             (expected.start, expected.end),
         ):
-            problems.append(f"product {row['product_id']} × {row['asset_id']}: matrix {got.describe() or 'none'} "
-                            f"{window}, rules {expected.countries.describe() or 'none'} "
-                            f"({expected.start}, {expected.end}) {expected.reason or ''}")  # fmt: skip
+            problems.append(
+                f"product {row['product_id']} × {row['asset_id']}: matrix {got.describe() or 'none'} "
+                f"{window}, rules {expected.countries.describe() or 'none'} "
+                f"({expected.start}, {expected.end}) {expected.reason or ''}"
+            )
     return problems
 
 

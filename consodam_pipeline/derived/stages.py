@@ -119,8 +119,17 @@ def _advance(
     desired = pl.DataFrame({"key": keys, "state": [stage_state(ready[p]) for p in ready]})
     found = found_frame([STAGES.found(p, work.stage[p]) for p in ready])
     slots = work.editions.select(pl.col("product_id").cast(pl.String).alias("key"), "isbn13", "work_id")
-    return sync(STAGES, client, store, desired=desired, found=found, scope=keys, run_id=run_id,
-                context=frame_context(slots), log=log)  # fmt: skip
+    return sync(
+        STAGES,
+        client,
+        store,
+        desired=desired,
+        found=found,
+        scope=keys,
+        run_id=run_id,
+        context=frame_context(slots),
+        log=log,
+    )
 
 
 def stage_events(
@@ -171,8 +180,16 @@ def _edition_event(by_id: Mapping[int, Mapping[str, Any]], run_id: str) -> Calla
 
     def event(kind: str, pid: int, identity: str, after: dict[str, Any]) -> AuditEvent:
         row = by_id[pid]
-        return AuditEvent(event_type=kind, occurred_at=utcnow(), isbn13=row["isbn13"], work_id=str(row["work_id"]),
-                          actor="consodam", run_id=run_id, identity=identity, after=after)  # fmt: skip
+        return AuditEvent(
+            event_type=kind,
+            occurred_at=utcnow(),
+            isbn13=row["isbn13"],
+            work_id=str(row["work_id"]),
+            actor="consodam",
+            run_id=run_id,
+            identity=identity,
+            after=after,
+        )
 
     return event
 

@@ -119,8 +119,10 @@ class Rules(_Strict):
             following = self.stages.index(milestone.stage) + 1
             if following >= len(self.stages) or self.stages[following] != milestone.next_stage:
                 expected = self.stages[following] if following < len(self.stages) else "none (last stage)"
-                raise ValueError(f"{where}: next_stage {milestone.next_stage!r} skips or reverses a stage; "
-                                 f"the stage after {milestone.stage!r} is {expected!r}")  # fmt: skip
+                raise ValueError(
+                    f"{where}: next_stage {milestone.next_stage!r} skips or reverses a stage; "
+                    f"the stage after {milestone.stage!r} is {expected!r}"
+                )
             unknown = [n for n in milestone.needs if n != EVERYTHING and n not in known]
             if unknown:
                 raise ValueError(f"{where}: needs unknown requirement(s) {unknown}; known: {sorted(known)}")
@@ -238,12 +240,17 @@ def evaluate(requirement: Requirement, candidates: Iterable[Candidate]) -> Evalu
     pending = [c for c in newest.values() if c.approval_status in ("draft", "in_review")]
     if pending:
         best = _pick(pending, approval=False)
-        return Evaluation("in_review", f"v{best.version} is {best.approval_status.replace('_', ' ')}",
-                          best.asset_id, best.version)  # fmt: skip
+        return Evaluation(
+            "in_review",
+            f"v{best.version} is {best.approval_status.replace('_', ' ')}",
+            best.asset_id,
+            best.version,
+        )
     if approved:
         best = _pick(list(approved.values()), approval=True)
-        return Evaluation("fails_technical", "; ".join(technical_failures(requirement, best)), best.asset_id,
-                          best.version)  # fmt: skip
+        return Evaluation(
+            "fails_technical", "; ".join(technical_failures(requirement, best)), best.asset_id, best.version
+        )
     rejected = [c for c in newest.values() if c.approval_status == "rejected"]
     if rejected:
         best = _pick(rejected, approval=False)

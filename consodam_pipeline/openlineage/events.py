@@ -29,11 +29,30 @@ PRODUCER = "urn:consodam:0.1.0"
 NAMESPACE = "consodam"
 FACET_SCHEMA = "urn:consodam:openlineage:ConsodamWritesRunFacet:1-0-0#/$defs/ConsodamWritesRunFacet"
 # Metadata that counts what a materialization changed: what the custom facet carries.
-COUNT_KEYS = frozenset({
-    "written", "created", "updated", "removed", "replaced", "already_right", "unchanged", "failed",
-    "failed_this_run", "failures", "pending", "pending_failures", "persistent", "duplicates_removed",
-    "manual_changes_overwritten", "ledger_events", "added", "changed", "quarantined", "rows",
-})  # fmt: skip
+COUNT_KEYS = frozenset(
+    {
+        "written",
+        "created",
+        "updated",
+        "removed",
+        "replaced",
+        "already_right",
+        "unchanged",
+        "failed",
+        "failed_this_run",
+        "failures",
+        "pending",
+        "pending_failures",
+        "persistent",
+        "duplicates_removed",
+        "manual_changes_overwritten",
+        "ledger_events",
+        "added",
+        "changed",
+        "quarantined",
+        "rows",
+    }
+)
 
 
 @attr.define

@@ -410,8 +410,15 @@ class _WorkBuilder:
             for name, days_before, milestone in TODOS:
                 done = name in STAGES_FORTHCOMING and STAGES_FORTHCOMING.index(name) < reached
                 due = pub - timedelta(days=days_before)
-                rows.append((product[0], name, int(milestone), due.isoformat(),
-                             min(due, self.spec.anchor).isoformat() if done else None))  # fmt: skip
+                rows.append(
+                    (
+                        product[0],
+                        name,
+                        int(milestone),
+                        due.isoformat(),
+                        min(due, self.spec.anchor).isoformat() if done else None,
+                    )
+                )
         return rows
 
     def assets(self, products: list[tuple[object, ...]]) -> list[tuple[object, ...]]:

@@ -20,14 +20,28 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+class BadRequest(Exception):
+    """A request the sandbox cannot read: answered 400 with the reason, as the real services do."""
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw:
         return {}
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
+        raise BadRequest("the body must be a JSON object")
     return data
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "bad_request", "message": str(exc)}, status_code=400)
+
+
+bad_request_handlers = {BadRequest: _bad_request}
 
 
 def fault_routes(injector: FaultInjector) -> list[Route]:

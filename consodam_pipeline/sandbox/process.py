@@ -44,11 +44,25 @@ class SandboxProcess:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "consodam_pipeline.cli", "sandbox", "--works", str(self.works),
-            "--seed", str(self.seed), "--dirt-rate", str(self.dirt_rate), "--data-dir", str(self.data_dir),
-            "--consonance-port", str(self.consonance_port), "--dam-port", str(self.dam_port),
-            "--token-ttl", str(self.token_ttl),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "consodam_pipeline.cli",
+            "sandbox",
+            "--works",
+            str(self.works),
+            "--seed",
+            str(self.seed),
+            "--dirt-rate",
+            str(self.dirt_rate),
+            "--data-dir",
+            str(self.data_dir),
+            "--consonance-port",
+            str(self.consonance_port),
+            "--dam-port",
+            str(self.dam_port),
+            "--token-ttl",
+            str(self.token_ttl),
+        ]
         return [*cmd, "--anchor", self.anchor] if self.anchor else cmd
 
     def start(self) -> Self:
@@ -108,9 +122,12 @@ class SandboxProcess:
     def dam_token(self) -> str:
         response = httpx.post(
             f"{self.dam_url}/tenants/{credentials.DAM_TENANT}/oauth2/token",
-            data={"grant_type": "client_credentials", "client_id": credentials.DAM_CLIENT_ID,
-                  "client_secret": credentials.DAM_CLIENT_SECRET},
-        )  # fmt: skip
+            data={
+                "grant_type": "client_credentials",
+                "client_id": credentials.DAM_CLIENT_ID,
+                "client_secret": credentials.DAM_CLIENT_SECRET,
+            },
+        )
         response.raise_for_status()
         return str(response.json()["access_token"])
 

@@ -12,8 +12,8 @@ import uvicorn
 
 from consodam_pipeline import endpoints
 from consodam_pipeline.sandbox.catalog import CATALOG_REVISION, CatalogSpec, CatalogStats, seed_catalog
-from consodam_pipeline.sandbox.consonance_server import ConsonanceSandbox, open_consonance_db
-from consodam_pipeline.sandbox.dam_server import DamSandbox, open_dam_db
+from consodam_pipeline.sandbox.consonance.server import ConsonanceSandbox, open_consonance_db
+from consodam_pipeline.sandbox.dam.server import DamSandbox, open_dam_db
 from consodam_pipeline.sandbox.faults import FaultInjector
 
 HOST = "127.0.0.1"

@@ -162,6 +162,16 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(a.c.occurred_at, a.c.event_id)).mappings()]
 
+    def first_of(self, event_type: str, after_containing: str | None = None) -> dict[str, Any] | None:
+        """The event of this type with the lowest ISBN (optionally one whose `after` holds this text)."""
+        a = audit_ledger
+        query = sa.select(a).where(a.c.event_type == event_type)
+        if after_containing is not None:
+            query = query.where(a.c.after_json.contains(after_containing, autoescape=True))
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(a.c.isbn13, a.c.occurred_at).limit(1)).mappings().first()
+        return None if row is None else dict(row)
+
     def size(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one())

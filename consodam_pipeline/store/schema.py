@@ -143,8 +143,18 @@ record_subject = sa.Table(
 )
 # Covering: the audit finds an edition's records (by ISBN) and its work's shared ones (by work, ISBN '')
 # from the index alone.
-sa.Index("ix_subject_isbn", record_subject.c.isbn13, record_subject.c.entity, record_subject.c.record_key,
-         record_subject.c.work_id)  # fmt: skip
-sa.Index("ix_subject_work", record_subject.c.work_id, record_subject.c.isbn13, record_subject.c.entity,
-         record_subject.c.record_key)  # fmt: skip
+sa.Index(
+    "ix_subject_isbn",
+    record_subject.c.isbn13,
+    record_subject.c.entity,
+    record_subject.c.record_key,
+    record_subject.c.work_id,
+)
+sa.Index(
+    "ix_subject_work",
+    record_subject.c.work_id,
+    record_subject.c.isbn13,
+    record_subject.c.entity,
+    record_subject.c.record_key,
+)
 sa.Index("ix_audit_time", audit_ledger.c.occurred_at)

@@ -15,8 +15,9 @@ from typing import Any
 
 import polars as pl
 
+from consodam_pipeline.clients.dam_models import DamAsset
 from consodam_pipeline.clients.http import ApiError
-from consodam_pipeline.clients.opentext_dam import DamAsset, DamClient
+from consodam_pipeline.clients.opentext_dam import DamClient
 from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.domain.timestamps import parse_ts, to_naive_utc
 from consodam_pipeline.store.lineage import LineageStore

@@ -10,7 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.clients.opentext_dam import FIELD, OpenTextDamResource, UsageRow, modified_after
+from consodam_pipeline.clients.dam_models import FIELD, UsageRow
+from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified_after
 from consodam_pipeline.domain.isbn import InvalidISBNError, isbn13_valid_expr, normalize_isbn
 from consodam_pipeline.domain.periods import all_periods, periods_for_works
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
@@ -172,22 +173,32 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     """(good rows in VERSION_SCHEMA, rejected rows: record_key, reason, payload)."""
     elements = assets.select("asset_id", "elements").explode("elements").unnest("elements").drop_nulls("id")
     frame = (
-        assets.select("asset_id", "original_asset_id", "version", "name", "mime_type", "policies",
-                      pl.col("date_last_updated").alias("modified_at"))
+        assets.select(
+            "asset_id",
+            "original_asset_id",
+            "version",
+            "name",
+            "mime_type",
+            "policies",
+            pl.col("date_last_updated").alias("modified_at"),
+        )
         .join(_scalar_columns(elements), on="asset_id", how="left")
         .join(_history(elements), on="asset_id", how="left")
         .with_columns(pl.col("isbn_raw").str.replace_all(r"[\s\-]", "").alias("isbn_clean"))
         .with_columns(isbn13_valid_expr("isbn_clean").alias("isbn_fast"))
-    )  # fmt: skip
+    )
     slow = (
         frame.filter(pl.col("isbn_raw").is_not_null() & ~pl.col("isbn_fast"))["isbn_raw"].unique().to_list()
     )
     fixes = _normalize_slow_isbns(slow)
     fix_frame = pl.DataFrame(
-        {"isbn_raw": list(fixes), "isbn_fixed": [v[0] for v in fixes.values()],
-         "isbn_reason": [v[1] for v in fixes.values()]},
+        {
+            "isbn_raw": list(fixes),
+            "isbn_fixed": [v[0] for v in fixes.values()],
+            "isbn_reason": [v[1] for v in fixes.values()],
+        },
         schema={"isbn_raw": pl.String, "isbn_fixed": pl.String, "isbn_reason": pl.String},
-    )  # fmt: skip
+    )
     frame = frame.join(fix_frame, on="isbn_raw", how="left").with_columns(
         pl.when(pl.col("isbn_fast"))
         .then(pl.col("isbn_clean"))
@@ -196,27 +207,39 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         pl.col("work_id_raw").cast(pl.Int64, strict=False).alias("work_id"),
         *[pl.col(f"{name}_raw").cast(dtype, strict=False).alias(name) for name, dtype in NUMBERS.items()],
     )
-    reasons = pl.concat_list(
-        pl.when(~pl.col("role").is_in([r.value for r in AssetRole]) | pl.col("role").is_null())
-        .then(pl.format("unknown_code: asset role '{}'", pl.col("role").fill_null("none"))),
-        pl.when(~pl.col("approval_status").is_in(STATUSES) | pl.col("approval_status").is_null())
-        .then(pl.format("unknown_code: approval status '{}'", pl.col("approval_status").fill_null("none"))),
-        pl.col("isbn_reason"),
-        pl.when(pl.col("work_id_raw").is_not_null() & pl.col("work_id").is_null())
-        .then(pl.format("unknown_code: work id '{}'", pl.col("work_id_raw"))),
-        pl.when(pl.col("approved_at").is_not_null() & ~pl.col("approved_at").str.contains(TIMESTAMP))
-        .then(pl.format("malformed_date: approved at '{}'", pl.col("approved_at"))),
-        *[
-            pl.when(pl.col(f"{n}_raw").is_not_null() & pl.col(n).is_null())
-            .then(pl.format("malformed_number: {} '{}'", pl.lit(n.replace("_", " ")), pl.col(f"{n}_raw")))
-            for n in NUMBERS
-        ],
-        *[
-            pl.when(pl.col(c).is_not_null() & ~_is_day(c))
-            .then(pl.format("malformed_date: {} '{}' is not YYYY-MM-DD", pl.lit(c.replace("_", " ")), pl.col(c)))
-            for c in ("license_from", "license_until")
-        ],
-    ).list.drop_nulls().alias("reasons")  # fmt: skip
+    reasons = (
+        pl.concat_list(
+            pl.when(~pl.col("role").is_in([r.value for r in AssetRole]) | pl.col("role").is_null()).then(
+                pl.format("unknown_code: asset role '{}'", pl.col("role").fill_null("none"))
+            ),
+            pl.when(~pl.col("approval_status").is_in(STATUSES) | pl.col("approval_status").is_null()).then(
+                pl.format("unknown_code: approval status '{}'", pl.col("approval_status").fill_null("none"))
+            ),
+            pl.col("isbn_reason"),
+            pl.when(pl.col("work_id_raw").is_not_null() & pl.col("work_id").is_null()).then(
+                pl.format("unknown_code: work id '{}'", pl.col("work_id_raw"))
+            ),
+            pl.when(
+                pl.col("approved_at").is_not_null() & ~pl.col("approved_at").str.contains(TIMESTAMP)
+            ).then(pl.format("malformed_date: approved at '{}'", pl.col("approved_at"))),
+            *[
+                pl.when(pl.col(f"{n}_raw").is_not_null() & pl.col(n).is_null()).then(
+                    pl.format("malformed_number: {} '{}'", pl.lit(n.replace("_", " ")), pl.col(f"{n}_raw"))
+                )
+                for n in NUMBERS
+            ],
+            *[
+                pl.when(pl.col(c).is_not_null() & ~_is_day(c)).then(
+                    pl.format(
+                        "malformed_date: {} '{}' is not YYYY-MM-DD", pl.lit(c.replace("_", " ")), pl.col(c)
+                    )
+                )
+                for c in ("license_from", "license_until")
+            ],
+        )
+        .list.drop_nulls()
+        .alias("reasons")
+    )
     frame = frame.with_columns(
         reasons,
         pl.col("approval_history").fill_null(pl.lit([], dtype=pl.List(HISTORY_ENTRY))),

@@ -18,8 +18,9 @@ from typing import Any
 
 import polars as pl
 
+from consodam_pipeline.clients.dam_models import FIELD, DamAsset
 from consodam_pipeline.clients.http import AmbiguousWrite
-from consodam_pipeline.clients.opentext_dam import FIELD, DamAsset, DamClient, condition
+from consodam_pipeline.clients.opentext_dam import DamClient, condition
 from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.domain.launch import COLLECTION_PREFIX, NOT_LAUNCHED
 from consodam_pipeline.domain.roles import AssetRole

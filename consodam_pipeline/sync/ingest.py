@@ -119,8 +119,16 @@ def ingest(
         requests, retries = source.fetch(batch, since)
         reached = source.high_water(started, batch, high_water)
         cursors = {source.high_water_cursor: reached} if reached else {}
-        diff = commit_batch(store, entity=source.entity, source=source.name, batch=batch, observed_at=started,
-                            run_id=run_id, cursors=cursors, full_at_cursor=source.full_at_cursor)  # fmt: skip
+        diff = commit_batch(
+            store,
+            entity=source.entity,
+            source=source.name,
+            batch=batch,
+            observed_at=started,
+            run_id=run_id,
+            cursors=cursors,
+            full_at_cursor=source.full_at_cursor,
+        )
         snapshot = current_snapshot(store, batch, diff, previous, source.entity)
         frame, figures = source.snapshot(store, snapshot, run_id)
         periods = source.changed_periods(store, diff, frame, previous)

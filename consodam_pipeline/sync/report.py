@@ -94,9 +94,16 @@ def write_report(result: WriteResult, slots: pl.DataFrame) -> pl.DataFrame:
         if (d.adopt or d.forget) and not d.actions
     ]
     done = pl.DataFrame(
-        rows, orient="row",
-        schema={"key": pl.String, "action": pl.String, "reason": pl.String, "ok": pl.Boolean, "error": pl.String},
-    ).unique(subset="key", keep="first")  # fmt: skip
+        rows,
+        orient="row",
+        schema={
+            "key": pl.String,
+            "action": pl.String,
+            "reason": pl.String,
+            "ok": pl.Boolean,
+            "error": pl.String,
+        },
+    ).unique(subset="key", keep="first")
     missing = done.join(slots.select("key"), on="key", how="anti").select("key")
     return (
         pl.concat([slots, missing], how="diagonal_relaxed")
@@ -107,8 +114,9 @@ def write_report(result: WriteResult, slots: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, store: LineageStore
-                   ) -> tuple[dict[str, Any], dg.AssetCheckResult]:  # fmt: skip
+def write_metadata(
+    title: str, target: WriteTarget[Any], result: WriteResult, store: LineageStore
+) -> tuple[dict[str, Any], dg.AssetCheckResult]:
     """What a write asset tells a person, and the writes_landed check, from the engine's result."""
     failed = result.failed
     pending = store.bookkeeping.failures(target.entity)
@@ -116,8 +124,11 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
     figures = {
         "created": result.done("create"),
         "updated": result.done("update"),
-        "removed": sum(1 for o in result.outcomes if o.ok and o.action.kind == "delete"
-                       and o.action.reason not in (DUPLICATE, REPLACED)),
+        "removed": sum(
+            1
+            for o in result.outcomes
+            if o.ok and o.action.kind == "delete" and o.action.reason not in (DUPLICATE, REPLACED)
+        ),
         "replaced": result.done("delete", REPLACED),
         "duplicates_removed": result.done("delete", DUPLICATE),
         "manual_changes_overwritten": sum(1 for o in result.outcomes if o.ok and o.action.reason == MANUAL),
@@ -127,7 +138,7 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
         "pending_failures": pending.height,
         "failing_3_runs_or_more": persistent.height,
         "ledger_events": result.events,
-    }  # fmt: skip
+    }
     failures_md = "\n".join(f"- `{o.action.key}` ({o.action.kind}): {o.error}" for o in failed[:10]) or "none"
     metadata: dict[str, Any] = {
         **figures,
@@ -145,11 +156,14 @@ def write_metadata(title: str, target: WriteTarget[Any], result: WriteResult, st
             "pending": pending.height,
             "failing_3_runs_or_more": persistent.height,
             "persistent": dg.MetadataValue.md(
-                "\n".join(f"- `{r['record_key']}` ({r['consecutive_runs']} runs): {r['reason']}"
-                          for r in persistent.head(10).iter_rows(named=True)) or "none"
+                "\n".join(
+                    f"- `{r['record_key']}` ({r['consecutive_runs']} runs): {r['reason']}"
+                    for r in persistent.head(10).iter_rows(named=True)
+                )
+                or "none"
             ),
         },
-    )  # fmt: skip
+    )
     return metadata, check
 
 
@@ -204,9 +218,18 @@ def column_lineage(
 
 # The columns every edition-level table takes from the title record, and those from a DAM version.
 EDITION_KEY_COLUMNS: dict[str, dict[str, list[str]]] = {
-    c: {TITLES: [c]} for c in ("product_id", "isbn13", "work_id", "format_family", "imprint", "publication_date",
-                               "project_stage", "embargo_date")
-}  # fmt: skip
+    c: {TITLES: [c]}
+    for c in (
+        "product_id",
+        "isbn13",
+        "work_id",
+        "format_family",
+        "imprint",
+        "publication_date",
+        "project_stage",
+        "embargo_date",
+    )
+}
 VERSION_COLUMNS: dict[str, dict[str, list[str]]] = {
     c: {VERSIONS: [c]}
     for c in ("asset_id", "original_asset_id", "version", "role", "approved_by", "approved_at")

@@ -144,9 +144,16 @@ def commit_batch(
     checked = () if batch.complete else batch.seen_keys(hashes["record_key"])
     with store.engine.begin() as conn:
         diff = store.history.apply_snapshot(
-            conn, entity, hashes, observed_at=observed_at, complete=batch.complete, run_id=run_id,
-            keep_open=batch.quarantined_keys, payloads=batch.payloads_for, subjects_in_payload=True,
-        )  # fmt: skip
+            conn,
+            entity,
+            hashes,
+            observed_at=observed_at,
+            complete=batch.complete,
+            run_id=run_id,
+            keep_open=batch.quarantined_keys,
+            payloads=batch.payloads_for,
+            subjects_in_payload=True,
+        )
         store.quarantine.hold(
             conn,
             source,

@@ -19,8 +19,9 @@ from typing import Any
 import polars as pl
 
 from consodam_pipeline.clients.consonance import ConsonanceClient
+from consodam_pipeline.clients.dam_models import ReviewTask
 from consodam_pipeline.clients.http import ApiError
-from consodam_pipeline.clients.opentext_dam import DamClient, ReviewTask
+from consodam_pipeline.clients.opentext_dam import DamClient
 from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN

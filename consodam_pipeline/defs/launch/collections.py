@@ -1,16 +1,14 @@
 """launch_collections (F6 write): as publication nears, each launching edition's title sheet and its approved,
 rights-cleared versions in the DAM launch collection of its month and imprint, kept true every run."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.derived.launch import flag_incomplete, launch_figures, plan_launch
+from consodam_pipeline.derived.launch import plan_launch, publish
 from consodam_pipeline.derived.rules import rules_in_force
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.sync.write_asset import materialized, run_target, write_asset
+from consodam_pipeline.sync.write_asset import materialized, write_asset
 
 
 @write_asset(
@@ -32,26 +30,20 @@ def launch_collections(  # type: ignore[no-untyped-def]  # an annotation would b
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
 ):
-    store, today = lineage.store(), datetime.now(UTC).date()
+    store = lineage.store()
     inputs = (title_metadata_snapshot, approved_version_links, rights_matrix, title_asset_packages)
     launch = plan_launch(
-        *inputs, dam_asset_inventory, context.partition_keys, rules_in_force().launch, today, dam.url
+        *inputs, dam_asset_inventory, context.partition_keys, rules_in_force().launch, dam.url
     )
     with dam.client() as client:
-        sheets, _ = run_target(context, launch.sheets, client, store, launch.sheets_desired)
-        members = launch.members(client)
-        desired = members.desired()
-        result, slots = run_target(context, members, client, store, desired)
-    figures = launch_figures(
-        launch, sheets, desired, flag_incomplete(store, launch.plan, context.run.run_id), store
-    )
+        published = publish(context, launch, client, store)
     return materialized(
         context,
         "Launch collections",
-        members,
-        result,
+        published.members,
+        published.result,
         store,
-        slots,
-        extra=figures,
-        earlier={"title_sheets": sheets},
+        published.slots,
+        extra=published.figures,
+        earlier={"title_sheets": published.sheets},
     )
