@@ -30,11 +30,11 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	@cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	$(UV) run --frozen consodam demo
 
 dev: setup
-	@cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	$(UV) run --frozen consodam dev
 
 sandbox: setup

@@ -79,23 +79,23 @@ def demo(works: int) -> None:
 @click.option("--works", default=1000, show_default=True, help="Size of the demo catalog.")
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
 def dev(works: int, port: int) -> None:
-    """Start the sandboxes, then `dagster dev` on the workspace (Ctrl-C stops both)."""
+    """Start the sandboxes, then Dagster's webserver and daemon (`dg dev`). Ctrl-C or SIGTERM stops them all."""
     import os
-    import subprocess
+    import shutil
     import sys
 
     from consodam_pipeline.demo import demo_sandbox, ensure_dagster_home
+    from consodam_pipeline.processes import Service, stop_on_signals
 
     ensure_dagster_home()
-    with demo_sandbox(works) as sandbox:
+    dg = shutil.which("dg", path=str(Path(sys.executable).parent)) or "dg"
+    with stop_on_signals(), contextlib.suppress(KeyboardInterrupt), demo_sandbox(works) as sandbox:
         click.echo(f"sandboxes up: {sandbox.consonance_url} {sandbox.dam_url}")
-        env = {**os.environ, **sandbox.env}
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run(
-                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
-                env=env,
-                check=False,
-            )
+        command = [dg, "dev", "--port", str(port), "--log-level", "info", "--code-server-log-level", "info"]
+        env = {**os.environ, **sandbox.env, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+        with Service("dagster", command, env=env) as dagster:
+            dagster.wait()
+    click.echo("stopped: the Dagster webserver and daemon, and both sandboxes")
 
 
 main.add_command(audit)

@@ -66,9 +66,9 @@ def set_aside_another_catalogs_state(works: int) -> None:
 def ensure_dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and Path("dagster.yaml").exists():
-        config.write_text(Path("dagster.yaml").read_text())
+    config, shipped = home / "dagster.yaml", Path("deploy") / "dagster.yaml"
+    if not config.exists() and shipped.exists():
+        config.write_text(shipped.read_text())
     return home
 
 

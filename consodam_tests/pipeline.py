@@ -76,6 +76,28 @@ def store(home: Path) -> LineageStore:
     return LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}").store()
 
 
+def unnamed_events(home: Path) -> dict[str, list[str]]:
+    """Ledger rows that do not name what their kind requires (domain/events.py): event type → what is missing,
+    with an example row. Empty when every row names its edition (and asset, version and role)."""
+    import sqlalchemy as sa
+
+    from consodam_pipeline.domain.events import missing_names
+
+    unnamed: dict[str, list[str]] = {}
+    with store(home).engine.connect() as conn:
+        for row in conn.execute(sa.text("SELECT * FROM audit_ledger")).mappings():
+            if missing := missing_names(dict(row)):
+                unnamed.setdefault(row["event_type"], [*missing, f"e.g. {row['event_id'][:12]}"])
+    return unnamed
+
+
+def event_types(home: Path) -> set[str]:
+    import sqlalchemy as sa
+
+    with store(home).engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT DISTINCT event_type FROM audit_ledger")).scalars())
+
+
 def metadata(result: dg.ExecuteInJobResult | Runs, asset: str) -> dict[str, Any]:
     """The asset's materialization metadata; over several runs, counts are summed (the last event of
     each run, since a run over several partitions repeats its metadata on each)."""

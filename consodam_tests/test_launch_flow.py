@@ -27,12 +27,14 @@ from consodam_tests.pipeline import (
     INGEST,
     Runs,
     edition_assets,
+    event_types,
     ingest,
     metadata,
     resources,
     store,
     sync_partitions,
     table,
+    unnamed_events,
 )
 from consodam_tests.support import Sandbox, edit_dam_fields
 
@@ -182,6 +184,12 @@ def test_a_launch_collection_follows_its_edition(tmp_path: Path) -> None:
             }
             quiet = run()
             assert sum(metadata(quiet, "launch_collections").get(k, 0) for k in ("created", "removed")) == 0
+            assert unnamed_events(home) == {}
+            assert {
+                "published_to_collection",
+                "removed_from_collection",
+                "title_sheet_published",
+            } <= event_types(home)
     finally:
         sandbox.stop()
 

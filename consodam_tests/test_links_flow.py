@@ -23,6 +23,7 @@ from consodam_tests.pipeline import (
     store,
     sync_partitions,
     table,
+    unnamed_events,
 )
 from consodam_tests.support import Sandbox
 
@@ -185,6 +186,7 @@ def test_a_deleted_version_closes_its_link_in_the_ledger_and_in_consonance(tmp_p
             if cover["product_id"] in s["productIds"]
         ]
         assert not any(cover["asset_id"] in u for u in urls)
+        assert unnamed_events(home) == {}  # the closing and relinking events name the edition and version too
         with store(home).engine.connect() as conn:  # what the closing step asks, read both ways
             isbns = links["isbn13"].unique().to_list()
             in_one_pass = Ledger.linked_assets(conn, isbns)  # the slice is the whole ledger

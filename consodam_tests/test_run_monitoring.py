@@ -43,7 +43,7 @@ defs = dg.Definitions(
 
 @pytest.fixture
 def dagster_home(tmp_path: Path) -> Path:
-    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     config["run_monitoring"].update(
         poll_interval_seconds=POLL_S, free_slots_after_run_end_seconds=FREE_AFTER_S
     )

@@ -263,3 +263,24 @@ def test_review_tasks(fresh_sandbox: Sandbox) -> None:
     )["review_task"]
     assert done["status"] == "approved" and done["completed_at"]
     assert get(fresh_sandbox, "/reviewtasks", token, status="open").json()["review_tasks"] == []
+
+
+def test_malformed_json_is_a_400_with_the_reason(sandbox: Sandbox) -> None:
+    """A body that is not JSON is the caller's mistake: 400 naming it, never a 500."""
+    token = {"Authorization": f"Bearer {sandbox.dam_token()}", "Content-Type": "application/json"}
+    asset = httpx.get(f"{sandbox.dam_url}/otmmapi/v6/assets", params={"limit": 1}, headers=token).json()
+    asset_id = asset["assets_resource"]["asset_list"][0]["asset_id"]
+    for method, url, headers in (
+        ("POST", f"{sandbox.dam_url}/otmmapi/v6/reviewtasks", token),
+        ("POST", f"{sandbox.dam_url}/_sandbox/assets/{asset_id}/approval", {}),
+        ("POST", f"{sandbox.consonance_url}/_sandbox/activity", {}),
+    ):
+        reply = httpx.request(method, url, content=b'{"status": "approved",', headers=headers)
+        assert reply.status_code == 400, (url, reply.status_code, reply.text)
+        assert "malformed JSON" in reply.json()["message"]
+    graphql = httpx.post(
+        f"{sandbox.consonance_url}/graphql",
+        content=b"{query",
+        headers={"Authorization": f"Bearer {sandbox.env['CONSONANCE_API_KEY']}"},
+    )
+    assert graphql.status_code == 400 and "malformed JSON" in graphql.json()["errors"][0]["message"]

@@ -26,12 +26,14 @@ from consodam_pipeline.sync.report import WRITES_CHECK
 from consodam_tests.pipeline import (
     Runs,
     all_definitions,
+    event_types,
     ingest,
     metadata,
     resources,
     store,
     sync_partitions,
     table,
+    unnamed_events,
 )
 from consodam_tests.support import Sandbox, edit_dam_fields
 
@@ -189,6 +191,11 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
             assert all(store(home).bookkeeping.failures(ENTITIES[w]).height == 0 for w in WRITERS)
             assert_dam_matches_desired(sandbox, home, instance)
             assert_consonance_matches_links(sandbox, home)
+            # Under faults, duplicates and hand edits, every event still names its edition (and version).
+            assert unnamed_events(home) == {}
+            assert {"link_written", "link_removed", "restriction_applied", "tags_written"} <= event_types(
+                home
+            )
     finally:
         sandbox.stop()
 
@@ -234,6 +241,7 @@ def test_an_item_that_keeps_failing_is_shown_and_written_once_it_can_be(tmp_path
             assert meta["manual_changes_overwritten"] == 1
             assert all(e.passed for e in healed.get_asset_check_evaluations() if e.check_name == WRITES_CHECK)
             assert [e["dam_asset_id"] for e in ledger(home, "manual_change_overwritten")] == [victim]
+            assert unnamed_events(home) == {}
     finally:
         sandbox.stop()
 

@@ -19,9 +19,15 @@ def env_or(name: str, default: Any) -> Any:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
+# Runs print INFO and above to the console (Dagster's default is DEBUG: a line per step event); the UI's
+# event log keeps every event whatever the console shows.
+console = dg.colored_console_logger.configured({"log_level": "INFO"})
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
+        loggers={"console": console},
         resources={
             "consonance": cons.ConsonanceResource(
                 url=env_or("CONSONANCE_URL", endpoints.CONSONANCE_URL),
@@ -35,5 +41,5 @@ def resources() -> dg.Definitions:
             ),
             "lineage": LineageStoreResource(url=env_or("CONSODAM_STORE_URL", "")),
             "io_manager": PolarsParquetIOManager(base_path=env_or("CONSODAM_TABLES_PATH", "")),
-        }
+        },
     )

@@ -191,18 +191,21 @@ class ReviewTaskTarget(WriteTarget[DamClient]):
             pl.col("isbn13").alias("version_isbn"),
             pl.col("work_id").alias("version_work"),
         )
-        editions = self.editions.select(
-            pl.col("isbn13").alias("subject"), pl.col("work_id").alias("edition_work")
-        )
-        named = frame.join(versions, on="subject", how="left").join(editions, on="subject", how="left")
         review = pl.col("kind") == "review"
-        named = named.select(
+        named = frame.join(versions, on="subject", how="left").select(
             "key",
             pl.when(review).then(pl.col("version_isbn")).otherwise(pl.col("subject")).alias("isbn13"),
-            pl.when(review).then(pl.col("version_work")).otherwise(pl.col("edition_work")).alias("work_id"),
+            pl.when(review).then(pl.col("version_work")).alias("version_work"),
             pl.when(review).then(pl.col("subject")).alias("dam_asset_id"),
             "dam_version",
             pl.when(review).then(pl.col("version_role")).otherwise(pl.col("requirement")).alias("role"),
+        )
+        # A version tagged with an ISBN alone is its edition's, of that edition's work.
+        works = self.editions.select("isbn13", pl.col("work_id").alias("edition_work")).unique("isbn13")
+        named = (
+            named.join(works, on="isbn13", how="left")
+            .with_columns(pl.coalesce("version_work", "edition_work").alias("work_id"))
+            .drop("version_work", "edition_work")
         )
         wanted = self.wanted.select("key", "role", PARTITION_COLUMN)
         periods = self.editions.select("work_id", pl.col("period").alias("work_period"))

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consodam_pipeline.sandbox.common import bad_request_handlers, fault_routes, json_body, today
+from consodam_pipeline.sandbox.common import BadRequest, bad_request_handlers, fault_routes, json_body, today
 from consodam_pipeline.sandbox.consonance.resolvers import ConsonanceGraphQL
 from consodam_pipeline.sandbox.consonance.schema import LIST7_NAMES, MAX_PAGE, todo_json
 from consodam_pipeline.sandbox.faults import FaultMiddleware
@@ -40,8 +40,8 @@ class ConsonanceSandbox(ConsonanceGraphQL):
             )
         try:
             body = await json_body(request)
-        except ValueError:
-            return JSONResponse({"errors": [{"message": "request body is not JSON"}]}, status_code=400)
+        except BadRequest as exc:
+            return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
         result = graphql.graphql_sync(
             self.schema,
             body.get("query", ""),

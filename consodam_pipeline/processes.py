@@ -1,0 +1,116 @@
+"""Services consodam starts, and how they stop when told.
+
+A command that starts children (`consodam dev`, `consodam deploy-check`) turns SIGTERM and SIGHUP into the
+same unwinding Ctrl-C causes, so every `with` block stops what it started. Each service runs in its own
+process group, with SIGTERM and SIGINT at their default disposition (a parent that ignores them must not
+hand that on: a child inherits ignored signals across exec), and is stopped as a group: SIGTERM, then
+SIGKILL after a bound, so nothing it spawned (a webserver's code server, a daemon's run workers) is left
+listening.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+GRACE_S = 15.0  # how long a service has to exit on SIGTERM before its group is killed
+
+
+class Stopped(KeyboardInterrupt):
+    """The command was told to stop (SIGTERM, SIGHUP): unwinds like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP unwind the command like Ctrl-C."""
+
+    def unwind(signum: int, _frame: FrameType | None) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, unwind) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _default_signals() -> None:
+    """In the child, before exec: its own process group, the stop signals at their default, none blocked."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+@dataclass
+class Service:
+    """One child service in its own process group."""
+
+    name: str
+    command: Sequence[str]
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    log: Path | None = None  # where its output goes (else inherited)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> Service:
+        out = open(self.log, "ab") if self.log else None  # noqa: SIM115  # closed when the service stops
+        self.process = subprocess.Popen(
+            list(self.command),
+            env=dict(self.env) if self.env is not None else None,
+            cwd=self.cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+        if out:
+            out.close()  # the child holds its own descriptor
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the service's whole process group."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, grace_s: float = GRACE_S) -> float:
+        """SIGTERM to the group, then SIGKILL after `grace_s`; returns how long the service took to exit."""
+        if self.process is None:
+            return 0.0
+        started = time.monotonic()
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait(10)
+        took = time.monotonic() - started
+        self.signal(signal.SIGKILL)  # whatever of its group outlived it
+        return took
+
+    def wait(self) -> int:
+        assert self.process is not None
+        return self.process.wait()
+
+    def __enter__(self) -> Service:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
