@@ -14,7 +14,24 @@ from consodam_pipeline import endpoints
 from consodam_pipeline.audit.cli import audit
 
 
-@click.group()
+class Consodam(click.Group):
+    """The command line; a bad rules file ends any command with its one line (file, field, reason)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ValueError as exc:
+            from consodam_pipeline.domain.packages import (
+                RulesError,
+            )  # here: `consodam audit` loads no pydantic
+
+            if not isinstance(exc, RulesError):
+                raise
+            click.echo(f"consodam: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=Consodam)
 def main() -> None:
     """consodam: Consonance ↔ OpenText DAM sync with a provable lineage."""
 

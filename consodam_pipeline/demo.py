@@ -149,13 +149,24 @@ def workflow_story(store: Any) -> str | None:
 
     def first(kind: str, containing: str | None = None) -> dict[str, Any] | None:
         row = store.ledger.first_of(kind, containing)
-        return None if row is None else {"isbn13": row["isbn13"], **json.loads(row["after_json"])}
+        return (
+            None
+            if row is None
+            else {"isbn13": row["isbn13"], "run_id": row["run_id"], **json.loads(row["after_json"])}
+        )
 
     click.echo("\n== F2: stages move only when a milestone's assets are approved")
     advanced = first("stage_advanced")
     if advanced:
-        met = ", ".join(f"{r} v{v['version']} ({v['approved_by']})" for r, v in advanced["met_by"].items())
-        click.echo(f"advanced: {advanced['isbn13']} {advanced['from']} → {advanced['to']}, met by {met}")
+        gates = [
+            json.loads(e["after_json"])
+            for e in store.ledger.events_for_isbn(advanced["isbn13"])
+            if e["event_type"] == "stage_advanced" and e["run_id"] == advanced["run_id"]
+        ]
+        chain = " → ".join([gates[0]["from"], *(g["to"] for g in gates)])
+        passed = f" ({len(gates)} gates passed in one run, each checked)" if len(gates) > 1 else ""
+        met = ", ".join(f"{r} v{v['version']} ({v['approved_by']})" for r, v in gates[0]["met_by"].items())
+        click.echo(f"advanced: {advanced['isbn13']} {chain}{passed}; {gates[0]['milestone']} met by {met}")
     held = first("stage_held", '"missing":["')
     if held:
         click.echo(f"held:     {held['isbn13']} at {held['milestone']}, lacks {', '.join(held['missing'])}")
@@ -257,7 +268,8 @@ def compliance_report(store: Any) -> Path:
 
 
 def run_demo(works: int) -> None:
-    from consodam_pipeline.audit.answer import edition_audit, render
+    from consodam_pipeline.audit.answer import edition_audit
+    from consodam_pipeline.audit.text import render
     from consodam_pipeline.domain.periods import period_keys
     from consodam_pipeline.store.resource import LineageStoreResource
 

@@ -305,7 +305,11 @@ def test_the_command_answers_as_of_with_z_offsets_and_dates(tmp_path: Path, cli_
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["title"]["title"] == "Tide Lines"
     shown = consodam("audit", "978-1-4028-9462-6", env=cli_env)
-    assert shown.returncode == 0 and "Tide Lines: A Novel" in shown.stdout and "A2 v2" in shown.stdout
+    assert (
+        shown.returncode == 0
+        and "Tide Lines: A Novel" in shown.stdout
+        and "front_cover v2 (A2)" in shown.stdout
+    )
 
 
 def test_each_mistake_is_one_line_with_its_exit_code(tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -504,15 +508,23 @@ def test_a_reviewer_reads_the_html_report_in_a_browser(tmp_path: Path, cli_env: 
     )
     assert done.returncode == 0, done.stderr
     assert "<script" not in report.read_text() and "http" not in report.read_text().split("<body>")[0]
-    with browser_page() as page:
+    with browser_page(width=1280, height=900) as page:
         page.goto(report.as_uri())
         assert page.locator("#total").inner_text() == "9"
-        edition = page.locator(f"section.edition[data-isbn='{ISBN}']")
-        assert "Tide Lines: A Novel (Harbour Books)" in edition.locator("h2").inner_text()
+        assert "link_written" in page.locator("#summary").inner_text()  # the summary comes first
+        edition = page.locator(f"details.edition[data-isbn='{ISBN}']")
+        assert "Tide Lines: A Novel (Harbour Books)" in edition.locator("summary").inner_text()
+        written = edition.locator("tr.event[data-event='link_written']").last
+        assert not written.is_visible()  # collapsed until a reviewer opens it
+        edition.locator("summary").click()
         timeline = [row.get_attribute("data-event") for row in edition.locator("tr.event").all()]
         assert timeline[:3] == ["link_created", "link_written", "review_task_opened"] and len(timeline) == 9
-        written = edition.locator("tr.event[data-event='link_written']").last
         assert "art@pub.example" in written.locator(".approved-by").inner_text()
         assert "consonance" in written.inner_text() and "run-06" in written.inner_text()
         assert written.is_visible()
+        # The fields that changed, readable: no JSON, a wide column, nothing wider than the window.
+        changed = written.locator("td.d")
+        assert "{" not in changed.inner_text() and "approved_by art@pub.example" in changed.inner_text()
+        assert changed.bounding_box()["width"] >= 400
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)

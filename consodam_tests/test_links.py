@@ -228,7 +228,7 @@ def test_audit_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     seed_ledger(LineageStore(connect_store(url)), "9780306406157")
     runner = CliRunner()
     table = runner.invoke(main, ["audit", "9780306406157", "--store-url", url])
-    assert table.exit_code == 0 and "front_cover" in table.output and "c2 v2" in table.output
+    assert table.exit_code == 0 and "front_cover" in table.output and "v2 (c2)" in table.output
     as_of = runner.invoke(
         main, ["audit", "0-306-40615-2", "--as-of", "2024-06-01", "--json", "--store-url", url]
     )

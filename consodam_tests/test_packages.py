@@ -3,6 +3,7 @@ checked against the reference by hypothesis."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +429,28 @@ VERSION_FRAME = {
     "orphan_tag": pl.Boolean(),
     "deleted": pl.Boolean(),
 }
+
+
+def test_a_bad_rules_file_fails_the_code_location_at_load_and_a_command_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from consodam_pipeline.definitions import defs
+
+    bad = tmp_path / "rules.toml"
+    bad.write_text(DEFAULT_RULES.read_text().replace("days_before = 90", 'days_before = "soon"', 1))
+    monkeypatch.setenv(RULES_ENV, str(bad))
+    with pytest.raises(RulesError, match=r"launch\.days_before"):
+        defs()  # before any run: the code location does not load
+    demo = subprocess.run(
+        [str(Path(sys.executable).parent / "consodam"), "demo", "--works", "5"],
+        env={**os.environ, "CONSODAM_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = demo.stderr.strip().splitlines()
+    assert demo.returncode == 2 and len(lines) == 1, demo.stderr
+    assert lines[0].startswith(f"consodam: rules {bad}: launch.days_before: ")

@@ -284,3 +284,32 @@ def test_malformed_json_is_a_400_with_the_reason(sandbox: Sandbox) -> None:
         headers={"Authorization": f"Bearer {sandbox.env['CONSONANCE_API_KEY']}"},
     )
     assert graphql.status_code == 400 and "malformed JSON" in graphql.json()["errors"][0]["message"]
+
+
+def test_a_collection_larger_than_a_page_is_read_whole(fresh_sandbox: Sandbox) -> None:
+    """Members are paged with after/limit on both sides: the sandbox serves a page at a time (100 by default,
+    as its other lists), and the client reads every page."""
+    from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
+
+    token = fresh_sandbox.dam_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    made = httpx.post(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/collections",
+        headers=headers,
+        json={"collection_resource": {"collection": {"name": "Launch 2027-02 · Big"}}},
+    ).json()
+    cid = made["collection_resource"]["collection"][0]["id"]
+    listed = get(fresh_sandbox, "/assets", token, limit=250, versions="all").json()["assets_resource"]
+    members = sorted(a["asset_id"] for a in listed["asset_list"])
+    assert len(members) == 250
+    httpx.put(
+        f"{fresh_sandbox.dam_url}/otmmapi/v6/collections/{cid}/assets",
+        headers=headers,
+        json={"asset_ids": members},
+    ).raise_for_status()
+    first = get(fresh_sandbox, f"/collections/{cid}/assets", token).json()["assets_resource"]
+    assert len(first["asset_list"]) == 100 and first["total_number_of_items"] == 250  # one page by default
+    second = get(fresh_sandbox, f"/collections/{cid}/assets", token, after=200, limit=100).json()
+    assert [a["asset_id"] for a in second["assets_resource"]["asset_list"]] == members[200:]
+    with OpenTextDamResource(url=fresh_sandbox.dam_url, page_size=60).client() as client:
+        assert client.collection_assets(cid) == members  # five pages, each member once

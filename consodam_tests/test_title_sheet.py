@@ -73,7 +73,9 @@ def test_a_sheet_lists_sales_rights_as_the_edition_has_them() -> None:
     world = read(
         render(base.__class__(**{**base.__dict__, "for_sale_worldwide": True, "not_for_sale": ["US"]}), "P")
     )
-    assert world["sales_rights"] == ["for sale WORLD US"]
+    assert world["sales_rights"] == [
+        "for sale WORLD excluding US"
+    ]  # ONIX: RegionsIncluded, CountriesExcluded
     listed = read(
         render(base.__class__(**{**base.__dict__, "for_sale": ["GB", "IE"], "not_for_sale": ["US"]}), "P")
     )

@@ -203,7 +203,6 @@ def test_a_title_advances_only_when_its_milestone_is_met(tmp_path: Path) -> None
                 "stage_held",
                 "review_task_opened",
                 "review_task_completed",
-                "review_task_closed",
                 "package_referenced",
             } <= event_types(home)
     finally:

@@ -20,7 +20,13 @@ import sqlalchemy as sa
 
 from consodam_pipeline.domain.isbn import normalize_isbn
 from consodam_pipeline.domain.links import event_order, live_links
-from consodam_pipeline.store.schema import asset_usage, audit_ledger, record_history, record_subject
+from consodam_pipeline.store.schema import (
+    asset_usage,
+    audit_ledger,
+    quarantine,
+    record_history,
+    record_subject,
+)
 
 SCHEMA = "consodam.audit/1"
 TASK_EVENTS = ("review_task_opened", "review_task_completed", "review_task_closed")
@@ -61,6 +67,9 @@ RIGHTS_FIELDS = (
 )
 VERSION_FIELDS = ("asset_id", "original_asset_id", "version", "role", "approval_status", "approved_by")
 USAGE_FIELDS = ("used_at", "asset_id", "dam_version", "role", "used_by", "channel", "action")
+QUARANTINE_FIELDS = ("source", "record_key", "reason", "first_seen_at", "last_seen_at")
+EDITION_SOURCES = ("consonance", "workflow")  # quarantine sources keyed by the edition's product id
+STAGE_ENTITY = "title_stage"
 
 
 def rfc3339(value: object) -> str | None:
@@ -100,11 +109,16 @@ class EditionAudit:
         default_factory=dict
     )  # facet → what consodam had written
     package: dict[str, Any] | None = None  # the package state recorded last before `as_of`
-    stage: str | None = None  # the project stage at `as_of`
+    stage: str | None = (
+        None  # the project stage at `as_of`: the later of what Consonance showed and consodam wrote
+    )
+    stage_since: str | None = None
+    stage_source: str | None = None  # "consonance" (its last record) or "consodam" (its own later write)
     stage_advances: list[dict[str, Any]] = field(default_factory=list)
     review_tasks: list[dict[str, Any]] = field(default_factory=list)
     title_sheet: dict[str, Any] | None = None
     usage: list[dict[str, Any]] = field(default_factory=list)  # each download or delivery of its versions
+    quarantine: list[dict[str, Any]] = field(default_factory=list)  # what was refused about it then, and why
     schema: str = SCHEMA
 
     def as_json(self) -> str:
@@ -136,8 +150,16 @@ def edition_audit(source: Any, isbn: str, as_of: datetime | None = None) -> Edit
         usage = [
             {**r, "used_at": rfc3339(r["used_at"])} for r in conn.execute(queries.usage, asked).mappings()
         ]
+        held = [
+            {**r, "since": rfc3339(r["first_seen_at"]), "last_seen": rfc3339(r["last_seen_at"])}
+            for r in conn.execute(queries.quarantine, asked).mappings()
+        ]
         known = bool(events or records) or conn.execute(queries.heard_of, asked).first() is not None
-    return _answer(isbn13, moment, known, records, events, usage)
+    answer = _answer(isbn13, moment, known, records, events, usage)
+    answer.quarantine = [
+        {k: v for k, v in r.items() if k not in ("first_seen_at", "last_seen_at")} for r in held
+    ]
+    return answer
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,7 @@ class _Queries:
     records: sa.CompoundSelect[Any]
     events: sa.Select[Any]  # its ledger events up to `at`, in order
     usage: sa.Select[Any] | sa.CompoundSelect[Any]  # each use of its versions up to `at`
+    quarantine: sa.CompoundSelect[Any]  # what was held back about it at `at`
     heard_of: sa.Select[Any]  # whether the store ever recorded anything about it
 
 
@@ -154,7 +177,7 @@ def _queries() -> _Queries:
     """The answer's statements, built once with the ISBN and the moment as parameters: an answer makes one
     round trip per facet and spends no time composing SQL."""
     isbn13, at = sa.bindparam("isbn13", type_=sa.String()), sa.bindparam("at", type_=sa.DateTime())
-    h, s, a, u = record_history, record_subject, audit_ledger, asset_usage
+    h, s, a, u, q = record_history, record_subject, audit_ledger, asset_usage, quarantine
     edition_subject = s.alias("edition_subject")
     works = sa.select(edition_subject.c.work_id).where(
         edition_subject.c.isbn13 == isbn13, edition_subject.c.work_id != ""
@@ -169,15 +192,32 @@ def _queries() -> _Queries:
         sa.select(*columns).where(h.c.entity.in_(KEYED_BY_ISBN), h.c.record_key == isbn13, current),
     )
     used = [u.c[f] for f in USAGE_FIELDS]
+    # An event about a work-wide asset names the work alone: the edition's answer includes its works' own.
+    events = sa.union_all(
+        sa.select(a).where(a.c.isbn13 == isbn13, a.c.occurred_at <= at),
+        sa.select(a).where(a.c.isbn13.is_(None), a.c.work_id.in_(works), a.c.occurred_at <= at),
+    )
+    held = sa.and_(q.c.first_seen_at <= at, sa.or_(q.c.resolved_at.is_(None), q.c.resolved_at > at))
+    keys_of = {
+        entity: sa.select(s.c.record_key).where(s.c.isbn13 == isbn13, s.c.entity == entity)
+        for entity in (EDITION, DAM_VERSION)
+    }
+    quarantined = [q.c[f] for f in QUARANTINE_FIELDS]
     return _Queries(
         records=records,
-        events=sa.select(a)
-        .where(a.c.isbn13 == isbn13, a.c.occurred_at <= at)
-        .order_by(a.c.occurred_at, a.c.event_id),
+        events=sa.select(events.subquery()).order_by("occurred_at", "event_id"),
         usage=sa.union_all(
             sa.select(*used).where(u.c.isbn13 == isbn13, u.c.used_at <= at),
             sa.select(*used).where(u.c.isbn13.is_(None), u.c.work_id.in_(works), u.c.used_at <= at),
         ).order_by("used_at"),
+        quarantine=sa.union_all(
+            sa.select(*quarantined).where(
+                q.c.source.in_(EDITION_SOURCES), q.c.record_key.in_(keys_of[EDITION]), held
+            ),
+            sa.select(*quarantined).where(
+                q.c.source == "dam", q.c.record_key.in_(keys_of[DAM_VERSION]), held
+            ),
+        ),
         heard_of=sa.select(s.c.entity).where(s.c.isbn13 == isbn13).limit(1),
     )
 
@@ -198,7 +238,9 @@ def _answer(
     advances = [
         _after(e) | {"at": rfc3339(e["occurred_at"])} for e in events if e["event_type"] == "stage_advanced"
     ]
-    stage = (title or {}).get("project_stage") or (advances[-1]["to"] if advances else None)
+    stage, stage_since, stage_source = _stage(title, by_entity.get(STAGE_ENTITY, []))
+    if title is not None:
+        title.pop("valid_from")
     return EditionAudit(
         isbn13=isbn13,
         as_of=rfc3339(moment) or "",
@@ -211,6 +253,8 @@ def _answer(
         written={facet: _written(by_entity.get(entity, [])) for entity, facet in WRITTEN.items()},
         package=package,
         stage=stage,
+        stage_since=stage_since,
+        stage_source=stage_source,
         stage_advances=advances,
         review_tasks=review_tasks(events),
         title_sheet=next((_written([r])[0] for r in by_entity.get(SHEET_ENTITY, [])), None),
@@ -231,7 +275,22 @@ def _title(
         return None, None
     payload, row = chosen
     title = {k: payload.get(k) for k in TITLE_FIELDS} | {"recorded_since": rfc3339(row["valid_from"])}
+    title["valid_from"] = row["valid_from"]
     return title, {k: payload.get(k) for k in RIGHTS_FIELDS}
+
+
+def _stage(
+    title: dict[str, Any] | None, written: list[dict[str, Any]]
+) -> tuple[str | None, str | None, str | None]:
+    """The stage the edition was at: what consodam wrote, when that is later than the record Consonance last
+    showed (its own write is known from the moment it wrote it, not from the next read); else Consonance's."""
+    shown_at = (title or {}).get("valid_from")
+    latest = max(written, key=lambda r: r["valid_from"], default=None)
+    if latest is not None and (shown_at is None or latest["valid_from"] > shown_at):
+        return json.loads(latest["payload"])["state"]["stage"], rfc3339(latest["valid_from"]), "consodam"
+    if title is None:
+        return None, None, None
+    return title.get("project_stage"), title.get("recorded_since"), "consonance"
 
 
 def _versions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -297,118 +356,29 @@ def _after(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def review_tasks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each review task consodam opened for the edition, and where it stood at the end of these events."""
+    """Each review task consodam opened for the edition, where it stood at the end of these (time-ordered)
+    events, named by its task id: opened, decided (by whom, when, how) or cancelled (why). A task opened
+    again after a decision is open again, its earlier outcomes kept in `earlier`."""
     tasks: dict[str, dict[str, Any]] = {}
     for event in (e for e in events if e["event_type"] in TASK_EVENTS):
-        after = _after(event)
-        state = after.get("state") or {}
-        key = str(
-            after.get("task_id") or after.get("handle") or state.get("asset_id") or state.get("requirement")
-        )
-        task = tasks.setdefault(key, {"opened": None, "status": "open", "by": None})
+        after, before = _after(event), dict(json.loads(event["before_json"] or "{}"))
+        handle = str(after.get("task_id") or after.get("handle") or before.get("handle"))
+        task = tasks.setdefault(handle, {"task_id": handle, "opened": None, "status": "open", "earlier": []})
+        task.update({k: v for k, v in (before.get("state") or {}).items() if k not in task})
         at = rfc3339(event["occurred_at"])
         if event["event_type"] == "review_task_opened":
-            task.update(opened=at, task_id=after.get("handle"), **state)
+            if task["opened"] is not None:
+                task["earlier"].append(
+                    {k: task.get(k) for k in ("status", "by", "at", "reason") if task.get(k)}
+                )
+            for ended in ("by", "at", "reason", "decided"):
+                task.pop(ended, None)
+            task.update(opened=at, status="open", **(after.get("state") or {}))
         elif event["event_type"] == "review_task_completed":
-            task.update(status=after.get("decision"), by=event["actor"], at=at)
+            decided_at = rfc3339(after.get("decided_at") or after.get("completed_at")) or at
+            task.update(
+                status=after.get("decision"), by=event["actor"], at=decided_at, decided=after.get("how")
+            )
         else:
             task.update(status="cancelled", reason=after.get("reason"), at=at)
     return list(tasks.values())
-
-
-def render(audit: EditionAudit) -> str:
-    """The answer as a reviewer reads it."""
-    if not audit.known:
-        return f"ISBN {audit.isbn13}: the lineage store has no record of it"
-    lines = [f"ISBN {audit.isbn13} — as of {audit.as_of}", ""]
-    lines += _render_title(audit)
-    lines += ["", f"{'role':22} {'linked version':48} {'approved by':34} {'approved at':22} written by runs"]
-    for link in audit.live:
-        lines.append(
-            f"{link.role:22} {link.asset_id + ' v' + str(link.version):48} {link.approved_by or '':34} "
-            f"{_when(link.approved_at):22} {', '.join(r[:8] for r in link.written_by_runs) or '—'}"
-        )
-    lines += _render_written(audit)
-    lines += _render_workflow(audit)
-    if audit.usage:
-        lines += ["", f"used ({len(audit.usage)} times)"]
-        lines += [
-            f"  {_when(u['used_at']):22} {u['role'] or '':20} {_version(u['asset_id'], u['dam_version']):16}  "
-            f"{u['action']} via {u['channel']} by {u['used_by']}"
-            for u in audit.usage
-        ]
-    lines += ["", f"history ({len(audit.history)} events)", ""]
-    for event in audit.history:
-        lines.append(
-            f"{_when(event['occurred_at']):22} {event['event_type']:24} {event['role'] or '':20} "
-            f"{_version(event['dam_asset_id'], event['dam_version']):16}  {event['actor'] or ''}"
-        )
-    return "\n".join(lines)
-
-
-def _render_title(audit: EditionAudit) -> list[str]:
-    title, rights = audit.title, audit.sales_rights or {}
-    if title is None:
-        return ["title record: none recorded at this moment"]
-    return [
-        f"title:  {title['title']} ({title['imprint'] or 'no imprint'}; {title['product_form']}; "
-        f"status {title['publishing_status']}; published {title['publication_date'] or '—'}; "
-        f"stage {title['project_stage'] or '—'})",
-        f"rights: {rights.get('sales_rights') or '—'}",
-    ]
-
-
-def _render_written(audit: EditionAudit) -> list[str]:
-    lines = []
-    for facet, rows in audit.written.items():
-        if rows:
-            lines += ["", f"{facet.replace('_', ' ')} (as consodam had written them)"]
-            lines += [f"  {r['key'][:60]:60} {_short(r['state'])}  since {_when(r['since'])}" for r in rows]
-    if audit.title_sheet:
-        sheet = audit.title_sheet
-        sha = str((sheet["state"] or {}).get("sha"))[:12]
-        lines += ["", f"title sheet: {sheet['handle']} (sha {sha}) since {_when(sheet['since'])}"]
-    return lines
-
-
-def _when(stamp: str | None) -> str:
-    """A timestamp as a reviewer reads it in the text answer: to the second (the JSON keeps the rest)."""
-    return (stamp.split(".")[0] + "Z" if "." in stamp else stamp) if stamp else ""
-
-
-def _version(asset_id: str | None, version: int | None) -> str:
-    return f"{(asset_id or '')[:12]} v{version}" if asset_id else ""
-
-
-def _short(state: object) -> str:
-    text = json.dumps(state, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= 110 else text[:107] + "…"
-
-
-def _render_workflow(audit: EditionAudit) -> list[str]:
-    lines = []
-    if audit.package:
-        lines += [
-            "",
-            f"package ({audit.package.get('stage')}; milestone {audit.package.get('milestone') or '—'})",
-        ]
-        for req in audit.package.get("requirements", []):
-            version = f"{(req['asset_id'] or '')[:12]} v{req['version']}" if req.get("asset_id") else "—"
-            lines.append(
-                f"  {req['requirement']:14} {req['status']:16} {version:18} {req.get('detail') or ''}"
-            )
-    for advance in audit.stage_advances:
-        met = ", ".join(
-            f"{r} {(v['asset_id'] or '')[:12]} v{v['version']} ({v['approved_by']})"
-            for r, v in advance.get("met_by", {}).items()
-        )
-        lines.append(
-            f"stage advanced {_when(advance['at'])}: {advance['from']} → {advance['to']}; met by {met}"
-        )
-    for task in audit.review_tasks:
-        subject = task.get("asset_id") or task.get("requirement")
-        lines.append(
-            f"review task {task.get('kind', 'review')} {subject} ({task.get('milestone')}): {task['status']}"
-            + (f" by {task['by']}" if task.get("by") else "")
-        )
-    return lines

@@ -49,13 +49,33 @@ class Moment(click.ParamType):
         return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+IMPLIED = "consodam.audit.implied_show"
+
+
 class DefaultToShow(click.Group):
     """`consodam audit ISBN …` runs `show`; `consodam audit report …` runs the report."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["show", *args]
+            ctx.meta[IMPLIED] = True
         return super().parse_args(ctx, args)
+
+
+class AsTyped(click.Context):
+    """A context that names the command as the user typed it: `consodam audit ISBN`, where `show` was implied,
+    so a usage error never names a subcommand the user did not type."""
+
+    @property
+    def command_path(self) -> str:
+        path = super().command_path
+        if self.meta.get(IMPLIED) and self.parent is not None:
+            return self.parent.command_path
+        return path
+
+
+class ShowCommand(click.Command):
+    context_class = AsTyped
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -107,7 +127,7 @@ def audit() -> None:
     `consodam audit report` — every change in a window, for a compliance review."""
 
 
-@audit.command("show")
+@audit.command("show", cls=ShowCommand)
 @click.argument("isbn")
 @click.option(
     "--as-of",
@@ -120,13 +140,20 @@ def audit() -> None:
 @STORE_OPTION
 def show(isbn: str, as_of: datetime | None, as_json: bool, store_url: str | None) -> None:
     """Title record, sales rights, linked versions, writes, package, stage, tasks, collections and usage."""
-    from consodam_pipeline.audit.answer import edition_audit, render
+    from consodam_pipeline.audit.answer import edition_audit
+    from consodam_pipeline.audit.text import render
     from consodam_pipeline.domain.isbn import InvalidISBNError, normalize_isbn
 
     try:
         isbn13 = normalize_isbn(isbn)
     except InvalidISBNError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
+    if as_of is not None and as_of > datetime.now(UTC):
+        fail(
+            f"--as-of {as_of:%Y-%m-%dT%H:%M:%SZ} is in the future: ask about now (no --as-of) or "
+            "an earlier moment",
+            EXIT_BAD_INPUT,
+        )
     engine, _ = open_store(store_url)
     answer = run_read(lambda: edition_audit(engine, isbn13, as_of))
     if not answer.known and not as_json:
@@ -197,9 +224,14 @@ def report(
         click.echo(to_csv(report), nl=False)
         return
     target = out or Path(f"audit-report-{start:%Y%m%d}-{end:%Y%m%d}.{fmt}")
-    write_report(report, fmt, target, query, shown)
-    editions = report["isbn13"].n_unique()
-    click.echo(f"{report.height} changes across {editions} editions → {target}", err=True)
+    written = write_report(report, fmt, target, query, shown)
+    editions = report["isbn13"].drop_nulls().n_unique()
+    pages = (
+        f" ({len(written)} pages of 500 editions: {written[0].name} … {written[-1].name})"
+        if len(written) > 1
+        else ""
+    )
+    click.echo(f"{report.height} changes across {editions} editions → {target}{pages}", err=True)
 
 
 @audit.command("events")

@@ -263,86 +263,27 @@ def unknown_subjects(engine: sa.Engine, isbns: Sequence[str], imprint: str | Non
     return None
 
 
-def write_report(report: pl.DataFrame, fmt: str, out: Path, query: ReportQuery, store: str) -> None:
+def write_report(report: pl.DataFrame, fmt: str, out: Path, query: ReportQuery, store: str) -> list[Path]:
+    """The report in one format; the files written (HTML comes as linked pages of 500 editions)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         out.write_text(to_csv(report), encoding="utf-8")
     elif fmt == "parquet":
         report.write_parquet(out)
     else:
-        out.write_text(to_html(report.to_dicts(), query, store), encoding="utf-8")
+        from consodam_pipeline.audit.html import write_html
+
+        header = {
+            "start": rfc3339(query.start),
+            "end": rfc3339(query.end),
+            "store": store,
+            "imprint": query.imprint,
+            "isbns": query.isbns,
+            "events": query.events,
+        }
+        return write_html(report, out, header)
+    return [out]
 
 
 def to_csv(report: pl.DataFrame) -> str:
     return report.write_csv()
-
-
-def to_html(rows: list[dict[str, Any]], query: ReportQuery, store: str) -> str:
-    import jinja2
-
-    editions: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        editions.setdefault(row["isbn13"] or "(no edition)", []).append(row)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["event_type"]] = counts.get(row["event_type"], 0) + 1
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_HTML).render(
-        query=query,
-        start=rfc3339(query.start),
-        end=rfc3339(query.end),
-        generated=rfc3339(datetime.now(UTC)),
-        store=store,
-        total=len(rows),
-        counts=sorted(counts.items()),
-        editions=sorted(editions.items()),
-    )
-
-
-_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>consodam compliance report {{ start }} – {{ end }}</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1b1b1b; }
-h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; width: 100%; } th, td { text-align: left; padding: .25rem .5rem;
- vertical-align: top; border-bottom: 1px solid #eee; } th { background: #f4f4f4; }
-.system-dam { color: #0b5394; } .system-consonance { color: #38761d; } .system-consodam { color: #674ea7; }
-code { font-size: 12px; word-break: break-all; } .meta { color: #555; }
-</style>
-</head>
-<body>
-<h1>Compliance report: every change from {{ start }} to {{ end }}</h1>
-<p class="meta">Generated {{ generated }} from {{ store }}.
-{% if query.imprint %}Imprint: {{ query.imprint }}. {% endif %}
-{% if query.isbns %}ISBNs: {{ query.isbns | join(", ") }}. {% endif %}
-{% if query.events %}Events: {{ query.events | join(", ") }}. {% endif %}</p>
-<section id="summary">
-<p><strong id="total">{{ total }}</strong> changes across <strong>{{ editions | length }}</strong> editions.</p>
-<table><thead><tr><th>event</th><th>count</th></tr></thead><tbody>
-{% for kind, n in counts %}<tr><td>{{ kind }}</td><td>{{ n }}</td></tr>{% endfor %}
-</tbody></table>
-</section>
-{% for isbn, events in editions %}
-<section class="edition" id="isbn-{{ isbn }}" data-isbn="{{ isbn }}">
-<h2>{{ isbn }} — {{ events[0].title or "untitled" }}{% if events[0].imprint %} ({{ events[0].imprint }}){% endif %}</h2>
-<table><thead><tr><th>when (UTC)</th><th>what</th><th>system</th><th>role · version</th><th>approved by</th>
-<th>actor</th><th>run</th><th>before → after</th></tr></thead><tbody>
-{% for e in events %}<tr class="event" data-event="{{ e.event_type }}">
-<td>{{ e.occurred_at }}</td><td>{{ e.event_type }}{% if e.reason %}<br><em>{{ e.reason }}</em>{% endif %}</td>
-<td class="system-{{ e.system }}">{{ e.system }}</td>
-<td>{{ e.role or "" }}{% if e.dam_asset_id %} · <code>{{ e.dam_asset_id[:12] }}</code>
- v{{ e.dam_version }}{% endif %}</td>
-<td class="approved-by">{{ e.approved_by or "" }}</td><td>{{ e.actor or "" }}</td>
-<td><code>{{ (e.run_id or "")[:8] }}</code></td>
-<td>{% if e.before %}<code>{{ e.before }}</code> → {% endif %}<code>{{ e.after or "" }}</code></td></tr>
-{% endfor %}</tbody></table>
-</section>
-{% else %}
-<p id="empty">No change recorded in this window.</p>
-{% endfor %}
-</body>
-</html>
-"""

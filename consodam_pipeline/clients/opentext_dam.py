@@ -353,12 +353,18 @@ class DamClient:
         return next(str(c["id"]) for c in listed if c["name"] == name)
 
     def collection_assets(self, collection_id: str) -> list[str]:
-        ids: list[str] = self.call(
-            "GET",
-            f"/collections/{collection_id}/assets",
-            decode=lambda r: [a["asset_id"] for a in r.json()["assets_resource"]["asset_list"]],
-        )
-        return ids
+        """Every member of a collection, page by page (`after`/`limit`, as OTMM pages its lists)."""
+        ids: list[str] = []
+        while True:
+            page: list[str] = self.call(
+                "GET",
+                f"/collections/{collection_id}/assets",
+                params={"after": len(ids), "limit": self.page_size, "level_of_detail": "slim"},
+                decode=lambda r: [a["asset_id"] for a in r.json()["assets_resource"]["asset_list"]],
+            )
+            ids += page
+            if len(page) < self.page_size:
+                return ids
 
     def add_to_collection(self, collection_id: str, asset_ids: Sequence[str]) -> None:
         """Adding a member twice keeps one: safe to repeat."""
@@ -394,6 +400,16 @@ class DamClient:
             "/reviewtasks",
             json=fields,
             idempotent=False,
+            decode=lambda r: ReviewTaskReply.model_validate_json(r.content),
+        )
+        return reply.review_task
+
+    def complete_review_task(self, task_id: str, decision: str, by: str | None, note: str) -> ReviewTask:
+        """Complete a task with a decision a reviewer took on the version itself: a full state, safe to repeat."""
+        reply: ReviewTaskReply = self.call(
+            "PUT",
+            f"/reviewtasks/{task_id}",
+            json={"status": decision, "completed_by": by, "note": note},
             decode=lambda r: ReviewTaskReply.model_validate_json(r.content),
         )
         return reply.review_task

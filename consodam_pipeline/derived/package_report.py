@@ -104,7 +104,12 @@ def title_packages(
             waiting_on_assets(summary),
             complete_before_publication(summary, datetime.now(UTC).date()),
         ],
-        metadata=package_metadata(packages, summary, len(quarantined), changed),
+        metadata=package_metadata(
+            packages,
+            summary.join(editions.select("product_id", "title"), on="product_id", how="left"),
+            len(quarantined),
+            changed,
+        ),
     )
 
 
@@ -266,7 +271,9 @@ def completeness_table(summary: pl.DataFrame) -> dg.MetadataValue:
 def furthest_table(summary: pl.DataFrame) -> dg.MetadataValue:
     furthest = summary.sort("completeness", "publication_date", nulls_last=True).head(10)
     rows = [
-        f"| {r['isbn13']} | {r['format_family']} | {r['met']}/{r['requirements']} | {', '.join(r['missing'])} |"
+        f"| {r['isbn13']} | {r.get('title') or ''} | {r['format_family']} | {r['met']}/{r['requirements']} | "
+        f"{', '.join(r['missing'])} |"
         for r in furthest.iter_rows(named=True)
     ]
-    return dg.MetadataValue.md("| ISBN | format | met | lacks |\n|---|---|---|---|\n" + "\n".join(rows))
+    header = "| ISBN | title | format | met | lacks |\n|---|---|---|---|---|\n"
+    return dg.MetadataValue.md(header + "\n".join(rows))

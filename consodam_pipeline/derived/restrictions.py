@@ -10,13 +10,12 @@ import polars as pl
 
 from consodam_pipeline.derived.rights_matrix import asset_grants
 from consodam_pipeline.domain.canonical import canonical_json
+from consodam_pipeline.domain.policies import EMBARGOED, INTERNAL, PUBLIC
 from consodam_pipeline.domain.territories import TerritorySet, word_columns
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.dam_fields import DamFieldsTarget
 
 RIGHTS_FIELD = "CONSODAM.RIGHTS."
-INTERNAL, PUBLIC, EMBARGOED = 1, 2, 3  # the DAM's security policies (see /otmmapi/v6/securitypolicies)
-POLICY_NAMES = {INTERNAL: "Internal", PUBLIC: "Public", EMBARGOED: "Embargoed"}
 RESTRICTIONS = DamFieldsTarget(
     entity="dam_restriction", written_event="restriction_applied", prefix=RIGHTS_FIELD, with_policies=True
 )
@@ -71,12 +70,13 @@ def desired_restrictions(grants: pl.DataFrame, today: date) -> pl.DataFrame:
 
 
 def restriction_writes(
-    matrix: pl.DataFrame, inventory: pl.DataFrame, today: date
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """From the rights matrix of some periods: the desired state per version (key, state), and those
-    versions as the inventory shows them, each with its period."""
+    matrix: pl.DataFrame, inventory: pl.DataFrame, editions: pl.DataFrame, today: date
+) -> tuple[DamFieldsTarget, pl.DataFrame]:
+    """From the rights matrix of some periods (and those periods' editions): the target for the run, and the
+    desired state per version (key, state)."""
     grants = asset_grants(matrix.rename({PARTITION_COLUMN: "period"}, strict=False))
     desired = desired_restrictions(grants, today)
     periods = grants.select("asset_id", pl.col("period").alias(PARTITION_COLUMN))
     versions = inventory.join(periods, on="asset_id", how="inner")
-    return desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state")), versions
+    target = RESTRICTIONS.for_run(versions, editions, frozenset(inventory["asset_id"].to_list()))
+    return target, desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state"))

@@ -73,11 +73,14 @@ def desired_tags(editions: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame
     return tags.select("asset_id").with_columns(pl.Series("desired", rows, dtype=pl.String)).sort("asset_id")
 
 
-def tag_writes(editions: pl.DataFrame, versions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """For some periods' editions and versions: the desired tags (key, state), and the versions tagged,
-    each with its period."""
+def tag_writes(
+    editions: pl.DataFrame, versions: pl.DataFrame, held: frozenset[str]
+) -> tuple[DamFieldsTarget, pl.DataFrame]:
+    """For some periods' editions and versions (`held`: every version id the inventory holds): the target
+    for the run, and the desired tags (key, state)."""
     desired = desired_tags(editions, versions)
     tagged = with_period(
         versions.join(desired.select("asset_id"), on="asset_id", how="semi"), editions, PARTITION_COLUMN
     )
-    return desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state")), tagged
+    target = TITLE_TAGS.for_run(tagged, editions, held)
+    return target, desired.select(pl.col("asset_id").alias("key"), pl.col("desired").alias("state"))

@@ -33,7 +33,7 @@ EVENT_KINDS: dict[str, EventKind] = {
     "link_written": EventKind("consonance", "version"),
     "link_removed": EventKind("consonance", "asset"),
     "restriction_applied": EventKind("dam", "version"),
-    "dam_fields_cleared": EventKind("dam", "version", reachable=False),
+    "dam_fields_cleared": EventKind("dam", "asset"),
     "tags_written": EventKind("dam", "version"),
     "stage_held": EventKind("consodam", "edition"),
     "stage_advanced": EventKind("consonance", "edition"),

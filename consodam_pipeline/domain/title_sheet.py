@@ -165,6 +165,20 @@ class SheetSummary(TypedDict):
     resources: list[tuple[str, str]]  # (List 158 content type, link)
 
 
+def _territory(territory: ET.Element | None, ns: dict[str, str]) -> str:
+    """A <Territory> as ONIX means it: the countries and regions included, then `excluding` the countries
+    excluded (`WORLD excluding CA PH US`)."""
+    if territory is None:
+        return ""
+
+    def codes(tag: str) -> str:
+        return " ".join((territory.findtext(f"o:{tag}", "", ns) or "").split())
+
+    included = " ".join(c for c in (codes("CountriesIncluded"), codes("RegionsIncluded")) if c)
+    excluded = " ".join(c for c in (codes("CountriesExcluded"), codes("RegionsExcluded")) if c)
+    return f"{included} excluding {excluded}" if excluded else included
+
+
 def read(xml: str) -> SheetSummary:
     """What a title sheet says, for people: the fields a reviewer checks, read back from the XML."""
     ns = {"o": ONIX_NAMESPACE}
@@ -177,10 +191,7 @@ def read(xml: str) -> SheetSummary:
         return None if found is None else found.text
 
     rights = [
-        (
-            r.findtext("o:SalesRightsType", "", ns),
-            " ".join(t.text or "" for t in r.iterfind("o:Territory/*", ns)),
-        )
+        (r.findtext("o:SalesRightsType", "", ns), _territory(r.find("o:Territory", ns), ns))
         for r in product.findall("o:PublishingDetail/o:SalesRights", ns)
     ]
     return SheetSummary(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -101,6 +102,15 @@ class WriteBookkeeping:
         j = write_journal
         query = sa.select(j.c.object_key, j.c.fields).where(j.c.system == system, j.c.fields.is_not(None))
         return {key: json.loads(text) for key, text in self._journal(query, keys)}
+
+    def journal_entries(self, system: str) -> dict[str, tuple[dict[str, Any], datetime]]:
+        """object key → (the record fields consodam's last write to it set, when), for writes that set any."""
+        j = write_journal
+        query = sa.select(j.c.object_key, j.c.fields, j.c.written_at).where(
+            j.c.system == system, j.c.fields.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return {key: (json.loads(text), at) for key, text, at in conn.execute(query)}
 
     def journal(self, system: str, keys: Sequence[str]) -> dict[str, str]:
         """object key → the stamp the system showed right after consodam's last write to it."""

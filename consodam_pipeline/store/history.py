@@ -185,6 +185,17 @@ class RecordHistory:
                     named["work_id"] = named["work_id"] or work or None
         return found
 
+    def keys_about(self, entity: str, isbns: Sequence[str], works: Sequence[str]) -> set[str]:
+        """The records of the entity named about these editions (by ISBN) or their works' own (by work)."""
+        s, found = record_subject, set()
+        base = sa.select(s.c.record_key).where(s.c.entity == entity)
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(isbns)):
+                found |= set(conn.execute(base.where(s.c.isbn13.in_(chunk))).scalars())
+            for chunk in chunks(list(works)):
+                found |= set(conn.execute(base.where(s.c.isbn13 == "", s.c.work_id.in_(chunk))).scalars())
+        return found
+
     def iter_open_payloads(self, entity: str, chunk: int = 50_000) -> Iterator[list[str]]:
         """Payloads of every open record, streamed in chunks so memory stays flat at any catalog size."""
         query = (
@@ -220,6 +231,18 @@ class RecordHistory:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(h.c.valid_from, h.c.id)).mappings()]
 
+    def open_versions(self, entity: str, keys: Sequence[str]) -> pl.DataFrame:
+        """(record_key, last_hash, last_at) of the open version of each given record."""
+        cols = [record_history.c.record_key, record_history.c.content_hash, record_history.c.valid_from]
+        with self.engine.connect() as conn:
+            rows = _open_rows(conn, entity, cols, keys)
+        schema: dict[str, Any] = {
+            "record_key": pl.String,
+            "last_hash": pl.String,
+            "last_at": pl.Datetime("us"),
+        }
+        return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+
     def open_records(self, entity: str, keys: Sequence[str], *, with_handle: bool = True) -> pl.DataFrame:
         """(record_key, content_hash, valid_from, handle) of the open version of each given record; the
         handle is the id the write engine stored with it (null when not asked for or not stored)."""
@@ -241,6 +264,25 @@ class RecordHistory:
         """Every record of the entity that has an open version."""
         with self.engine.connect() as conn:
             return [r[0] for r in _open_rows(conn, entity, [record_history.c.record_key], None)]
+
+    def reaffirm(self, conn: sa.Connection, entity: str, keys: Sequence[str], at: datetime) -> int:
+        """The source showed these records again at `at`, unchanged: each open version ends and an identical
+        one begins then, so "what the source showed last" is known from `at` (a field consodam wrote in
+        between, and a person set back, is the source's again)."""
+        h, moment, again = record_history, to_naive_utc(at), 0
+        copied = [h.c.entity, h.c.record_key, h.c.content_hash, h.c.payload, h.c.run_id]
+        for chunk in chunks(list(keys)):
+            still_open = sa.and_(h.c.entity == entity, h.c.valid_to.is_(None), h.c.record_key.in_(chunk))
+            rows = [dict(r) for r in conn.execute(sa.select(*copied).where(still_open)).mappings()]
+            conn.execute(sa.update(h).where(still_open).values(valid_to=moment))
+            recorded = to_naive_utc(utcnow())
+            if rows:
+                conn.execute(
+                    sa.insert(h),
+                    [r | {"valid_from": moment, "valid_to": None, "recorded_at": recorded} for r in rows],
+                )
+            again += len(rows)
+        return again
 
     def close_records(self, conn: sa.Connection, entity: str, keys: Sequence[str], at: datetime) -> int:
         """End the open version of these records (the thing they describe is gone)."""

@@ -172,6 +172,18 @@ class Ledger:
             row = conn.execute(query.order_by(a.c.isbn13, a.c.occurred_at).limit(1)).mappings().first()
         return None if row is None else dict(row)
 
+    def last_named(self, assets: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """asset id → what the latest event about it named (isbn13, work_id, dam_version, role): what an
+        event about a version the DAM no longer holds still names."""
+        a, named = audit_ledger, {}
+        columns = (a.c.dam_asset_id, a.c.isbn13, a.c.work_id, a.c.dam_version, a.c.role)
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(assets)):
+                query = sa.select(*columns).where(a.c.dam_asset_id.in_(chunk)).order_by(a.c.occurred_at)
+                for row in conn.execute(query).mappings():
+                    named[row["dam_asset_id"]] = dict(row)
+        return named
+
     def size(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one())

@@ -187,14 +187,43 @@ class TitleSource(IngestSource):
     def high_water(self, started: datetime, batch: IngestBatch, last: str | None) -> str:
         return started.date().isoformat()
 
-    def snapshot(self, store: LineageStore, frame: pl.LazyFrame, run_id: str) -> tuple[Any, dict[str, Any]]:
+    def snapshot(
+        self, store: LineageStore, frame: pl.LazyFrame, run_id: str, observed_at: datetime
+    ) -> tuple[Any, dict[str, Any]]:
         editions = typed_editions(frame.collect())
-        return editions, {"rows": editions.height}
+        reaffirmed = reaffirm_overridden_writes(store, editions, observed_at)
+        return editions, {"rows": editions.height, "records_shown_again": reaffirmed}
 
     def changed_periods(
         self, store: LineageStore, diff: SnapshotDiff, now: Any, before: pl.LazyFrame | None
     ) -> list[str]:
         return changed_periods(diff, now, before, echoes(store, diff, now, before))
+
+
+def reaffirm_overridden_writes(store: LineageStore, editions: pl.DataFrame, observed_at: datetime) -> int:
+    """Editions whose record consodam holds predates a field consodam wrote (a stage it advanced), where
+    Consonance now shows another value again (a person set it back before any read saw consodam's): the
+    record is Consonance's once more from this read, so the audit's "later of what Consonance showed and
+    what consodam wrote" answers what Consonance shows."""
+    written = store.bookkeeping.journal_entries("consonance")
+    if not written:
+        return 0
+    held = store.history.open_versions(ENTITY, list(written))
+    since = dict(held.select("record_key", "last_at").iter_rows())
+    ids = pl.Series([int(k) for k in since], dtype=pl.Int64).implode()
+    shown = {
+        str(r["product_id"]): r
+        for r in editions.filter(pl.col("product_id").is_in(ids)).iter_rows(named=True)
+    }
+    overridden = [
+        key
+        for key, (fields, at) in written.items()
+        if key in shown and since[key] < at and any(shown[key].get(f) != v for f, v in fields.items())
+    ]
+    if overridden:
+        with store.engine.begin() as conn:
+            store.history.reaffirm(conn, ENTITY, overridden, observed_at)
+    return len(overridden)
 
 
 def echoes(

@@ -37,11 +37,17 @@ class DamFieldsTarget(WriteTarget[DamClient]):
     system: str = "dam"
     single: bool = True
     batch: int = LOCK_BATCH
-    # One run: the versions it writes, as the last ingest saw them, each with its period (`partition_key`).
+    # One run: the versions it writes, as the last ingest saw them, each with its period (`partition_key`);
+    # the period's editions (isbn13, work_id); every version id the inventory holds.
     versions: pl.DataFrame = field(default_factory=pl.DataFrame)
+    editions: pl.DataFrame = field(default_factory=pl.DataFrame)
+    held: frozenset[str] = frozenset()
+    deleted: pl.DataFrame = field(default_factory=pl.DataFrame)  # the period's recorded versions the DAM lost
 
-    def for_versions(self, versions: pl.DataFrame) -> DamFieldsTarget:
-        return replace(self, versions=versions)
+    def for_run(
+        self, versions: pl.DataFrame, editions: pl.DataFrame, held: frozenset[str]
+    ) -> DamFieldsTarget:
+        return replace(self, versions=versions, editions=editions, held=held)
 
     def state(self, fields: dict[str, Any], policies: Sequence[int]) -> str:
         owned: dict[str, Any] = {"fields": {k: v for k, v in fields.items() if k.startswith(self.prefix)}}
@@ -81,16 +87,52 @@ class DamFieldsTarget(WriteTarget[DamClient]):
     def observe(self, client: DamClient, store: LineageStore) -> pl.DataFrame:
         return self.observed(self.versions)
 
+    def scope(self, found: pl.DataFrame, store: LineageStore) -> list[str]:
+        """The versions of the period's editions consodam recorded fields on that the DAM no longer holds
+        (deleted): their records are closed, so the audit never answers fields on a version that is gone."""
+        isbns, works = self.editions["isbn13"].to_list(), self.editions["work_id"].cast(pl.String).to_list()
+        gone = sorted(store.history.keys_about(self.entity, isbns, works) - self.held)
+        named = store.ledger.last_named(gone)
+        self.deleted = pl.DataFrame(
+            [
+                (
+                    k,
+                    named.get(k, {}).get("isbn13"),
+                    named.get(k, {}).get("work_id"),
+                    k,
+                    named.get(k, {}).get("dam_version"),
+                    named.get(k, {}).get("role"),
+                )
+                for k in gone
+            ],
+            schema={
+                "key": pl.String,
+                "isbn13": pl.String,
+                "work_id": pl.String,
+                "dam_asset_id": pl.String,
+                "dam_version": pl.Int64,
+                "role": pl.String,
+            },
+            orient="row",
+        )
+        return gone
+
+    def removal_reasons(
+        self, keys: Sequence[str], found: pl.DataFrame, store: LineageStore
+    ) -> dict[str, str]:
+        return dict.fromkeys(keys, "version_deleted")
+
     def slots(self, keys: Sequence[str], desired: pl.DataFrame) -> pl.DataFrame:
-        return self.versions.select(
+        present = self.versions.select(
             pl.col("asset_id").alias("key"),
             "isbn13",
-            "work_id",
+            pl.col("work_id").cast(pl.String),
             pl.col("asset_id").alias("dam_asset_id"),
             pl.col("version").alias("dam_version"),
             "role",
             PARTITION_COLUMN,
         )
+        return pl.concat([present, self.deleted], how="diagonal_relaxed")
 
     def observed(self, inventory: pl.DataFrame) -> pl.DataFrame:
         """What the DAM showed at the last ingest, as found rows (key = handle = asset version id)."""

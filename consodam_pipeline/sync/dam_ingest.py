@@ -344,7 +344,9 @@ class InventorySource(IngestSource):
     def high_water(self, started: datetime, batch: IngestBatch, last: str | None) -> str | None:
         return max(last or "", batch.high_water) or None
 
-    def snapshot(self, store: LineageStore, frame: pl.LazyFrame, run_id: str) -> tuple[Any, dict[str, Any]]:
+    def snapshot(
+        self, store: LineageStore, frame: pl.LazyFrame, run_id: str, observed_at: datetime
+    ) -> tuple[Any, dict[str, Any]]:
         flagged, orphans = flag_orphans(store, typed_inventory(frame), self.editions, run_id)
         return flagged, {"orphan_tagged_versions": orphans, **inventory_figures(flagged)}
 

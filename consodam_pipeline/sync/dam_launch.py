@@ -26,7 +26,7 @@ from consodam_pipeline.domain.launch import COLLECTION_PREFIX, NOT_LAUNCHED
 from consodam_pipeline.domain.roles import AssetRole
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
-from consodam_pipeline.sync.target import Found, WriteTarget, found_frame
+from consodam_pipeline.sync.target import SHARED, Found, WriteTarget, found_frame
 
 SHEET_SHA = "CONSODAM.SHEET.SHA"
 SHEET_MIME = "application/xml"
@@ -293,7 +293,9 @@ class LaunchMemberTarget(CollectionMemberTarget):
         )
         sheet_role = pl.when(pl.col("sheet_isbn").is_not_null()).then(pl.lit(AssetRole.TITLE_SHEET.value))
         named = (
-            frame.join(about, on="dam_asset_id", how="left")
+            frame.join(
+                about.with_columns(pl.col("isbn13").is_null().alias(SHARED)), on="dam_asset_id", how="left"
+            )
             .join(sheets, on="dam_asset_id", how="left")
             .join(
                 serves.unique(["collection", "dam_asset_id"], keep="first"),

@@ -83,7 +83,9 @@ class IngestSource(ABC):
         """The window read, as a person reads it."""
 
     @abstractmethod
-    def snapshot(self, store: LineageStore, frame: pl.LazyFrame, run_id: str) -> tuple[Any, dict[str, Any]]:
+    def snapshot(
+        self, store: LineageStore, frame: pl.LazyFrame, run_id: str, observed_at: datetime
+    ) -> tuple[Any, dict[str, Any]]:
         """The typed snapshot to store (a frame or a plan), and figures about it for the metadata (`rows`
         at least)."""
 
@@ -130,7 +132,7 @@ def ingest(
             full_at_cursor=source.full_at_cursor,
         )
         snapshot = current_snapshot(store, batch, diff, previous, source.entity)
-        frame, figures = source.snapshot(store, snapshot, run_id)
+        frame, figures = source.snapshot(store, snapshot, run_id, started)
         periods = source.changed_periods(store, diff, frame, previous)
         context.log.info(
             f"{source.entity}: +{len(diff.added)} ~{len(diff.changed)} -{len(diff.removed)}, "

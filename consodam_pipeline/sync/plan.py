@@ -126,7 +126,12 @@ def plan_writes(
     last_rows = last_rows.filter(~pl.col("record_key").is_in(list(closed_elsewhere)))
     right = _already_right(desired, found, last_rows)
     todo = keys.filter(~keys.is_in(right.implode())).to_list()
-    wanted = dict(desired.filter(pl.col("key").is_in(todo)).select("key", "state").iter_rows())
+    final = [k for k, s in closed_elsewhere.items() if s.final]
+    wanted = dict(
+        desired.filter(pl.col("key").is_in(todo) & ~pl.col("key").is_in(final))
+        .select("key", "state")
+        .iter_rows()
+    )
     seen: dict[str, list[Found]] = {}
     for row in found.filter(pl.col("key").is_in(todo)).iter_rows(named=True):
         seen.setdefault(row["key"], []).append(_found(row))

@@ -21,7 +21,7 @@ from consodam_pipeline.domain.timestamps import utcnow
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.plan import DUPLICATE, MANUAL, REPLACED, Plan, state_hash
-from consodam_pipeline.sync.target import CONTEXT_COLUMNS, Client, Found, Outcome, WriteTarget
+from consodam_pipeline.sync.target import CONTEXT_COLUMNS, SHARED, Client, Found, Outcome, WriteTarget
 
 
 @dataclass
@@ -67,7 +67,7 @@ EventContext = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any]]]
 
 def frame_context(frame: pl.DataFrame, key: str = "key") -> EventContext:
     """Event context from a frame with a key column and any of the ledger's context columns."""
-    columns = [c for c in CONTEXT_COLUMNS if c in frame.columns]
+    columns = [c for c in (*CONTEXT_COLUMNS, SHARED) if c in frame.columns]
 
     def context(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = frame.filter(pl.col(key).is_in(pl.Series(list(keys), dtype=pl.String).implode()))
@@ -135,12 +135,16 @@ def record(
 
 
 def _subjects(kept: Mapping[str, Any], context: EventContext) -> pl.DataFrame:
-    """(record_key, isbn13, work_id) of each slot recorded: the edition or work its ledger events name."""
-    named = context(sorted(kept))
+    """(record_key, isbn13, work_id) of each slot recorded: the edition or work its ledger events name, and
+    for a slot about an asset the work's editions share (SHARED), the work itself, so every edition's audit
+    finds it."""
+    rows = []
+    for key, about in context(sorted(kept)).items():
+        rows.append((key, about.get("isbn13"), about.get("work_id")))
+        if about.get(SHARED) and about.get("work_id"):
+            rows.append((key, None, about.get("work_id")))
     return pl.DataFrame(
-        [(key, about.get("isbn13"), about.get("work_id")) for key, about in named.items()],
-        schema={"record_key": pl.String, "isbn13": pl.String, "work_id": pl.String},
-        orient="row",
+        rows, schema=dict.fromkeys(("record_key", "isbn13", "work_id"), pl.String), orient="row"
     )
 
 
@@ -175,7 +179,8 @@ class _EventBuilder:
     events: list[AuditEvent] = field(default_factory=list)
 
     def add(self, key: str, kind: str, before: Any, after: Any, identity: str, **fields: Any) -> None:
-        named = {"actor": "consodam", "occurred_at": self.now, **self.about.get(key, {}), **fields}
+        about = {k: v for k, v in self.about.get(key, {}).items() if k != SHARED}
+        named = {"actor": "consodam", "occurred_at": self.now, **about, **fields}
         self.events.append(
             AuditEvent(
                 event_type=kind,
@@ -201,7 +206,10 @@ def _events(
     keys = {o.action.key for o in ok} | {k for k, d in plan.decisions.items() if d.forget} | set(plan.settled)
     out = _EventBuilder(now, run_id, context(sorted(keys)))
     for key, settled in plan.settled.items():
-        out.add(key, settled.event_type, None, dict(settled.after), settled.identity, actor=settled.actor)
+        at = {"occurred_at": settled.at} if settled.at else {}
+        out.add(
+            key, settled.event_type, None, dict(settled.after), settled.identity, actor=settled.actor, **at
+        )
     replaced: dict[str, list[dict[str, Any]]] = {}
     for outcome in ok:
         action, found = outcome.action, outcome.action.found
@@ -211,6 +219,9 @@ def _events(
             replaced.setdefault(action.key, []).append(_described(found))
         elif action.reason == DUPLICATE:
             out.add(action.key, "duplicate_removed", _described(found), None, found.handle)
+        elif (named := target.removal_event(found, action.reason)) is not None:
+            after, actor = dict(named.after), named.actor
+            out.add(action.key, named.event_type, _described(found), after, named.identity, actor=actor)
         else:
             why = {"reason": action.reason}
             out.add(
@@ -241,10 +252,10 @@ def _events(
         else:
             before = _described(action.found) if action.found else None
         identity = f"{last_hash}|{state_hash(result.state)}|{result.handle}"
-        named = out.about.get(action.key, {})
+        about = out.about.get(action.key, {})
         asset = (
             {"dam_asset_id": result.handle}
-            if target.handle_is_asset and not named.get("dam_asset_id")
+            if target.handle_is_asset and not about.get("dam_asset_id")
             else {}
         )
         out.add(action.key, target.written_event, before, _described(result), identity, **asset)

@@ -25,6 +25,9 @@ Client = TypeVar("Client")
 Kind = Literal["create", "update", "delete"]
 # The columns a ledger event names, as a slot frame carries them (key + these + the partition).
 CONTEXT_COLUMNS = ("isbn13", "work_id", "dam_asset_id", "dam_version", "role")
+# A slot frame's column saying the slot is about an asset the work's editions share: its record is the work's
+# too, so every edition of the work finds it in its audit (its events still name the edition they serve).
+SHARED = "shared"
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,17 @@ class Found:
 
 @dataclass(frozen=True)
 class Settled:
-    """A slot's object that someone closed in the system itself (a reviewer's decision on a task): the
-    engine records what they did, and the slot is planned as if consodam had recorded nothing there."""
+    """An event about a slot that is not consodam's own write: its object closed by someone in the system
+    itself (a reviewer's decision on a task), or a removal the target names its own way (a task completed
+    with a decision taken on the version). A slot closed elsewhere is planned as if consodam had recorded
+    nothing there; a `final` one is not wanted again this run (that decision stands)."""
 
     event_type: str
     actor: str | None
     after: Mapping[str, Any]
     identity: str
+    at: datetime | None = None  # when it happened, where the system says (else: when it was recorded)
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,10 @@ class WriteTarget(ABC, Generic[Client]):
     def settled(self, keys: Sequence[str]) -> dict[str, Settled]:
         """Slots whose object someone closed in the system since consodam recorded it."""
         return {}
+
+    def removal_event(self, found: Found, reason: str) -> Settled | None:
+        """The event a removal is recorded as, where it is not the target's `removed_event` with the reason."""
+        return None
 
     def slots(self, keys: Sequence[str], desired: pl.DataFrame) -> pl.DataFrame:
         """Every slot considered (`key`), with what its ledger events name (CONTEXT_COLUMNS) and its

@@ -23,6 +23,7 @@ from consodam_pipeline.clients.dam_models import ReviewTask
 from consodam_pipeline.clients.http import ApiError
 from consodam_pipeline.clients.opentext_dam import DamClient
 from consodam_pipeline.domain.canonical import canonical_json
+from consodam_pipeline.domain.timestamps import parse_ts
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.target import Found, Outcome, Settled, WriteTarget, found_frame
@@ -126,7 +127,41 @@ class ReviewTaskTarget(WriteTarget[DamClient]):
         raise NotImplementedError("tasks are opened and cancelled, never edited")  # decide() never asks
 
     def delete(self, client: DamClient, found: Found) -> None:
+        decided = self.decided_on_version(found.key)
+        if decided is not None:
+            note = (
+                f"decided on the version in the DAM: {decided['approval_status']} by {decided['approved_by']}"
+            )
+            client.complete_review_task(
+                found.handle, decided["approval_status"], decided["approved_by"], note
+            )
+            return
         client.cancel_review_task(found.handle, f"no longer needed: {self.reasons.get(found.key, 'moot')}")
+
+    def decided_on_version(self, key: str) -> dict[str, Any] | None:
+        """The version a review task asks about, when a reviewer decided it on the version itself (approved
+        or rejected outside the task): the task is completed with that decision, not cancelled."""
+        if not key.startswith("review|"):
+            return None
+        asset_id = key.split("|")[1]
+        rows = self.versions.filter(
+            (pl.col("asset_id") == asset_id) & pl.col("approval_status").is_in(list(DECIDED))
+        )
+        return rows.row(0, named=True) if rows.height else None
+
+    def removal_event(self, found: Found, reason: str) -> Settled | None:
+        decided = self.decided_on_version(found.key)
+        if decided is None:
+            return None
+        after = {
+            "task_id": found.handle,
+            "milestone": json.loads(found.state).get("milestone"),
+            "decision": decided["approval_status"],
+            "decided_at": decided["approved_at"],
+            "how": "decided on the version",
+        }
+        identity = f"{found.handle}|{decided['approval_status']}|{decided['approved_at']}"
+        return Settled("review_task_completed", decided["approved_by"], after, identity)
 
     def lookup(self, client: DamClient, key: str) -> list[Found]:
         return [task_found(t) for t in client.review_tasks("open") if task_key(t) == key]
@@ -161,7 +196,8 @@ class ReviewTaskTarget(WriteTarget[DamClient]):
         return self.reasons
 
     def settled(self, keys: Sequence[str]) -> dict[str, Settled]:
-        """review_task_completed for each decision reviewers made on a task consodam opened."""
+        """review_task_completed for each decision reviewers made on a task consodam opened, at the moment
+        they made it. A decision on a review stands: the same version is not asked about again."""
         settled = {}
         for key in (k for k in keys if k in self.decided):
             task = self.decided[key]
@@ -170,9 +206,12 @@ class ReviewTaskTarget(WriteTarget[DamClient]):
                 "milestone": task.milestone,
                 "decision": task.status,
                 "completed_at": task.completed_at,
+                "how": "on the task",
             }
             identity = f"{task.task_id}|{task.status}|{task.completed_at}"
-            settled[key] = Settled("review_task_completed", task.completed_by, after, identity)
+            at = parse_ts(task.completed_at) if task.completed_at else None
+            final = task.kind == "review"
+            settled[key] = Settled("review_task_completed", task.completed_by, after, identity, at, final)
         return settled
 
     def slots(self, keys: Sequence[str], desired: pl.DataFrame) -> pl.DataFrame:

@@ -6,7 +6,8 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.derived.restrictions import RESTRICTIONS, restriction_writes
+from consodam_pipeline.derived.restrictions import restriction_writes
+from consodam_pipeline.domain.periods import works_in
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.write_asset import write, write_asset
 
@@ -23,11 +24,13 @@ from consodam_pipeline.sync.write_asset import write, write_asset
 def dam_access_restrictions(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
     rights_matrix: pl.DataFrame,
+    title_metadata_snapshot: pl.DataFrame,
     dam_asset_inventory: pl.DataFrame,
     dam: OpenTextDamResource,
     lineage: LineageStoreResource,
 ):
-    desired, versions = restriction_writes(rights_matrix, dam_asset_inventory, datetime.now(UTC).date())
+    editions = works_in(title_metadata_snapshot, context.partition_keys)
+    today = datetime.now(UTC).date()
+    target, desired = restriction_writes(rights_matrix, dam_asset_inventory, editions, today)
     with dam.client() as client:
-        target = RESTRICTIONS.for_versions(versions)
         return write(context, target, client, lineage.store(), desired, title="DAM access restrictions")

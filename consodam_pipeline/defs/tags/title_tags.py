@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.derived.title_tags import TITLE_TAGS, tag_writes
+from consodam_pipeline.derived.title_tags import tag_writes
 from consodam_pipeline.domain.periods import partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.partitions import EDITION_CHANGES
@@ -28,8 +28,6 @@ def dam_title_tags(  # type: ignore[no-untyped-def]  # an annotation would be re
     lineage: LineageStoreResource,
 ):
     editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, context.partition_keys)
-    desired, tagged = tag_writes(editions, versions)
+    target, desired = tag_writes(editions, versions, frozenset(dam_asset_inventory["asset_id"].to_list()))
     with dam.client() as client:
-        return write(
-            context, TITLE_TAGS.for_versions(tagged), client, lineage.store(), desired, title="DAM title tags"
-        )
+        return write(context, target, client, lineage.store(), desired, title="DAM title tags")

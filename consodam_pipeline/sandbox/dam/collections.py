@@ -105,24 +105,21 @@ class DamCollections(DamAssets):
                     "DELETE FROM collection_assets WHERE collection_id = ? AND asset_id = ?",
                     (cid, request.path_params["asset_id"]),
                 )
+        # Paged like every OTMM list: `after` (an offset) and `limit` (the same default as the asset lists).
+        after, limit, detail = self._paging(request)
+        members = (
+            "FROM collection_assets c JOIN assets a ON a.asset_id = c.asset_id "
+            "WHERE c.collection_id = ? AND a.deleted = 0"
+        )
+        total = self.db.query(f"SELECT COUNT(*) AS n {members}", (cid,))[0]["n"]
         rows = self.db.query(
-            "SELECT a.* FROM collection_assets c JOIN assets a ON a.asset_id = c.asset_id "
-            "WHERE c.collection_id = ? AND a.deleted = 0 ORDER BY a.asset_id",
-            (cid,),
+            f"SELECT a.* {members} ORDER BY a.asset_id LIMIT ? OFFSET ?", (cid, limit, after)
         )
-        return JSONResponse(
-            {
-                "assets_resource": {
-                    "asset_list": [
-                        {
-                            **asset_json(r, "full"),
-                            "delivery_service_url": f"/otmmapi/v6/assets/{r['asset_id']}/contents",
-                        }
-                        for r in rows
-                    ]
-                }
-            }
-        )
+        listed = [
+            {**asset_json(r, detail), "delivery_service_url": f"/otmmapi/v6/assets/{r['asset_id']}/contents"}
+            for r in rows
+        ]
+        return JSONResponse({"assets_resource": {"asset_list": listed, "total_number_of_items": total}})
 
     async def security_policies(self, request: Request) -> Response:
         if denied := self.guard(request):

@@ -80,22 +80,28 @@ class DamTasks(DamCollections):
         return JSONResponse({"review_task": self._task_json(row)}, status_code=201)
 
     async def review_task(self, request: Request) -> Response:
-        """PUT {"status": "cancelled", "note": …}: close a task nobody needs any more."""
+        """PUT {"status": "cancelled", "note": …}: close a task nobody needs any more; {"status": "approved" |
+        "rejected", "completed_by": …, "note": …}: complete it with a decision a reviewer took elsewhere (on the
+        version itself). A full state: repeating it changes nothing."""
         if denied := self.guard(request):
             return denied
         body = await json_body(request)
-        if body.get("status") not in ("cancelled", "open"):
-            return JSONResponse(
-                {"exception_body": {"message": "status must be cancelled or open"}}, status_code=400
-            )
+        if body.get("status") not in ("cancelled", "open", "approved", "rejected"):
+            message = "status must be cancelled, open, approved or rejected"
+            return JSONResponse({"exception_body": {"message": message}}, status_code=400)
+        closed = body["status"] != "open"
+        by = body.get("completed_by") or self.client_of(request)
         with self.db.tx() as conn:
             changed = conn.execute(
-                "UPDATE review_tasks SET status = ?, note = ?, completed_at = ?, completed_by = ? WHERE task_id = ?",
+                "UPDATE review_tasks SET status = ?, note = ?, completed_at = CASE WHEN ? THEN "
+                "COALESCE(CASE WHEN status = ? THEN completed_at END, ?) END, completed_by = ? WHERE task_id = ?",
                 (
                     body["status"],
                     body.get("note"),
-                    now_ts() if body["status"] != "open" else None,
-                    self.client_of(request),
+                    closed,
+                    body["status"],
+                    now_ts(),
+                    by if closed else None,
                     request.path_params["id"],
                 ),
             ).rowcount
