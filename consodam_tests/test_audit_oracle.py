@@ -248,11 +248,9 @@ def test_the_audit_answers_what_the_systems_held_at_each_moment(tmp_path: Path) 
                     compared += 1
                     for facet in ("stage", "links", "tasks", "restrictions", "members"):
                         if getattr(held, facet) != getattr(answered, facet):
-                            answer = edition_audit(store(home), isbn, moment)
                             disagreements.append(
                                 f"{isbn} at {moment:%H:%M:%S.%f} {facet}: systems {getattr(held, facet)} "
-                                f"audit {getattr(answered, facet)} (stage {answer.stage_source} since "
-                                f"{answer.stage_since}; history {[(e['occurred_at'], e['event_type'], e['after']) for e in answer.history if 'stage' in e['event_type']]})"
+                                f"audit {getattr(answered, facet)}"
                             )
             assert compared >= 150
             assert disagreements == [], "\n".join(disagreements[:20])
