@@ -21,6 +21,8 @@ VALUE_CHARS = 80  # a value longer than this is cut, with an ellipsis (CSV and P
 # Prefixes that say nothing to a reviewer: a written slot's `state`, a DAM field's namespace.
 NOISE = ("state.fields.", "state.", "fields.", "CONSODAM.RIGHTS.", "CONSODAM.TAG.", "CONSODAM.SHEET.")
 NO_EDITION = "(no edition)"
+# What a row's own columns show already: left out of "what changed" when nothing came before.
+SHOWN = {"asset_id", "original_asset_id", "version", "approved_by", "by", "handle", "task_id", "status"}
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 
 
@@ -42,14 +44,17 @@ def _flat(value: Any, prefix: str = "") -> dict[str, str]:
 
 
 def _cut(text: str) -> str:
+    if len(text) == 24 and text[10] == "T" and text.endswith("Z"):  # the systems' timestamps, to the second
+        text = f"{text[:10]} {text[11:19]}"
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
 def changed_fields(before: str | None, after: str | None) -> list[tuple[str, str | None, str | None]]:
-    """(field, before, after) for each field whose value differs; with nothing before, every field after."""
+    """(field, before, after) for each field whose value differs; with nothing before, every field after but
+    those the row's other columns already show (the version, who approved it)."""
     old = _flat(json.loads(before)) if before else {}
     new = _flat(json.loads(after)) if after else {}
-    names = list(dict.fromkeys([*new, *old]))
+    names = [n for n in dict.fromkeys([*new, *old]) if old or n not in SHOWN]
     return [(n, old.get(n), new.get(n)) for n in names if old.get(n) != new.get(n)]
 
 

@@ -19,7 +19,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.audit.answer import DAM_VERSION, EDITION, edition_audit
-from consodam_pipeline.audit.report import ReportQuery, report_frame, to_csv
+from consodam_pipeline.audit.report import ReportQuery, report_frame, to_csv, write_report
 from consodam_pipeline.bench.common import Report, measured, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.clients.consonance import ConsonanceResource
@@ -110,6 +110,61 @@ def month_report(store: LineageStore) -> tuple[float, int, ReportQuery]:
     start = time.perf_counter()
     text = to_csv(report_frame(store.engine, query))
     return time.perf_counter() - start, text.count("\n") - 1, query
+
+
+def day_report(store: LineageStore, out: Path) -> dict[str, float | int | str]:
+    """The HTML report of the busiest day of the last month: how long it takes to write, its size, and how
+    long chromium takes to load its first page (the page a reviewer opens)."""
+    with store.engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(audit_ledger.c.occurred_at))).scalar_one()
+        moments = conn.execute(
+            sa.select(audit_ledger.c.occurred_at).where(
+                audit_ledger.c.occurred_at >= newest - timedelta(days=31)
+            )
+        ).scalars()
+        days = pl.Series("day", [m.date() for m in moments]).value_counts(sort=True)
+    day = days["day"][0]
+    start = datetime.combine(day, datetime.min.time(), UTC)
+    query = ReportQuery(start, start + timedelta(days=1) - timedelta(microseconds=1))
+    began = time.perf_counter()
+    pages = write_report(report_frame(store.engine, query), "html", out, query, "the bench store")
+    written = time.perf_counter() - began
+    figures: dict[str, float | int | str] = {
+        "report_day": day.isoformat(),
+        "report_day_changes": int(days["count"][0]),
+        "report_day_html_s": round(written, 2),
+        "report_day_html_pages": len(pages),
+        "report_day_html_mb": round(sum(p.stat().st_size for p in pages) / 1e6, 2),
+        "report_day_first_page_mb": round(pages[0].stat().st_size / 1e6, 2),
+    }
+    load = chromium_load_ms(pages[0])
+    if load is not None:
+        figures["report_day_load_s"] = round(load / 1000, 2)
+    return figures
+
+
+def chromium_load_ms(page_file: Path) -> float | None:
+    """Milliseconds from navigation to the load event of the page in headless chromium (median of 3), or None
+    without chromium."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return None
+    from playwright.sync_api import sync_playwright
+
+    samples = []
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for _ in range(3):
+                page = chromium.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(page_file.as_uri(), wait_until="load")
+                samples.append(
+                    float(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+                )
+                page.close()
+        finally:
+            chromium.close()
+    return statistics.median(samples)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -203,6 +258,19 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             month_s,
             f"{month_rows:,} changes {month.start:%Y-%m-%d}…{month.end:%Y-%m-%d}",
         )
+        day = day_report(store, home / "day.html")
+        loaded = (
+            f"; chromium loads the first page in {day['report_day_load_s']} s"
+            if "report_day_load_s" in day
+            else ""
+        )
+        report.row(
+            "compliance report, the busiest day (HTML)",
+            float(day["report_day_html_s"]),
+            f"{day['report_day_changes']:,} changes on {day['report_day']}: {day['report_day_html_mb']} MB in "
+            f"{day['report_day_html_pages']} page(s), the first {day['report_day_first_page_mb']} MB{loaded}",
+        )
+        report.figures.update(day)
         report.figures.update(
             {
                 "works": works,
