@@ -261,9 +261,13 @@ def compliance_report(store: Any) -> Path:
     query = ReportQuery(now.replace(hour=0, minute=0, second=0, microsecond=0), now)
     report = report_frame(store.engine, query)
     path = default_home() / f"audit-report-{now:%Y%m%d}.html"
-    write_report(report, "html", path, query, "the demo's lineage store")
-    editions = report["isbn13"].n_unique()
+    pages = write_report(report, "html", path, query, "the demo's lineage store")
+    editions = report["isbn13"].drop_nulls().n_unique()
     click.echo(f"\n== compliance report: {report.height} changes across {editions} editions today → {path}")
+    if len(pages) > 1:
+        click.echo(
+            f"   (pages of 500 editions: {', '.join(p.name for p in pages)}; each links to the others)"
+        )
     return path
 
 

@@ -8,6 +8,7 @@ oracle), never from what consodam wrote down.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import polars as pl
 
 from consodam_pipeline.audit.answer import edition_audit
+from consodam_pipeline.audit.text import render
 from consodam_pipeline.clients.dam_models import FIELD, DamAsset
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.domain.launch import COLLECTION_PREFIX
@@ -261,5 +263,12 @@ def test_the_audit_answers_what_the_systems_held_at_each_moment(tmp_path: Path) 
             assert any(t.get("decided") == "decided on the version" for a in answers for t in a.review_tasks)
             assert edition_audit(store(home), isbn_of[misspelt]).quarantine
             assert decided
+            # As a reviewer reads it: the moot task cancelled with why and when, the quarantined stage with
+            # its reason, the stage Consonance holds.
+            moved_back = render(edition_audit(store(home), isbn_of[at_cover[5]]))
+            assert re.search(r"cancelled: title_left_the_milestone\s+20\d\d-", moved_back), moved_back
+            assert "stage         Design" in moved_back or re.search(r"stage\s+Design", moved_back)
+            quarantined = render(edition_audit(store(home), isbn_of[misspelt]))
+            assert "unknown_stage: 'Cover aproval' is not a stage in the package rules" in quarantined
     finally:
         sandbox.stop()

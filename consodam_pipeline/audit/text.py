@@ -253,6 +253,8 @@ def detail(event: dict[str, Any]) -> str:
         return f"at {after.get('milestone') or after.get('stage')}, lacks {lacks}"
     if kind == "stage_advanced":
         return f"{after.get('from')} → {after.get('to')}"
+    if kind == "stage_written":
+        return f"stage {(after.get('state') or {}).get('stage')}"
     if kind == "review_task_completed":
         return f"{after.get('decision')}"
     if kind == "launch_package_incomplete":

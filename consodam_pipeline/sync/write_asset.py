@@ -107,6 +107,15 @@ def materialized(
     `report`), the metadata a person reads, and the writes_landed check — which fails too for items that
     failed in the asset's `earlier` passes (by name)."""
     metadata, check = write_metadata(title, target, result, store)
+    # Checks are kept per asset, not per partition: each result says which periods it covered.
+    keys = list(context.partition_keys)
+    periods = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)})"
+    check = dg.AssetCheckResult(
+        check_name=check.check_name,
+        passed=check.passed,
+        severity=check.severity,
+        metadata={**(check.metadata or {}), "periods": periods},
+    )
     for name, passed in (earlier or {}).items():
         if passed.failed:
             counts = add_counts(dict(check.metadata or {}), {f"{name}_failed": len(passed.failed)})
