@@ -34,7 +34,10 @@ CHECKS = [
 ]
 
 
-def resources(sandbox: Sandbox, home: Path, *, fast_retries: bool = True, **client: Any) -> dict[str, Any]:
+def resources(
+    sandbox: Sandbox, home: Path, *, fast_retries: bool = True, store_url: str | None = None, **client: Any
+) -> dict[str, Any]:
+    """Resources on the sandbox; the lineage store a SQLite file under `home` unless `store_url` names one."""
     tuning: dict[str, Any] = {"retry_base_delay_s": 0.01} if fast_retries else {}
     tuning.update(client)
     return {
@@ -42,7 +45,7 @@ def resources(sandbox: Sandbox, home: Path, *, fast_retries: bool = True, **clie
             url=sandbox.consonance_url, api_key=sandbox.env["CONSONANCE_API_KEY"], page_size=100, **tuning
         ),
         "dam": OpenTextDamResource(url=sandbox.dam_url, page_size=250, **tuning),
-        "lineage": LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}"),
+        "lineage": LineageStoreResource(url=store_url or f"sqlite:///{home / 'lineage.db'}"),
         "io_manager": PolarsParquetIOManager(base_path=str(home / "tables")),
     }
 
@@ -54,6 +57,7 @@ def ingest(
     *,
     full_refresh: bool = False,
     assets: list[Any] | None = None,
+    store_url: str | None = None,
     **client: Any,
 ) -> dg.ExecuteInJobResult:
     selected = assets or INGEST
@@ -63,7 +67,7 @@ def ingest(
         INGEST,
         selection=selected,
         instance=instance,
-        resources=resources(sandbox, home, **client),
+        resources=resources(sandbox, home, store_url=store_url, **client),
         run_config=run_config,
     )
 

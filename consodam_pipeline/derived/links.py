@@ -5,6 +5,7 @@ half-written), links whose version was deleted closed; and the checks that guard
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +67,22 @@ class LinkRun:
 
 
 def record_links(
+    store: LineageStore,
+    editions: pl.DataFrame,
+    versions: pl.DataFrame,
+    inventory_ids: pl.Series,
+    run_id: str,
+    periods: Sequence[str] = (),
+) -> LinkRun:
+    """The slice's links, and their history appended to the ledger in one transaction, the periods locked
+    (a run over the same periods closes deleted versions' links once, after this one)."""
+    with store.locks.holding([f"link_history:{p}" for p in periods]):
+        return _record_links(store, editions, versions, inventory_ids, run_id)
+
+
+def _record_links(
     store: LineageStore, editions: pl.DataFrame, versions: pl.DataFrame, inventory_ids: pl.Series, run_id: str
 ) -> LinkRun:
-    """The slice's links, and their history appended to the ledger in one transaction."""
     run = LinkRun(links=LinkHistory().current)
     current, changes = [LinkHistory().current], [LinkHistory().events]
     isbns = editions["isbn13"].to_list()

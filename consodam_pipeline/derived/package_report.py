@@ -4,6 +4,7 @@ row history (so the audit answers it as of any date), and what the table tells a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -85,9 +86,22 @@ PACKAGE_CHECKS = [
 
 
 def title_packages(
+    store: LineageStore,
+    editions: pl.DataFrame,
+    versions: pl.DataFrame,
+    rules: Rules,
+    run_id: str,
+    periods: Sequence[str] = (),
+) -> dg.MaterializeResult:
+    """The slice's packages, recorded (the periods locked: two runs never open one record twice), with their
+    checks and metadata."""
+    with store.locks.holding([f"{PACKAGE_ENTITY}:{p}" for p in periods]):
+        return _title_packages(store, editions, versions, rules, run_id)
+
+
+def _title_packages(
     store: LineageStore, editions: pl.DataFrame, versions: pl.DataFrame, rules: Rules, run_id: str
 ) -> dg.MaterializeResult:
-    """The slice's packages, recorded, with their checks and metadata."""
     quarantined = unknown_names(editions, rules)
     held_back = pl.Series([int(q[0]) for q in quarantined], dtype=pl.Int64).implode()
     quarantined_edition = pl.col("product_id").is_in(held_back)

@@ -8,7 +8,7 @@ incomplete after an advance) go into the ledger beside the writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,17 @@ def advance_stages(
     rules: Rules,
     run_id: str,
     log: Any,
+    periods: Sequence[str] = (),
 ) -> StageRun:
-    """Every gate the period's titles meet, passed one stage per pass through the write engine."""
+    """Every gate the periods' titles meet, passed one stage per pass through the write engine, with the
+    periods' stages locked (a run over the same periods reads the stages after this one wrote them)."""
+    with store.locks.holding([f"{STAGES.entity}:{p}" for p in periods], say=log.info):
+        return _advance_stages(client, store, packages, rules, run_id, log)
+
+
+def _advance_stages(
+    client: ConsonanceClient, store: LineageStore, packages: pl.DataFrame, rules: Rules, run_id: str, log: Any
+) -> StageRun:
     editions = packages.filter(pl.col("milestone").is_not_null()).unique("product_id", keep="first")
     rows: Requirements = {}
     for row in packages.iter_rows(named=True):

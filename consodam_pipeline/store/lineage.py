@@ -1,5 +1,6 @@
 """The lineage store, composed of what it keeps: row-level history, the audit ledger, sync cursors, the write
-engine's bookkeeping, the quarantine and the DAM's usage log.
+engine's bookkeeping, the quarantine and the DAM's usage log; and the locks that keep overlapping runs from
+writing one slice at once.
 
 Each part takes a Connection for its writes, so a caller composes several (rows + cursor + ledger) in one
 transaction: `with store.engine.begin() as conn: …`.
@@ -13,6 +14,7 @@ from consodam_pipeline.store.bookkeeping import WriteBookkeeping
 from consodam_pipeline.store.cursors import Cursors
 from consodam_pipeline.store.history import RecordHistory
 from consodam_pipeline.store.ledger import Ledger
+from consodam_pipeline.store.locks import StoreLocks
 from consodam_pipeline.store.quarantine import Quarantine
 from consodam_pipeline.store.usage import UsageLog
 
@@ -26,3 +28,4 @@ class LineageStore:
         self.bookkeeping = WriteBookkeeping(engine)
         self.quarantine = Quarantine(engine)
         self.usage = UsageLog(engine)
+        self.locks = StoreLocks(engine)

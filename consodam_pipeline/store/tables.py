@@ -8,6 +8,7 @@ run returns one frame with a `partition_key` column; it is split into one file p
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -32,7 +33,7 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: str) -> None:
     if _is_local(path):
         target = Path(path.removeprefix("file://"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".parquet.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # one per writer
         _write(frame, str(tmp))
         tmp.replace(target)  # readers never see half a file
     else:

@@ -456,6 +456,13 @@ def ingest_usage(
 ) -> UsageRead:
     """Every usage entry past the cursor, appended with the cursor in one transaction (a replay adds nothing:
     each row is named by the DAM's own sequence number)."""
+    with store.locks.holding(["ingest:asset_usage"]):
+        return _ingest_usage(dam, store, inventory, run_id)
+
+
+def _ingest_usage(
+    dam: OpenTextDamResource, store: LineageStore, inventory: pl.LazyFrame, run_id: str
+) -> UsageRead:
     after = first = int(store.cursors.get(USAGE_CURSOR) or 0)
     read: list[UsageRow] = []
     with dam.client() as client:

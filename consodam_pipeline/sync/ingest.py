@@ -109,6 +109,18 @@ def ingest(
     io_manager: PolarsParquetIOManager,
     config: IngestConfig,
 ) -> Iterator[dg.AssetMaterialization | dg.Output[Any]]:
+    # One ingest of a source at a time: a second (an operator's beside the sensor's) reads after it.
+    with store.locks.holding([f"ingest:{source.entity}"], say=context.log.info):
+        yield from _ingest(context, source, store, io_manager, config)
+
+
+def _ingest(
+    context: dg.AssetExecutionContext,
+    source: IngestSource,
+    store: LineageStore,
+    io_manager: PolarsParquetIOManager,
+    config: IngestConfig,
+) -> Iterator[dg.AssetMaterialization | dg.Output[Any]]:
     started, run_id = utcnow(), context.run.run_id
     previous = previous_snapshot(context, io_manager, store, source.entity)
     high_water = store.cursors.get(source.high_water_cursor)

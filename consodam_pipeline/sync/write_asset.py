@@ -55,25 +55,28 @@ def run_target(
     desired: pl.DataFrame,
 ) -> tuple[WriteResult, pl.DataFrame]:
     """One engine pass for the target: what the system shows, every slot the run answers for, why the
-    unwanted ones go; the result, and the slots considered (the report's rows)."""
-    found = target.observe(client, store)
-    scope = target.scope(found, store)
-    wanted = set(desired["key"].to_list())
-    keys = sorted(wanted | set(scope))
-    reasons = target.removal_reasons([k for k in keys if k not in wanted], found, store)
-    slots = target.slots(keys, desired)
-    result = sync(
-        target,
-        client,
-        store,
-        desired=desired.select("key", "state"),
-        found=found,
-        scope=scope,
-        run_id=context.run.run_id,
-        context=frame_context(slots),
-        removal_reasons=reasons,
-        log=context.log,
-    )
+    unwanted ones go; the result, and the slots considered (the report's rows). The target's periods are
+    locked throughout: a run over the same periods plans only once this one has recorded."""
+    locks = [f"{target.entity}:{period}" for period in context.partition_keys]
+    with store.locks.holding(locks, say=context.log.info):
+        found = target.observe(client, store)
+        scope = target.scope(found, store)
+        wanted = set(desired["key"].to_list())
+        keys = sorted(wanted | set(scope))
+        reasons = target.removal_reasons([k for k in keys if k not in wanted], found, store)
+        slots = target.slots(keys, desired)
+        result = sync(
+            target,
+            client,
+            store,
+            desired=desired.select("key", "state"),
+            found=found,
+            scope=scope,
+            run_id=context.run.run_id,
+            context=frame_context(slots),
+            removal_reasons=reasons,
+            log=context.log,
+        )
     return result, slots
 
 

@@ -31,7 +31,7 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
         title_metadata_snapshot, dam_asset_inventory.select(LINK_INPUTS), keys
     )
     every_version = dam_asset_inventory.select("asset_id").collect()["asset_id"]
-    run = record_links(store, editions, versions, every_version, context.run.run_id)
+    run = record_links(store, editions, versions, every_version, context.run.run_id, keys)
     return dg.MaterializeResult(
         value=run.links, check_results=link_checks(run, versions, store), metadata=link_metadata(run, keys)
     )

@@ -29,4 +29,6 @@ def title_asset_packages(  # type: ignore[no-untyped-def]  # an annotation would
 ):
     inventory = dam_asset_inventory.select(PACKAGE_INPUTS)
     editions, versions = partition_slice(title_metadata_snapshot, inventory, context.partition_keys)
-    return title_packages(lineage.store(), editions, versions, rules_in_force(), context.run.run_id)
+    return title_packages(
+        lineage.store(), editions, versions, rules_in_force(), context.run.run_id, context.partition_keys
+    )
