@@ -118,6 +118,54 @@ def dev(works: int, port: int) -> None:
 main.add_command(audit)
 
 
+@main.command("code-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4266, show_default=True)
+def code_server(host: str, port: int) -> None:
+    """Serve the code location over gRPC (Dagster's code server): the only server on its port, and it
+    exits on SIGTERM whatever signals the caller ignored."""
+    from consodam_pipeline.processes import exec_code_server, port_answers
+
+    if port_answers(host, port):
+        raise click.ClickException(
+            f"{host}:{port} is already served (another code server?): stop it first. Two servers on one "
+            "port would share its requests between the old code and the new."
+        )
+    exec_code_server(host, port)
+
+
+@main.command("deploy-check")
+@click.option("--works", default=40, show_default=True, help="Size of the sandbox catalog.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Keep logs and data here.")
+def deploy_check(works: int, workdir: Path | None) -> None:
+    """The production topology as processes (PostgreSQL, code server, daemon, webserver) put through its
+    faults: a killed daemon, a killed run worker, PostgreSQL stopped, a restarted code server."""
+    from consodam_pipeline.deploy_check import DeployCheckFailed, run_check
+    from consodam_pipeline.processes import stop_on_signals
+
+    with stop_on_signals():
+        try:
+            run_check(works, workdir, say=click.echo)
+        except DeployCheckFailed as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo("the deployment healed from every fault; each system holds exactly what it should")
+
+
+@main.group()
+def store() -> None:
+    """The lineage store (CONSODAM_STORE_URL, else SQLite under CONSODAM_HOME)."""
+
+
+@store.command("migrate")
+def store_migrate() -> None:
+    """Bring the store's schema to this release's version (once per release, before the runs start; a run
+    migrates too, under a lock, so this is for a deployment's init step)."""
+    from consodam_pipeline.store.engine import connect_store, redacted_url, schema_version
+
+    engine = connect_store()
+    click.echo(f"{redacted_url(engine)}: schema at revision {schema_version(engine)}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print a table and write JSON; figures are ratios against a same-run baseline."""

@@ -113,14 +113,15 @@ def run_periods(instance: dg.DagsterInstance, label: str, periods: list[str]) ->
 
 
 def requested_periods(instance: dg.DagsterInstance, cursor: Any) -> tuple[list[str], Any]:
-    """What the automation sensor would request now (Declarative Automation, evaluated in process)."""
-    from consodam_pipeline.definitions import defs
+    """What the edition sensor would request now (its evaluation, in process): the periods, in order."""
+    from consodam_pipeline.domain.periods import period_keys
+    from consodam_pipeline.store.resource import LineageStoreResource
+    from consodam_pipeline.sync.edition_requests import EditionCursor, evaluate, run_periods
 
-    tick = dg.evaluate_automation_conditions(defs=defs(), instance=instance, cursor=cursor)
-    periods: set[str] = set()
-    for key in ("rights_matrix", "dam_title_tags", "dam_access_restrictions"):
-        periods |= {str(p) for p in tick.get_requested_partitions(dg.AssetKey(key))}
-    return sorted(periods), tick.cursor
+    pending = LineageStoreResource().store().bookkeeping.pending_periods()
+    runs, after, _ = evaluate(instance, cursor or EditionCursor(), pending)
+    keys = period_keys()
+    return sorted({p for run in runs for p in run_periods(run.tags, keys)}, key=keys.index), after
 
 
 def print_sync(title: str, report: dict[str, dict[str, Any]]) -> None:
@@ -311,10 +312,10 @@ def run_demo(works: int) -> None:
             )
             periods, cursor = requested_periods(instance, cursor)
             click.echo(
-                f"\nautomation requests {len(periods)} of {len(period_keys())} periods: {', '.join(periods)}"
+                f"\nthe edition sensor requests {len(periods)} of {len(period_keys())} periods: {', '.join(periods)}"
             )
             if periods:
-                print_sync("those periods", run_periods(instance, "automation", periods))
+                print_sync("those periods", run_periods(instance, "edition sensor", periods))
         store = LineageStoreResource().store()
         click.echo(f"\n== audit trail of {isbn}, whose cover was just refreshed (consodam audit {isbn})\n")
         click.echo(render(edition_audit(store, isbn)))

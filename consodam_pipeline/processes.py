@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+LOCATION_NAME = "consodam_pipeline"  # as workspace.yaml and deploy/workspace.yaml name it
 GRACE_S = 15.0  # how long a service has to exit on SIGTERM before its group is killed
 
 
@@ -48,6 +53,53 @@ def _default_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def port_answers(host: str, port: int) -> bool:
+    """True if something accepts connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def exec_code_server(host: str, port: int) -> NoReturn:
+    """Become Dagster's code server for the code location, with SIGTERM and SIGINT at their default
+    disposition: a process started by a parent that ignores them (nohup'd shells, some supervisors) would
+    otherwise inherit that across exec, and Dagster's server would never hear them."""
+    _default_signals()
+    dagster = shutil.which("dagster", path=os.path.dirname(sys.executable)) or "dagster"
+    os.execv(
+        dagster,
+        [
+            dagster,
+            "code-server",
+            "start",
+            "-m",
+            "consodam_pipeline.definitions",
+            "--location-name",
+            LOCATION_NAME,
+            "-h",
+            host,
+            "-p",
+            str(port),
+        ],
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
 STARTED_PROCESS = "Started process for run (pid:"
@@ -25,21 +25,23 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        pid = self._worker_pid(run)
+        pid = worker_pid(self._instance, run.run_id)
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker process recorded")
         if process_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker process {pid} is alive")
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
 
-    def _worker_pid(self, run: DagsterRun) -> int | None:
-        records = self._instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
-        started = [r for r in records if r.dagster_event and r.message.startswith(STARTED_PROCESS)]
-        if not started:
-            return None
-        data = started[-1].dagster_event.engine_event_data  # type: ignore[union-attr]
-        pid = data.metadata.get("pid") if data is not None else None
-        return int(str(pid.value)) if pid is not None else None
+
+def worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The pid the run's worker logged when it started, if it did."""
+    records = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+    started = [r for r in records if r.dagster_event and r.message.startswith(STARTED_PROCESS)]
+    if not started:
+        return None
+    data = started[-1].dagster_event.engine_event_data  # type: ignore[union-attr]
+    pid = data.metadata.get("pid") if data is not None else None
+    return int(str(pid.value)) if pid is not None else None
 
 
 def process_alive(pid: int) -> bool:

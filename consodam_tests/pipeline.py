@@ -194,3 +194,49 @@ def sync_partitions(
             for keys_in_range in contiguous_ranges(keys)
         ]
     )
+
+
+@dataclass
+class EditionTick:
+    """What the edition sensor asked for on one tick."""
+
+    runs: list[dg.RunRequest]
+    cursor: str | None
+
+    @property
+    def periods(self) -> list[str]:
+        from consodam_pipeline.domain.periods import period_keys
+        from consodam_pipeline.sync.edition_requests import run_periods
+
+        keys = period_keys()
+        return sorted({p for run in self.runs for p in run_periods(run.tags, keys)}, key=keys.index)
+
+    @property
+    def changed(self) -> list[dg.RunRequest]:
+        """The runs asked for because of changes (not only for pending writes)."""
+        return [run for run in self.runs if "changes" in run.tags.get("consodam/trigger", "")]
+
+
+def edition_tick(
+    instance: dg.DagsterInstance, sandbox: Sandbox, home: Path, cursor: str | None = None
+) -> EditionTick:
+    """One evaluation of the edition sensor, as the daemon runs it."""
+    from consodam_pipeline.defs.automation import edition_sync_sensor
+
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(sandbox, home))
+    result = edition_sync_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return EditionTick(list(result.run_requests or []), result.cursor)
+
+
+def run_requested(
+    instance: dg.DagsterInstance, sandbox: Sandbox, home: Path, runs: list[dg.RunRequest]
+) -> list[dg.ExecuteInJobResult]:
+    """Each requested run of the edition job, as the daemon would launch it (its tags select its periods)."""
+    from consodam_pipeline.defs.jobs import consodam_editions
+
+    definitions = dg.Definitions(
+        assets=[*INGEST, *edition_assets()], jobs=[consodam_editions], resources=resources(sandbox, home)
+    )
+    job = definitions.resolve_job_def("consodam_editions")
+    return [job.execute_in_process(instance=instance, tags=dict(run.tags)) for run in runs]

@@ -53,7 +53,7 @@ def test_asset_graph_matches_snapshot() -> None:
 
 def test_every_sensor_runs_by_default() -> None:
     statuses = graph_summary()["sensors"]
-    assert "consodam_automation" in statuses
+    assert "edition_sync_sensor" in statuses
     assert {s["default_status"] for s in statuses.values()} == {dg.DefaultSensorStatus.RUNNING.value}
 
 

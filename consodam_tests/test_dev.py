@@ -13,25 +13,7 @@ from pathlib import Path
 import httpx
 
 from consodam_pipeline.ports import free_port
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid`, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+from consodam_pipeline.processes import descendants
 
 
 def alive(pid: int) -> bool:
@@ -64,7 +46,7 @@ def test_sigterm_stops_every_service_consodam_dev_started(tmp_path: Path) -> Non
                 time.sleep(1)
         else:
             raise AssertionError("the Dagster webserver did not come up")
-        started = descendants(dev.pid)
+        started = set(descendants(dev.pid))
         assert len(started) >= 4  # sandboxes, dg dev, webserver, daemon (and code servers)
         dev.send_signal(signal.SIGTERM)
         dev.wait(60)

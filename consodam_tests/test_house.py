@@ -156,4 +156,4 @@ def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
         [dg, "list", "defs", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=240
     )
     assert listed.returncode == 0, listed.stderr
-    assert "launch_collections" in listed.stdout and "consodam_automation" in listed.stdout
+    assert "launch_collections" in listed.stdout and "edition_sync_sensor" in listed.stdout

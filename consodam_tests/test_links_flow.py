@@ -16,7 +16,7 @@ from consodam_pipeline.defs.links.consonance_links import consonance_asset_links
 from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.store.ledger import Ledger
 from consodam_tests.pipeline import (
-    all_definitions,
+    edition_tick,
     ingest,
     metadata,
     resources,
@@ -72,10 +72,9 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
     home = tmp_path / "home"
     try:
         with dg.instance_for_test() as instance:
-            definitions = all_definitions(sandbox, home)
             ingest(sandbox, home, instance)
             sync_partitions(sandbox, home, instance, ALL, LINK_WRITES)
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+            tick = edition_tick(instance, sandbox, home)  # the first load's markers, answered above
             links = pl.read_parquet(home / "tables" / "approved_version_links")
             cover = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition")).row(
                 0, named=True
@@ -93,13 +92,11 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
             )
             assert isinstance(probe, dg.SensorResult) and probe.run_requests
             ingest(sandbox, home, instance)
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
-            periods = tick.get_requested_partitions(dg.AssetKey("approved_version_links"))
+            tick = edition_tick(instance, sandbox, home, tick.cursor)
+            periods = tick.periods
             assert len(periods) >= 1
-            assert tick.get_requested_partitions(dg.AssetKey("consonance_asset_links")) == periods
-            result = sync_partitions(
-                sandbox, home, instance, sorted(p for p in periods if p is not None), LINK_WRITES
-            )
+            assert all(run.job_name == "consodam_editions" for run in tick.runs)  # the whole graph, one run
+            result = sync_partitions(sandbox, home, instance, periods, LINK_WRITES)
             assert metadata(result, "consonance_asset_links")["written"] >= 1
 
             product = sandbox.graphql(

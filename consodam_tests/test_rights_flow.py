@@ -12,7 +12,7 @@ from consodam_pipeline.derived.restrictions import RIGHTS_FIELD
 from consodam_pipeline.derived.title_tags import TAG_FIELD
 from consodam_pipeline.domain.periods import period_keys
 from consodam_tests.pipeline import (
-    all_definitions,
+    edition_tick,
     ingest,
     metadata,
     resources,
@@ -74,9 +74,10 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             assert metadata(again, "dam_title_tags")["written"] == 0
             assert store(home).ledger.size() == ledger
 
-            definitions = all_definitions(sandbox, home)
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
-            assert tick.total_requested == 0  # nothing changed, nothing requested
+            load = edition_tick(instance, sandbox, home)  # the first load: every period, one run
+            assert len(load.runs) == 1 and load.periods == ALL
+            tick = edition_tick(instance, sandbox, home, load.cursor)
+            assert tick.runs == []  # nothing changed since, nothing requested
 
             titles = table(home, "title_metadata_snapshot")
             target = titles.filter(pl.col("for_sale_worldwide")).row(0, named=True)
@@ -94,11 +95,10 @@ def test_rights_and_tags_sync_then_follow_a_change(tmp_path: Path) -> None:
             sensor = consonance_change_sensor(probe)
             assert isinstance(sensor, dg.SensorResult) and sensor.run_requests
             ingest(sandbox, home, instance, assets=[definitions_asset("title_metadata_snapshot")])
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
+            tick = edition_tick(instance, sandbox, home, tick.cursor)
             period = periods_of(home, target["work_id"])
-            requested = tick.get_requested_partitions(dg.AssetKey("rights_matrix"))
-            assert requested == {period}  # exactly the partition holding that edition
-            assert tick.get_requested_partitions(dg.AssetKey("dam_access_restrictions")) == {period}
+            assert tick.periods == [period]  # exactly the partition holding that edition
+            assert [r.job_name for r in tick.runs] == ["consodam_editions"]  # every asset, in one run
             before = store(home).ledger.size()
             result = sync_partitions(sandbox, home, instance, [period], rights_and_tags())
             written = metadata(result, "dam_access_restrictions")["written"]

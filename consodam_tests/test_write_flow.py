@@ -26,6 +26,7 @@ from consodam_pipeline.sync.report import WRITES_CHECK
 from consodam_tests.pipeline import (
     Runs,
     all_definitions,
+    edition_tick,
     event_types,
     ingest,
     metadata,
@@ -127,8 +128,7 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
                 and sum(fired["dam"].values()) > 0
             )
             links = assert_consonance_matches_links(sandbox, home)  # no duplicate although replies were cut
-            definitions = all_definitions(sandbox, home)
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+            tick = edition_tick(instance, sandbox, home)  # the first load's markers, answered above
 
             # Reviewers reject some linked versions; the next clean run removes or replaces those links.
             rejected = links.filter(pl.col("scope") == "edition").head(6)
@@ -146,11 +146,9 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
                 dg.build_sensor_context(instance=instance, resources=resources(sandbox, home))
             )
             ingest(sandbox, home, instance)
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
-            periods = sorted(
-                p for p in tick.get_requested_partitions(dg.AssetKey("approved_version_links")) if p
-            )
-            assert periods
+            tick = edition_tick(instance, sandbox, home, tick.cursor)
+            periods = tick.periods
+            assert tick.changed  # the rejections' periods (and any pending writes due by now)
             clean = sync_partitions(sandbox, home, instance, periods)
             assert all(e.passed for e in clean.get_asset_check_evaluations() if e.check_name == WRITES_CHECK)
             links = assert_consonance_matches_links(sandbox, home)
@@ -171,8 +169,8 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
             echo = ingest(sandbox, home, instance)
             assert metadata(echo, "title_metadata_snapshot")["periods_touched"] == 0
             assert metadata(echo, "dam_asset_inventory")["periods_touched"] == 0
-            tick = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=tick.cursor)
-            assert tick.total_requested == 0
+            tick = edition_tick(instance, sandbox, home, tick.cursor)
+            assert tick.changed == []
             for sensor, before in ((dam_change_sensor, dam_probe), (consonance_change_sensor, cons_probe)):
                 after = sensor(
                     dg.build_sensor_context(

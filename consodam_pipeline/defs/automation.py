@@ -1,11 +1,28 @@
-"""The project's own automation sensor: Dagster creates its default one STOPPED, this one runs."""
+"""The edition sensor: a change the ingest marked, or a write left pending, requests one run of the whole
+edition job per range of neighbouring periods (sync/edition_requests.py says why not Declarative
+Automation's waves)."""
 
 import dagster as dg
 
-consodam_automation = dg.AutomationConditionSensorDefinition(
-    "consodam_automation",
-    target=dg.AssetSelection.all(),
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.sync.edition_requests import EDITIONS_JOB, EditionCursor, evaluate
+from consodam_pipeline.sync.probe import sensor_interval
+
+
+@dg.sensor(
+    job_name=EDITIONS_JOB,
+    minimum_interval_seconds=max(5, sensor_interval() // 4),  # 15 s by default
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Declarative Automation for every consodam asset (eager downstream of the ingest sensors).",
+    description="One run of consodam_editions per range of neighbouring periods that a change touched (the "
+    "ingest's period markers) or that holds writes left pending by a fault (asked for again after a "
+    "doubling back-off).",
 )
+def edition_sync_sensor(
+    context: dg.SensorEvaluationContext, lineage: LineageStoreResource
+) -> dg.SensorResult:
+    pending = lineage.store().bookkeeping.pending_periods()
+    runs, cursor, said = evaluate(context.instance, EditionCursor.parse(context.cursor), pending)
+    if not runs:
+        return dg.SensorResult(skip_reason=said, cursor=cursor.dump())
+    context.log.info(f"{said}: {len(runs)} run(s)")
+    return dg.SensorResult(run_requests=runs, cursor=cursor.dump())

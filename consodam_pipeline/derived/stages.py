@@ -127,7 +127,9 @@ def _advance(
     keys = [str(p) for p in ready]
     desired = pl.DataFrame({"key": keys, "state": [stage_state(ready[p]) for p in ready]})
     found = found_frame([STAGES.found(p, work.stage[p]) for p in ready])
-    slots = work.editions.select(pl.col("product_id").cast(pl.String).alias("key"), "isbn13", "work_id")
+    slots = work.editions.select(
+        pl.col("product_id").cast(pl.String).alias("key"), "isbn13", "work_id", PARTITION_COLUMN
+    )
     return sync(
         STAGES,
         client,

@@ -4,7 +4,8 @@ stamp each system showed right after consodam wrote an object, and the record fi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,14 @@ FAILURE_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
+@dataclass(frozen=True)
+class PendingPeriod:
+    period: str
+    items: int
+    runs_in_a_row: int
+    last_failed_at: datetime
+
+
 class WriteBookkeeping:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -37,9 +46,10 @@ class WriteBookkeeping:
         *,
         settled: Sequence[str],
         run_id: str | None,
+        periods: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Record (record_key, action, reason) failures, counting runs in a row; forget the settled keys
-        (considered this run and not failing)."""
+        """Record (record_key, action, reason) failures, counting runs in a row, with each item's period
+        where known; forget the settled keys (considered this run and not failing)."""
         f, now = write_failures, to_naive_utc(utcnow())
         known = {r.record_key: r for r in conn.execute(sa.select(f).where(f.c.entity == entity))}
         failing = {key for key, _, _ in failures}
@@ -59,6 +69,7 @@ class WriteBookkeeping:
                     "last_failed_at": now,
                     "consecutive_runs": runs,
                     "run_id": run_id,
+                    "period": (periods or {}).get(key) or (before.period if before else None),
                 }
             )
         upsert(conn, f, rows, ["entity", "record_key"])
@@ -70,6 +81,24 @@ class WriteBookkeeping:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(f.c.record_key)).all()
         return pl.DataFrame([tuple(r) for r in rows], schema=FAILURE_COLUMNS, orient="row")
+
+    def pending_periods(self) -> list[PendingPeriod]:
+        """Periods holding pending writes: how many items, the most runs in a row one has failed, and
+        when the last failed."""
+        f = write_failures
+        query = (
+            sa.select(
+                f.c.period,
+                sa.func.count(),
+                sa.func.max(f.c.consecutive_runs),
+                sa.func.max(f.c.last_failed_at),
+            )
+            .where(f.c.period.is_not(None))
+            .group_by(f.c.period)
+            .order_by(f.c.period)
+        )
+        with self.engine.connect() as conn:
+            return [PendingPeriod(*row) for row in conn.execute(query)]
 
     def journal_writes(
         self,

@@ -63,11 +63,14 @@ def schema_of(engine: sa.Engine) -> str | None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Migrate under a lock: runs that start together on a new store migrate it once, one after another."""
     from alembic import command  # here: a read of the store never needs alembic
     from alembic.config import Config
 
+    from consodam_pipeline.store.locks import StoreLocks
+
     schema = schema_of(engine)
-    with engine.begin() as conn:
+    with StoreLocks(engine).holding(["store:migrate"]), engine.begin() as conn:
         if schema:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         cfg = Config()
@@ -75,3 +78,18 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         cfg.attributes["connection"] = conn
         cfg.attributes["schema"] = schema
         command.upgrade(cfg, revision)
+
+
+def schema_version(engine: sa.Engine) -> str | None:
+    """The store's schema revision (alembic's version table)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(
+            conn, opts={"version_table_schema": schema_of(engine)}
+        ).get_current_revision()
+
+
+def redacted_url(engine: sa.Engine) -> str:
+    """The store's URL with any password masked."""
+    return engine.url.render_as_string(hide_password=True)

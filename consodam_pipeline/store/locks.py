@@ -48,6 +48,9 @@ class StoreLocks:
         if not wanted:
             yield
             return
+        if self.engine.dialect.name != "postgresql" and self.engine.url.database in (None, "", ":memory:"):
+            yield  # a database in memory belongs to one process
+            return
         hold = self._postgres if self.engine.dialect.name == "postgresql" else self._files
         with hold(wanted, say or (lambda _message: None), wait_s):
             yield
@@ -72,7 +75,7 @@ class StoreLocks:
 
     @contextlib.contextmanager
     def _files(self, names: list[str], say: Callable[[str], object], wait_s: float) -> Iterator[None]:
-        folder = Path(str(self.engine.url.database or "lineage.db") + ".locks")
+        folder = Path(f"{self.engine.url.database}.locks")
         folder.mkdir(parents=True, exist_ok=True)
         held: list[IO[bytes]] = []
         try:

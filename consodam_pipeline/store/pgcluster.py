@@ -36,6 +36,15 @@ class PostgresCluster:
             info = pwd.getpwnam(self.run_as)
             os.chown(self.dir, info.pw_uid, info.pw_gid)
 
+    @property
+    def options(self) -> str:
+        # A buffer cache and a WAL budget sized as for a production store, not the 128 MB / 1 GB defaults:
+        # a backfill appends millions of ledger rows to five indexes in one transaction.
+        return (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c shared_buffers=1GB -c max_wal_size=8GB"
+        )
+
     def _run(self, *args: str) -> None:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self.run_as:
@@ -47,19 +56,35 @@ class PostgresCluster:
     def start(self) -> str:
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
-        # A buffer cache and a WAL budget sized as for a production store, not the 128 MB / 1 GB defaults:
-        # a backfill appends millions of ledger rows to five indexes in one transaction.
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c shared_buffers=1GB -c max_wal_size=8GB"
-        )
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        self._run("pg_ctl", "-D", str(data), "-o", self.options, "-l", str(self.dir / "log"), "-w", "start")
         try:
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "consodam")
         except BaseException:
             self.stop()  # never leave a server behind
             raise
         return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/consodam"
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (an outage); `resume` starts it again on the same port."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-o",
+            self.options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
+
+    def create_database(self, name: str) -> str:
+        """A further database on the cluster; its URL."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name)
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         try:

@@ -92,6 +92,7 @@ write_failures = sa.Table(
     sa.Column("last_failed_at", sa.DateTime(), nullable=False),
     sa.Column("consecutive_runs", sa.Integer(), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("period", sa.String(20), nullable=True),  # the publication period the item belongs to
 )
 
 # The last modification stamp each system showed right after consodam wrote an object, and the record

@@ -358,12 +358,9 @@ class InventorySource(IngestSource):
         if before is None:
             return all_periods(self.editions)
         now_rows, before_rows = _relevant_rows(now), _relevant_rows(before)
-        moved = pl.concat(
-            [
-                now_rows.join(before_rows, on="row", how="anti"),
-                before_rows.join(now_rows, on="row", how="anti"),
-            ]
-        ).collect(engine="streaming")
+        appeared = now_rows.join(before_rows, on="row", how="anti").collect(engine="streaming")
+        gone = before_rows.join(now_rows, on="row", how="anti").collect(engine="streaming")
+        moved = pl.concat([_not_our_own(store, appeared), gone])
         works = moved["work_id"].drop_nulls().unique().to_list()
         isbns = moved["isbn13"].drop_nulls().unique().implode()
         works += self.editions.filter(pl.col("isbn13").is_in(isbns))["work_id"].to_list()
@@ -371,19 +368,38 @@ class InventorySource(IngestSource):
 
 
 def _relevant_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return frame.select("work_id", "isbn13", pl.struct(RELEVANT).hash(seed=0).alias("row"))
+    return frame.select(
+        "work_id", "isbn13", "asset_id", "modified_at", pl.struct(RELEVANT).hash(seed=0).alias("row")
+    )
+
+
+def _not_our_own(store: LineageStore, appeared: pl.DataFrame) -> pl.DataFrame:
+    """Rows that are not consodam's own writes seen again: a version it created (a title sheet) and nobody
+    touched since shows the stamp the echo journal kept for it."""
+    ours = store.bookkeeping.journal("dam", appeared["asset_id"].to_list())
+    if not ours:
+        return appeared
+    echo = [
+        a for a, at in zip(appeared["asset_id"], appeared["modified_at"], strict=True) if ours.get(a) == at
+    ]
+    return appeared.filter(~pl.col("asset_id").is_in(pl.Series(echo, dtype=pl.String).implode()))
+
+
+def orphan_tag(editions: pl.DataFrame) -> pl.Expr:
+    """A version tagged with an ISBN or work that no edition has."""
+    known_isbns = editions["isbn13"].unique().implode()
+    known_works = editions["work_id"].unique().implode()
+    orphan = (pl.col("isbn13").is_not_null() & ~pl.col("isbn13").is_in(known_isbns)) | (
+        pl.col("work_id").is_not_null() & ~pl.col("work_id").is_in(known_works)
+    )
+    return orphan.alias("orphan_tag")
 
 
 def flag_orphans(
     store: LineageStore, versions: pl.LazyFrame, editions: pl.DataFrame, run_id: str
 ) -> tuple[pl.LazyFrame, int]:
     """Versions tagged with an ISBN or work that no edition has: flagged, and quarantined until it exists."""
-    known_isbns = editions["isbn13"].unique().implode()
-    known_works = editions["work_id"].unique().implode()
-    orphan = (pl.col("isbn13").is_not_null() & ~pl.col("isbn13").is_in(known_isbns)) | (
-        pl.col("work_id").is_not_null() & ~pl.col("work_id").is_in(known_works)
-    )
-    flagged = versions.with_columns(orphan.alias("orphan_tag"))
+    flagged = versions.with_columns(orphan_tag(editions))
     orphans = flagged.filter(pl.col("orphan_tag")).select("asset_id", "isbn13", "work_id").collect()
     rows = [
         (

@@ -1,6 +1,5 @@
 """How Dagster runs the edition graph: one partition per publication period, a marker per period that
-changed (`edition_changes`, recorded by the ingest), and the automation condition every edition-level
-asset shares."""
+changed (`edition_changes`, recorded by the ingest), and what every edition-level asset shares."""
 
 from __future__ import annotations
 
@@ -13,6 +12,9 @@ from consodam_pipeline.domain.periods import period_keys
 
 publication_periods = dg.StaticPartitionsDefinition(period_keys())
 EDITION_CHANGES = dg.AssetKey("edition_changes")
+# A retried run runs every step again: writes are planned from what the systems show, so a step that had
+# finished plans nothing, and a run killed after its last step is retried rather than refused.
+RETRY_ALL_STEPS = {"dagster/retry_strategy": "ALL_STEPS"}
 
 
 def change_markers(periods: list[str], source: str) -> list[dg.AssetMaterialization]:
@@ -23,30 +25,10 @@ def change_markers(periods: list[str], source: str) -> list[dg.AssetMaterializat
     ]
 
 
-def on_updates_of(*keys: dg.AssetKey | str) -> dg.AutomationCondition:
-    """Eager, but only for the given upstream keys (not the unpartitioned snapshots it also reads, whose every
-    update would otherwise request every partition), and only after their blocking checks passed — so the
-    DAM is never written from a rights matrix that failed its checks."""
-    selection = dg.AssetSelection.assets(*keys)
-    return (
-        (
-            dg.AutomationCondition.newly_missing()
-            | dg.AutomationCondition.any_deps_updated().allow(selection)
-        ).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed().allow(selection)
-    ).with_label(f"on updates of {', '.join(dg.AssetKey.from_coercible(k).to_user_string() for k in keys)}")
-
-
-def by_period(*upstream: dg.AssetKey | str) -> dict[str, Any]:
-    """What every edition-level asset shares: the period partitions, a single run for any backfill, and
-    reacting to updates of `upstream` (the period markers for the first layer)."""
-    return {
-        "partitions_def": publication_periods,
-        "backfill_policy": dg.BackfillPolicy.single_run(),
-        "automation_condition": on_updates_of(*upstream),
-    }
+def by_period() -> dict[str, Any]:
+    """What every edition-level asset shares: the period partitions and a single run for any backfill.
+    Runs come from the edition sensor (a change, or pending writes), one per range of periods."""
+    return {"partitions_def": publication_periods, "backfill_policy": dg.BackfillPolicy.single_run()}
 
 
 def period_asset(**spec: Any) -> Any:

@@ -13,7 +13,8 @@ changes, not to the catalog. Three things keep runs from piling up:
 
 import hashlib
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
@@ -24,12 +25,25 @@ from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified
 from consodam_pipeline.domain.timestamps import format_ts, parse_ts, utcnow
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.dam_ingest import USAGE_CURSOR
+from consodam_pipeline.sync.edition_requests import EDITIONS_JOB
+from consodam_pipeline.sync.partitions import RETRY_ALL_STEPS
 
 TITLES = dg.AssetKey("title_metadata_snapshot")
 INVENTORY = dg.AssetKey("dam_asset_inventory")
 USAGE = dg.AssetKey("dam_usage_log")
 PROBE_DAYS = 1  # changedSince is date-granular: today and yesterday cover any tick interval under a day
 LOOKBACK = timedelta(seconds=120)  # DAM timestamps have second granularity; re-read a short window
+
+INTERVAL_SETTING = "CONSODAM_SENSOR_INTERVAL_S"
+
+
+def sensor_interval() -> int:
+    """Seconds between an ingest sensor's probes: CONSODAM_SENSOR_INTERVAL_S, else 60. A change reaches the
+    other system within about this plus one ingest and one edition run."""
+    text = os.environ.get(INTERVAL_SETTING, "60")
+    if not text.isdigit() or not 5 <= int(text) <= 86400:
+        raise ValueError(f"{INTERVAL_SETTING}={text!r}: expected whole seconds from 5 to 86400")
+    return int(text)
 
 
 @dataclass
@@ -103,6 +117,18 @@ def run_in_flight(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dg.Da
     return run if run is not None and not run.is_finished else None
 
 
+def edition_run_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A run of the edition job that has started and not finished."""
+    running = instance.get_runs(
+        dg.RunsFilter(
+            job_name=EDITIONS_JOB,
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        ),
+        limit=1,
+    )
+    return running[0] if running else None
+
+
 def last_run_failed(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
     planned = instance.get_latest_planned_materialization_info(asset_key)
     run = instance.get_run_by_id(planned.run_id) if planned is not None else None
@@ -116,8 +142,22 @@ def decide(
     changes: list[tuple[str, str]],
     cursor: ProbeCursor,
     high_water: str = "",
+    needs: Sequence[dg.AssetKey] = (),
 ) -> dg.SensorResult:
     name = asset_key.to_user_string()
+    missing = [
+        k.to_user_string() for k in needs if context.instance.get_latest_materialization_event(k) is None
+    ]
+    if missing:  # the first load: the snapshot this ingest reads comes first (the cursor waits too)
+        return dg.SensorResult(
+            skip_reason=f"waiting for the first {', '.join(missing)}: {name} reads it", cursor=cursor.dump()
+        )
+    writing = edition_run_in_flight(context.instance)
+    if writing is not None:  # its writes come back as consodam's own only once its record step journals them
+        return dg.SensorResult(
+            skip_reason=f"edition run {writing.run_id[:8]} is writing: {name} is probed again after it",
+            cursor=cursor.dump(),
+        )
     busy = run_in_flight(context.instance, asset_key)
     if busy is not None:
         return dg.SensorResult(
@@ -135,7 +175,7 @@ def decide(
                 dg.RunRequest(
                     run_key=f"{name}:initial" + (f":after:{failed}" if failed else ""),
                     asset_selection=[asset_key],
-                    tags={"consodam/trigger": "initial load"},
+                    tags={"consodam/trigger": "initial load", **RETRY_ALL_STEPS},
                 )
             ],
             cursor=new_cursor,
@@ -149,6 +189,7 @@ def decide(
                 run_key=f"{name}:{fp[:24]}",
                 asset_selection=[asset_key],
                 tags={
+                    **RETRY_ALL_STEPS,
                     "consodam/changes_in_window": str(len(changes)),
                     "consodam/new_changes": str(len(unseen)),
                 },

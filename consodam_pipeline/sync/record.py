@@ -21,7 +21,15 @@ from consodam_pipeline.domain.timestamps import utcnow
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.plan import DUPLICATE, MANUAL, REPLACED, Plan, state_hash
-from consodam_pipeline.sync.target import CONTEXT_COLUMNS, SHARED, Client, Found, Outcome, WriteTarget
+from consodam_pipeline.sync.target import (
+    CONTEXT_COLUMNS,
+    PERIOD,
+    SHARED,
+    Client,
+    Found,
+    Outcome,
+    WriteTarget,
+)
 
 
 @dataclass
@@ -67,7 +75,7 @@ EventContext = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any]]]
 
 def frame_context(frame: pl.DataFrame, key: str = "key") -> EventContext:
     """Event context from a frame with a key column and any of the ledger's context columns."""
-    columns = [c for c in (*CONTEXT_COLUMNS, SHARED) if c in frame.columns]
+    columns = [c for c in (*CONTEXT_COLUMNS, SHARED, PERIOD) if c in frame.columns]
 
     def context(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = frame.filter(pl.col(key).is_in(pl.Series(list(keys), dtype=pl.String).implode()))
@@ -117,6 +125,7 @@ def record(
         payloads, schema=dict.fromkeys(("record_key", "content_hash", "payload"), pl.String), orient="row"
     )
     failures = [(o.action.key, o.action.kind, o.error or "") for o in outcomes if not o.ok]
+    periods = {key: about.get(PERIOD) for key, about in context([f[0] for f in failures]).items()}
     with store.engine.begin() as conn:
         # Closed first: a slot someone closed in the system and consodam opens again gets a new record.
         store.history.close_records(conn, target.entity, closed, now)
@@ -126,7 +135,7 @@ def record(
         store.history.add_subjects(conn, target.entity, _subjects(kept, named))
         appended = store.ledger.record(conn, events)
         store.bookkeeping.track_failures(
-            conn, target.entity, failures, settled=list(plan.decisions), run_id=run_id
+            conn, target.entity, failures, settled=list(plan.decisions), run_id=run_id, periods=periods
         )
         store.bookkeeping.journal_writes(
             conn, target.system, stamps, fields=target.journal_fields(ok), run_id=run_id
@@ -179,7 +188,7 @@ class _EventBuilder:
     events: list[AuditEvent] = field(default_factory=list)
 
     def add(self, key: str, kind: str, before: Any, after: Any, identity: str, **fields: Any) -> None:
-        about = {k: v for k, v in self.about.get(key, {}).items() if k != SHARED}
+        about = {k: v for k, v in self.about.get(key, {}).items() if k not in (SHARED, PERIOD)}
         named = {"actor": "consodam", "occurred_at": self.now, **about, **fields}
         self.events.append(
             AuditEvent(

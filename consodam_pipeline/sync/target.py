@@ -28,6 +28,9 @@ CONTEXT_COLUMNS = ("isbn13", "work_id", "dam_asset_id", "dam_version", "role")
 # A slot frame's column saying the slot is about an asset the work's editions share: its record is the work's
 # too, so every edition of the work finds it in its audit (its events still name the edition they serve).
 SHARED = "shared"
+# A slot frame's column naming the slot's publication period: kept with a pending write (a sensor requests a
+# run for exactly the periods holding pending writes), never written into an event.
+PERIOD = "partition_key"
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,14 @@ def write_asset(
     *,
     group: str,
     writes_to: str,
-    after: Sequence[str | dg.AssetKey],
     description: str,
     **spec: Any,
 ) -> Any:
-    """The decorator of a write asset over the publication periods, materialized on updates of `after`."""
+    """The decorator of a write asset over the publication periods (its upstream assets are its inputs)."""
     kind, pool = SYSTEMS[writes_to]
     return period_asset(
         name=name,
-        **by_period(*after),
+        **by_period(),
         group_name=group,
         kinds={kind},
         pool=pool,
@@ -45,6 +44,15 @@ def write_asset(
         description=description,
         **spec,
     )
+
+
+def _with_period(slots: pl.DataFrame, periods: Sequence[str]) -> pl.DataFrame:
+    """Slots with their period: a one-period run answers for every slot it considered."""
+    if len(periods) != 1:
+        return slots
+    if PARTITION_COLUMN not in slots.columns:
+        return slots.with_columns(pl.lit(periods[0]).alias(PARTITION_COLUMN))
+    return slots.with_columns(pl.col(PARTITION_COLUMN).fill_null(periods[0]))
 
 
 def run_target(
@@ -64,7 +72,7 @@ def run_target(
         wanted = set(desired["key"].to_list())
         keys = sorted(wanted | set(scope))
         reasons = target.removal_reasons([k for k in keys if k not in wanted], found, store)
-        slots = target.slots(keys, desired)
+        slots = _with_period(target.slots(keys, desired), context.partition_keys)
         result = sync(
             target,
             client,

@@ -15,13 +15,14 @@ from consodam_pipeline.sync.probe import (
     consonance_changes,
     dam_changes,
     decide,
+    sensor_interval,
     usage_changes,
 )
 
 
 @dg.sensor(
     target=dg.AssetSelection.assets(TITLES),
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests title_metadata_snapshot when Consonance's recent-changes window changes "
     "(consodam's own writes left out; nothing while a run for it is queued or in progress).",
@@ -35,7 +36,7 @@ def consonance_change_sensor(
 
 @dg.sensor(
     target=dg.AssetSelection.assets(INVENTORY),
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests dam_asset_inventory when DAM versions were modified since the high-water mark "
     "(consodam's own writes left out; nothing while a run for it is queued or in progress).",
@@ -45,12 +46,14 @@ def dam_change_sensor(
 ) -> dg.SensorResult:
     cursor = ProbeCursor.parse(context.cursor)
     changes, newest = dam_changes(dam, lineage.store(), cursor)
-    return decide(context, asset_key=INVENTORY, changes=changes, cursor=cursor, high_water=newest)
+    return decide(
+        context, asset_key=INVENTORY, changes=changes, cursor=cursor, high_water=newest, needs=[TITLES]
+    )
 
 
 @dg.sensor(
     target=dg.AssetSelection.assets(USAGE),
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests dam_usage_log when the DAM's usage log has entries past what the lineage store holds.",
 )
@@ -58,4 +61,5 @@ def dam_usage_sensor(
     context: dg.SensorEvaluationContext, dam: OpenTextDamResource, lineage: LineageStoreResource
 ) -> dg.SensorResult:
     changes = usage_changes(dam, lineage.store())
-    return decide(context, asset_key=USAGE, changes=changes, cursor=ProbeCursor.parse(context.cursor))
+    cursor = ProbeCursor.parse(context.cursor)
+    return decide(context, asset_key=USAGE, changes=changes, cursor=cursor, needs=[INVENTORY])

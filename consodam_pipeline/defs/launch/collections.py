@@ -15,7 +15,6 @@ from consodam_pipeline.sync.write_asset import materialized, write_asset
     "launch_collections",
     group="launch",
     writes_to="dam",
-    after=["approved_version_links", "rights_matrix", "title_asset_packages"],
     description="For each edition in the launch window (90 days before publication to 30 after, not cancelled or "
     "withdrawn): its ONIX 3.0 title sheet and its approved, rights-cleared linked versions in the DAM collection "
     "`Launch <month> · <imprint>`; kept true as links, rights, dates and statuses change.",

@@ -11,7 +11,7 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period
 
 @period_asset(
     name="approved_version_links",
-    **by_period(EDITION_CHANGES),
+    **by_period(),
     deps=[EDITION_CHANGES],
     check_specs=LINK_CHECKS,
     group_name="links",

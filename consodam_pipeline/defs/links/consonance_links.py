@@ -14,7 +14,6 @@ from consodam_pipeline.sync.write_asset import write, write_asset
     "consonance_asset_links",
     group="links",
     writes_to="consonance",
-    after=["approved_version_links"],
     description="Each live link as a supporting resource on its Consonance edition (imageRemoteUrl = the DAM "
     "version's content URL). A newer approved version replaces the resource; a link no longer live is "
     "removed with the reason. Converges every run: duplicates and hand edits are fixed and reported.",

@@ -12,7 +12,7 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period
 
 @period_asset(
     name="rights_matrix",
-    **by_period(EDITION_CHANGES),
+    **by_period(),
     deps=[EDITION_CHANGES],
     check_specs=RIGHTS_CHECKS,
     group_name="rights",

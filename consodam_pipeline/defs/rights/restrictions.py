@@ -16,7 +16,6 @@ from consodam_pipeline.sync.write_asset import write, write_asset
     "dam_access_restrictions",
     group="rights",
     writes_to="dam",
-    after=["rights_matrix"],
     description="Pushes the rights matrix to the DAM: RIGHTS_* metadata and a security policy per asset "
     "version (Public when visible and downloadable now, Embargoed before the window, Internal otherwise). "
     "Writes only what differs; every write is in the audit ledger with before and after.",

@@ -15,7 +15,6 @@ from consodam_pipeline.sync.write_asset import write, write_asset
     "dam_title_tags",
     group="tags",
     writes_to="dam",
-    after=[EDITION_CHANGES],
     deps=[EDITION_CHANGES],
     description="ISBN, title, contributors, imprint, format, publication date and rights territory written "
     "into each asset's newest version (lock → update → unlock), only where they differ.",

@@ -12,7 +12,7 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period
 
 @period_asset(
     name="title_asset_packages",
-    **by_period(EDITION_CHANGES),
+    **by_period(),
     deps=[EDITION_CHANGES],
     group_name="workflow",
     kinds={"polars"},

@@ -14,7 +14,6 @@ from consodam_pipeline.sync.write_asset import write, write_asset
     "consonance_production_files",
     group="workflow",
     writes_to="consonance",
-    after=["title_asset_packages"],
     description="Each met package requirement referenced in the edition's production workflow in Consonance (a "
     "production file per requirement, the approved DAM version's URL); a newer version replaces it (history kept); "
     "one no longer met is removed with the reason.",

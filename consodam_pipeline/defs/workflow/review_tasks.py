@@ -14,7 +14,6 @@ from consodam_pipeline.sync.write_asset import materialized, run_target, write_a
     "dam_review_tasks",
     group="workflow",
     writes_to="dam",
-    after=["consonance_stage_advances"],
     description="For each title at a milestone (its stage after this run's advances), one open DAM review task per "
     "required version awaiting a decision, and one request per required asset that is missing, rejected or fails "
     "a technical requirement; never two per asset and milestone; moot tasks cancelled with the reason; reviewers' "

@@ -14,7 +14,6 @@ from consodam_pipeline.sync.write_asset import materialized, write_asset
     "consonance_stage_advances",
     group="workflow",
     writes_to="consonance",
-    after=["title_asset_packages"],
     description="Moves a title at a milestone to the next project stage in Consonance when, and only when, every "
     "requirement the milestone needs is approved; one stage at a time, each gate checked; a held title gets a "
     "stage_held event naming what it lacks; each advance a stage_advanced event with the versions that met it.",
