@@ -35,18 +35,18 @@ from typing import Any
 
 import dagster as dg
 import httpx
-import polars as pl
 import sqlalchemy as sa
 import yaml
 
 from consodam_pipeline.ports import free_port
 from consodam_pipeline.processes import Service, descendants, port_answers
 from consodam_pipeline.run_launcher import process_alive, worker_pid
+from consodam_pipeline.sandbox.people import PeopleAtWork
 from consodam_pipeline.sandbox.process import SandboxProcess
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.pgcluster import PostgresCluster, find_pg_bin
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.verify import Holdings, dam_inventory, holdings
+from consodam_pipeline.verify import Holdings, database_mentions, holdings
 
 ROOT = Path(__file__).parent.parent
 STOP_BOUND_S = 20.0  # every service exits this long after SIGTERM at most
@@ -184,6 +184,11 @@ class Deployment:
     def tables(self) -> Path:
         return Path(self.env["CONSODAM_TABLES_PATH"])
 
+    @property
+    def people(self) -> PeopleAtWork:
+        assert self.sandbox is not None
+        return PeopleAtWork(self.sandbox, self.tables)
+
     # ---- waiting -----------------------------------------------------------------------------------
 
     def supervise(self) -> None:
@@ -248,67 +253,6 @@ class Deployment:
         seconds += self.wait(f"{label}: the deployment stays quiet", self.quiet, bound_s) + 8
         return seconds
 
-    # ---- changes through /_sandbox/ ------------------------------------------------------------------
-
-    def approve_a_new_cover(self, skip: int = 0) -> tuple[int, str]:
-        """A reviewer approves a new version of a linked front cover; (product, new asset id)."""
-        assert self.sandbox is not None
-        links = pl.read_parquet(self.tables / "approved_version_links")
-        covers = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition"))
-        cover = covers.sort("product_id").row(skip % covers.height, named=True)
-        new = self.sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-        self.sandbox.admin(
-            "dam",
-            "POST",
-            f"/_sandbox/assets/{new['asset_id']}/approval",
-            json={"status": "approved", "by": "art.director@publisher.example"},
-        )
-        return int(cover["product_id"]), str(new["asset_id"])
-
-    def linked_in_consonance(self, product_id: int, asset_id: str) -> bool:
-        from consodam_pipeline.verify import consonance_holdings
-
-        assert self.sandbox is not None
-        return (product_id, asset_id) in consonance_holdings(self.sandbox)
-
-    def narrow_rights(self, skip: int = 0) -> list[str]:
-        """A rights manager sells a worldwide edition in GB and IE only; the edition's own visible versions
-        (their RIGHTS_COUNTRIES should become "GB IE")."""
-        assert self.sandbox is not None
-        titles = pl.read_parquet(self.tables / "title_metadata_snapshot.parquet")
-        matrix = pl.read_parquet(self.tables / "rights_matrix")
-        inventory = pl.read_parquet(self.tables / "dam_asset_inventory.parquet")
-        tagged = inventory.filter(pl.col("is_latest")).join(
-            matrix.filter(pl.col("visible")).select("asset_id"), on="asset_id", how="semi"
-        )
-        worldwide = titles.filter(pl.col("for_sale_worldwide")).join(
-            tagged.select("isbn13").unique(), on="isbn13", how="semi"
-        )
-        title = worldwide.sort("product_id").row(skip % worldwide.height, named=True)
-        matrix = matrix.filter(pl.col("isbn13") == title["isbn13"])
-        self.sandbox.admin(
-            "consonance",
-            "POST",
-            f"/_sandbox/products/{title['product_id']}",
-            json={"isForSaleWorldwide": False, "forSaleCountryCodes": ["GB", "IE"]},
-        )
-        # The versions tagged with this edition's ISBN (a work-wide version also serves its other editions).
-        own = inventory.filter((pl.col("isbn13") == title["isbn13"]) & pl.col("is_latest"))["asset_id"]
-        covered = matrix.filter(pl.col("visible") & pl.col("asset_id").is_in(own.implode()))["asset_id"]
-        if covered.is_empty():
-            raise DeployCheckFailed(f"no version of {title['isbn13']} to watch")
-        return [str(a) for a in covered.unique().to_list()]
-
-    def rights_in_dam(self, assets: list[str]) -> bool | str:
-        from consodam_pipeline.derived.restrictions import RIGHTS_FIELD
-
-        assert self.sandbox is not None
-        inventory = dam_inventory(self.sandbox).filter(pl.col("asset_id").is_in(assets))
-        values = set()
-        for tags in inventory["tags"].to_list():
-            values |= {t["value"] for t in tags or [] if t["id"] == RIGHTS_FIELD + "COUNTRIES"}
-        return values == {"GB IE"} or f"RIGHTS_COUNTRIES {sorted(v or '' for v in values)}"
-
     # ---- the faults ---------------------------------------------------------------------------------
 
     def first_load(self) -> None:
@@ -317,19 +261,19 @@ class Deployment:
         self.record("first load by the sensors alone", seconds, FIRST_LOAD_BOUND_S, found.line())
 
     def change_reaches_the_other_system(self) -> None:
-        product, asset = self.approve_a_new_cover()
+        product, asset = self.people.approve_a_new_cover()
         seconds = self.wait(
             "an approval reaches Consonance",
-            lambda: self.linked_in_consonance(product, asset),
+            lambda: self.people.linked_in_consonance(product, asset),
             CHANGE_BOUND_S,
         )
         self.record(
             "DAM approval → Consonance link", seconds, CHANGE_BOUND_S, f"{asset} on product {product}"
         )
         self.settle("after the approval", lambda: True)
-        assets = self.narrow_rights()
+        assets = self.people.narrow_rights()
         seconds = self.wait(
-            "a rights change reaches the DAM", lambda: self.rights_in_dam(assets), CHANGE_BOUND_S
+            "a rights change reaches the DAM", lambda: self.people.rights_in_dam(assets), CHANGE_BOUND_S
         )
         self.record("Consonance rights → DAM restriction", seconds, CHANGE_BOUND_S, f"{len(assets)} versions")
         self.settle("after the rights change", lambda: True)
@@ -340,11 +284,11 @@ class Deployment:
         daemon = self.services["daemon"]
         daemon.signal(signal.SIGKILL)
         daemon.wait()
-        product, asset = self.approve_a_new_cover(skip=1)
+        product, asset = self.people.approve_a_new_cover(skip=1)
         time.sleep(5)
         started = time.monotonic()
         self.start_service("daemon", list(daemon.command))
-        self.settle("after the daemon's restart", lambda: self.linked_in_consonance(product, asset))
+        self.settle("after the daemon's restart", lambda: self.people.linked_in_consonance(product, asset))
         found = self.exact("after the daemon's restart")
         runs = self.outcomes_since(moment)
         self.record(
@@ -356,7 +300,7 @@ class Deployment:
 
     def kill_a_run_worker(self) -> None:
         moment = time.time()
-        product, asset = self.approve_a_new_cover(skip=2)
+        product, asset = self.people.approve_a_new_cover(skip=2)
         killed: dict[str, Any] = {}
 
         def writing() -> bool:
@@ -379,7 +323,7 @@ class Deployment:
             lambda: self.instance.get_run_by_id(killed["run_id"]).status == dg.DagsterRunStatus.FAILURE,  # type: ignore[union-attr]
             60,
         )
-        self.settle("after the run worker's kill", lambda: self.linked_in_consonance(product, asset))
+        self.settle("after the run worker's kill", lambda: self.people.linked_in_consonance(product, asset))
         self.wait("pool slots are free", self.slots_free, 60)
         found = self.exact("after the run worker's kill")
         self.record(
@@ -407,7 +351,7 @@ class Deployment:
     def stop_postgres(self) -> None:
         assert self.pg is not None
         moment = time.time()
-        assets = self.narrow_rights(skip=1)
+        assets = self.people.narrow_rights(skip=1)
         self.wait(
             "an edition run starts",
             lambda: any(r.job_name == "consodam_editions" for r in self.runs(dg.DagsterRunStatus.STARTED)),
@@ -418,7 +362,7 @@ class Deployment:
         time.sleep(OUTAGE_S)
         self.pg.resume()
         started = time.monotonic()
-        self.settle("after PostgreSQL's outage", lambda: self.rights_in_dam(assets))
+        self.settle("after PostgreSQL's outage", lambda: self.people.rights_in_dam(assets))
         found = self.exact("after PostgreSQL's outage")
         self.record(
             f"PostgreSQL stopped {OUTAGE_S:.0f} s mid-run",
@@ -444,8 +388,8 @@ class Deployment:
         refused = second.wait()
         if refused == 0:
             raise DeployCheckFailed("a second code server started on a port already served")
-        product, asset = self.approve_a_new_cover(skip=3)
-        self.settle("through the new code server", lambda: self.linked_in_consonance(product, asset))
+        product, asset = self.people.approve_a_new_cover(skip=3)
+        self.settle("through the new code server", lambda: self.people.linked_in_consonance(product, asset))
         found = self.exact("after the code server's restart")
         self.record(
             "code server SIGTERMed, started again",
@@ -493,29 +437,6 @@ class Deployment:
         ):
             found += [f"{url.rsplit('/', 1)[1]}: {where}" for where in database_mentions(url, secrets)]
         return found
-
-
-def database_mentions(url: str, secrets: list[str]) -> list[str]:
-    """table.column of every text column in the database holding one of the secrets."""
-    engine = sa.create_engine(url)
-    found = []
-    try:
-        with engine.connect() as conn:
-            columns = conn.execute(
-                sa.text(
-                    "SELECT table_schema, table_name, column_name FROM information_schema.columns "
-                    "WHERE data_type IN ('text', 'character varying') "
-                    "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
-                )
-            ).all()
-            for schema, table, column in columns:
-                for secret in secrets:
-                    query = sa.text(f'SELECT 1 FROM "{schema}"."{table}" WHERE "{column}" LIKE :s LIMIT 1')
-                    if conn.execute(query, {"s": f"%{secret}%"}).first():
-                        found.append(f"{schema}.{table}.{column}")
-    finally:
-        engine.dispose()
-    return found
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ deployment, a benchmark or a test makes after faults, kills and concurrent runs.
 - The DAM: every restriction and title-tag field consodam owns equals its desired value, read fresh.
 - The DAM's review tasks: no open task twice for one version and requirement.
 - The lineage store: no write recorded twice in the ledger, and how many items are pending.
+- Any database: which text columns hold a given secret (there should be none).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from consodam_pipeline.derived.rights_matrix import asset_grants
 from consodam_pipeline.derived.title_tags import TITLE_TAGS, desired_tags
 from consodam_pipeline.sandbox.process import SandboxProcess
 from consodam_pipeline.store.lineage import LineageStore
-from consodam_pipeline.store.schema import audit_ledger, write_failures
 from consodam_pipeline.sync.consonance_resources import asset_in_url
 from consodam_pipeline.sync.dam_ingest import normalize_versions, orphan_tag, typed_inventory
 
@@ -132,26 +132,6 @@ def review_tasks_twice(sandbox: SandboxProcess) -> int:
     return sum(n - 1 for n in open_tasks.values() if n > 1)
 
 
-def ledger_writes_twice(store: LineageStore) -> int:
-    ledger = audit_ledger
-    counted = (
-        sa.select(sa.func.count().label("n"))
-        .where(ledger.c.event_type.in_(WRITE_EVENTS))
-        .group_by(
-            ledger.c.event_type, ledger.c.dam_asset_id, ledger.c.isbn13, ledger.c.role, ledger.c.after_json
-        )
-        .subquery()
-    )
-    query = sa.select(sa.func.coalesce(sa.func.sum(counted.c.n - 1), 0)).where(counted.c.n > 1)
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def pending_items(store: LineageStore) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(write_failures)).scalar_one())
-
-
 def holdings(sandbox: SandboxProcess, tables: Path, store: LineageStore) -> Holdings:
     """Every check above, in one report."""
     links = pl.read_parquet(tables / "approved_version_links")
@@ -166,11 +146,34 @@ def holdings(sandbox: SandboxProcess, tables: Path, store: LineageStore) -> Hold
         dam_fields_differing=differing,
         dam_fields_checked=checked,
         review_tasks_twice=review_tasks_twice(sandbox),
-        ledger_writes_twice=ledger_writes_twice(store),
-        pending=pending_items(store),
+        ledger_writes_twice=store.ledger.repeated(WRITE_EVENTS),
+        pending=store.bookkeeping.pending_count(),
         examples=examples,
     )
 
 
 def as_figures(found: Holdings) -> dict[str, Any]:
     return {k: v for k, v in found.__dict__.items() if k != "examples"}
+
+
+def database_mentions(url: str, secrets: list[str]) -> list[str]:
+    """table.column of every text column in the database holding one of the secrets."""
+    engine = sa.create_engine(url)
+    found = []
+    try:
+        with engine.connect() as conn:
+            columns = conn.execute(
+                sa.text(
+                    "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                    "WHERE data_type IN ('text', 'character varying') "
+                    "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+                )
+            ).all()
+            for schema, table, column in columns:
+                for secret in secrets:
+                    query = sa.text(f'SELECT 1 FROM "{schema}"."{table}" WHERE "{column}" LIKE :s LIMIT 1')
+                    if conn.execute(query, {"s": f"%{secret}%"}).first():
+                        found.append(f"{schema}.{table}.{column}")
+    finally:
+        engine.dispose()
+    return found

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from consodam_pipeline.store.engine import PG_SCHEMA, connect_store
+from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
-from consodam_pipeline.store.schema import metadata
+from consodam_pipeline.store.schema import STORE_REVISION, metadata
 from consodam_pipeline.sync.plan import state_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -46,7 +46,9 @@ def test_migrations_are_idempotent(store_url: str) -> None:
     engine = connect_store(store_url)
     with engine.connect() as conn:
         table = "alembic_version" if engine.dialect.name == "sqlite" else f"{PG_SCHEMA}.alembic_version"
-        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == ["0004"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars().all() == [STORE_REVISION]
+    newest = max(p.name[:4] for p in (MIGRATIONS / "versions").glob("0*.py"))
+    assert newest == STORE_REVISION  # what the code reads is the newest migration
 
 
 def test_schema_and_migrations_agree(store_url: str) -> None:

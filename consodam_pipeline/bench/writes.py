@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
-import sqlalchemy as sa
 
 from consodam_pipeline.bench.common import Report, bench_sandbox, measured
 from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.sandbox.process import SandboxProcess
-from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.store.schema import write_failures
-from consodam_pipeline.sync.consonance_resources import asset_in_url
 from consodam_pipeline.sync.partitions import range_tags
 from consodam_pipeline.sync.report import step_failure
+from consodam_pipeline.verify import consonance_holdings
 
 CONSONANCE_FAULTS = {"truncated": 0.05, "429": 0.02, "503": 0.02, "drop": 0.02}
 DAM_FAULTS = ("429", "500", "502", "503", "drop", "truncated", "expired_token")
@@ -42,26 +38,6 @@ def run_job(
     )
 
 
-def consonance_holdings(sandbox: SandboxProcess) -> Counter[tuple[int, str]]:
-    """(product, linked asset) → how many supporting resources Consonance holds for it that point into the DAM."""
-    held: Counter[tuple[int, str]] = Counter()
-    after = 0
-    while True:
-        products = sandbox.graphql(
-            "query($a: Int) { products(productSearch: {after: $a}, limit: 500) {"
-            " id work { supportingResources { imageRemoteUrl productIds } } } }",
-            {"a": after},
-        )["data"]["products"]
-        for product in products:
-            for resource in product["work"]["supportingResources"]:
-                url = resource["imageRemoteUrl"]
-                if product["id"] in resource["productIds"] and "/otmmapi/v6/assets/" in url:
-                    held[(product["id"], str(asset_in_url(url)))] += 1
-        if len(products) < 500:
-            return held
-        after = products[-1]["id"]
-
-
 def exactness(sandbox: SandboxProcess, home: Path) -> dict[str, int]:
     """What Consonance holds against the links consodam computed, and what stays pending."""
     links = pl.read_parquet(home / "tables" / "approved_version_links")
@@ -73,14 +49,8 @@ def exactness(sandbox: SandboxProcess, home: Path) -> dict[str, int]:
         "duplicates": sum(n - 1 for n in held.values() if n > 1),
         "missing": len(wanted - set(held)),
         "stale": len(set(held) - wanted),
-        "pending": pending_items(store),
+        "pending": store.bookkeeping.pending_count(),
     }
-
-
-def pending_items(store: LineageStore) -> int:
-    """Items any write asset has failed to write and not written since (every entity)."""
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(write_failures)).scalar_one())
 
 
 def written(result: dg.ExecuteInProcessResult) -> dict[str, int]:

@@ -82,6 +82,11 @@ class WriteBookkeeping:
             rows = conn.execute(query.order_by(f.c.record_key)).all()
         return pl.DataFrame([tuple(r) for r in rows], schema=FAILURE_COLUMNS, orient="row")
 
+    def pending_count(self) -> int:
+        """Items any write asset failed to write and has not written since."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(write_failures)).scalar_one())
+
     def pending_periods(self) -> list[PendingPeriod]:
         """Periods holding pending writes: how many items, the most runs in a row one has failed, and
         when the last failed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 PG_SCHEMA = "consodam"
-_MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def default_home() -> Path:
@@ -74,7 +74,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         if schema:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
         cfg.attributes["schema"] = schema
         command.upgrade(cfg, revision)

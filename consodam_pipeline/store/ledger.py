@@ -184,6 +184,26 @@ class Ledger:
                     named[row["dam_asset_id"]] = dict(row)
         return named
 
+    def repeated(self, event_types: Collection[str]) -> int:
+        """Rows of these types that repeat another's content (type, edition, asset, role, what was written):
+        a write recorded twice."""
+        ledger = audit_ledger
+        groups = (
+            sa.select(sa.func.count().label("n"))
+            .where(ledger.c.event_type.in_(list(event_types)))
+            .group_by(
+                ledger.c.event_type,
+                ledger.c.dam_asset_id,
+                ledger.c.isbn13,
+                ledger.c.role,
+                ledger.c.after_json,
+            )
+            .subquery()
+        )
+        query = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n - 1), 0)).where(groups.c.n > 1)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def size(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(audit_ledger)).scalar_one())

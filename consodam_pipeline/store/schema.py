@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-STORE_REVISION = "0004"  # the newest migration: what this code reads and writes
+STORE_REVISION = "0005"  # the newest migration: what this code reads and writes
 
 # One row per version of a record as we observed it; the open version has valid_to NULL.
 record_history = sa.Table(

@@ -10,16 +10,15 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.clients.dam_models import FIELD, UsageRow
+from consodam_pipeline.clients.dam_models import FIELD
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified_after
 from consodam_pipeline.domain.isbn import InvalidISBNError, isbn13_valid_expr, normalize_isbn
 from consodam_pipeline.domain.periods import all_periods, periods_for_works
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
-from consodam_pipeline.domain.timestamps import format_ts, parse_ts, to_naive_utc
+from consodam_pipeline.domain.timestamps import format_ts, parse_ts
 from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.ingest import IngestConfig, IngestSource
-from consodam_pipeline.sync.report import summary_markdown
 from consodam_pipeline.sync.snapshot import IngestBatch
 
 ENTITY = "dam_asset_version"
@@ -422,90 +421,3 @@ def inventory_figures(frame: pl.LazyFrame) -> dict[str, int]:
         (pl.col("approval_status") == "approved").sum().alias("approved_versions"),
     ).collect(engine="streaming")
     return {name: int(value) for name, value in figures.row(0, named=True).items()}
-
-
-# ---- the usage log ----
-
-USAGE_CURSOR = "dam.usage.after"
-USAGE_PAGE = 1000
-USAGE_COLUMNS: dict[str, pl.DataType] = {
-    "usage_id": pl.String(),
-    "asset_id": pl.String(),
-    "used_by": pl.String(),
-    "channel": pl.String(),
-    "action": pl.String(),
-    "used_at": pl.Datetime("us"),
-}
-
-
-def usage_rows(rows: list[UsageRow], inventory: pl.LazyFrame, run_id: str) -> pl.DataFrame:
-    """Usage entries attributed to their version's edition (or work) through the inventory."""
-    entries = [
-        (f"dam:{r.seq}", r.asset_id, r.used_by, r.channel, r.action, to_naive_utc(parse_ts(r.used_at)))
-        for r in rows
-    ]
-    frame = pl.DataFrame(entries, schema=USAGE_COLUMNS, orient="row")
-    owners = (
-        inventory.select(
-            "asset_id",
-            pl.col("version").alias("dam_version"),
-            "role",
-            "isbn13",
-            pl.col("work_id").cast(pl.String),
-        )
-        .filter(pl.col("asset_id").is_in(frame["asset_id"].implode()))
-        .collect()
-    )
-    return frame.join(owners, on="asset_id", how="left").with_columns(pl.lit(run_id).alias("run_id"))
-
-
-@dataclass
-class UsageRead:
-    frame: pl.DataFrame
-    added: int
-    first: int
-    last: int
-
-
-def ingest_usage(
-    dam: OpenTextDamResource, store: LineageStore, inventory: pl.LazyFrame, run_id: str
-) -> UsageRead:
-    """Every usage entry past the cursor, appended with the cursor in one transaction (a replay adds nothing:
-    each row is named by the DAM's own sequence number)."""
-    with store.locks.holding(["ingest:asset_usage"]):
-        return _ingest_usage(dam, store, inventory, run_id)
-
-
-def _ingest_usage(
-    dam: OpenTextDamResource, store: LineageStore, inventory: pl.LazyFrame, run_id: str
-) -> UsageRead:
-    after = first = int(store.cursors.get(USAGE_CURSOR) or 0)
-    read: list[UsageRow] = []
-    with dam.client() as client:
-        while page := client.usage_page(after, USAGE_PAGE):
-            read += page
-            after = page[-1].seq
-    frame = usage_rows(read, inventory, run_id)
-    with store.engine.begin() as conn:
-        added = store.usage.append(conn, frame)
-        store.cursors.set(conn, USAGE_CURSOR, str(after), run_id)
-    return UsageRead(frame, added, first, after)
-
-
-def usage_metadata(read: UsageRead) -> dict[str, Any]:
-    frame = read.frame
-    unattributed = frame.filter(pl.col("isbn13").is_null() & pl.col("work_id").is_null()).height
-    by_channel = {str(k): int(v) for k, v in frame.group_by("channel").len().iter_rows()}
-    summary = [
-        ("entries read", frame.height),
-        ("added", read.added),
-        ("from / to", f"{read.first} / {read.last}"),
-    ]
-    return {
-        "read": frame.height,
-        "added": read.added,
-        "not_yet_in_inventory": unattributed,
-        "log_position": read.last,
-        "by_channel": by_channel,
-        "summary": summary_markdown("DAM usage log", summary),
-    }

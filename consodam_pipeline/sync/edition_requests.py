@@ -24,7 +24,7 @@ import dagster as dg
 from consodam_pipeline.domain.periods import contiguous_ranges, period_keys
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bookkeeping import PendingPeriod
-from consodam_pipeline.sync.partitions import EDITION_CHANGES, range_tags
+from consodam_pipeline.sync.partitions import EDITION_CHANGES, periods_per_run, range_tags
 
 EDITIONS_JOB = "consodam_editions"
 FIRST_RETRY_S = 60.0
@@ -104,7 +104,9 @@ def requests(changed: Iterable[str], pending: Iterable[str], marker: int) -> lis
     """One run of the edition job per range of neighbouring periods, tagged with why it was asked for."""
     changed, pending = set(changed), set(pending)
     runs = []
-    for keys in merged_ranges(contiguous_ranges(changed | pending), MOST_RUNS):
+    for keys in split_ranges(
+        merged_ranges(contiguous_ranges(changed | pending), MOST_RUNS), periods_per_run()
+    ):
         why = sorted(
             {"changes" for k in keys if k in changed} | {"pending writes" for k in keys if k in pending}
         )
@@ -129,6 +131,14 @@ def merged_ranges(ranges: list[list[str]], most: int) -> list[list[str]]:
         gap = min(range(len(spans) - 1), key=lambda i: spans[i + 1][0] - spans[i][1])
         spans[gap : gap + 2] = [(spans[gap][0], spans[gap + 1][1])]
     return [keys[a : b + 1] for a, b in spans]
+
+
+def split_ranges(ranges: list[list[str]], per_run: int | None) -> list[list[str]]:
+    """Ranges cut to at most `per_run` periods each (CONSODAM_BACKFILL_RANGE), for a cluster that runs
+    them side by side; unchanged with one run per range."""
+    if per_run is None:
+        return ranges
+    return [keys[i : i + per_run] for keys in ranges for i in range(0, len(keys), per_run)]
 
 
 def evaluate(

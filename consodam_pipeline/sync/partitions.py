@@ -3,6 +3,7 @@ changed (`edition_changes`, recorded by the ingest), and what every edition-leve
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -25,10 +26,28 @@ def change_markers(periods: list[str], source: str) -> list[dg.AssetMaterializat
     ]
 
 
+RANGE_SETTING = "CONSODAM_BACKFILL_RANGE"
+
+
+def periods_per_run() -> int | None:
+    """CONSODAM_BACKFILL_RANGE: how many periods one run of a backfill covers; unset or 0, all of them (one
+    run, best on one machine). On a cluster, ranges of N periods run side by side as separate runs."""
+    text = os.environ.get(RANGE_SETTING, "0").strip() or "0"
+    if not text.isdigit():
+        raise ValueError(f"{RANGE_SETTING}={text!r}: expected a whole number of periods per run (0: one run)")
+    return int(text) or None
+
+
+def backfill_policy() -> dg.BackfillPolicy:
+    per_run = periods_per_run()
+    return dg.BackfillPolicy.single_run() if per_run is None else dg.BackfillPolicy.multi_run(per_run)
+
+
 def by_period() -> dict[str, Any]:
-    """What every edition-level asset shares: the period partitions and a single run for any backfill.
-    Runs come from the edition sensor (a change, or pending writes), one per range of periods."""
-    return {"partitions_def": publication_periods, "backfill_policy": dg.BackfillPolicy.single_run()}
+    """What every edition-level asset shares: the period partitions and the backfill policy (one run, or
+    ranges of CONSODAM_BACKFILL_RANGE periods). Runs come from the edition sensor (a change, or pending
+    writes), one per range of periods."""
+    return {"partitions_def": publication_periods, "backfill_policy": backfill_policy()}
 
 
 def period_asset(**spec: Any) -> Any:

@@ -24,9 +24,9 @@ from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified_after
 from consodam_pipeline.domain.timestamps import format_ts, parse_ts, utcnow
 from consodam_pipeline.store.lineage import LineageStore
-from consodam_pipeline.sync.dam_ingest import USAGE_CURSOR
 from consodam_pipeline.sync.edition_requests import EDITIONS_JOB
 from consodam_pipeline.sync.partitions import RETRY_ALL_STEPS
+from consodam_pipeline.sync.usage_ingest import USAGE_CURSOR
 
 TITLES = dg.AssetKey("title_metadata_snapshot")
 INVENTORY = dg.AssetKey("dam_asset_inventory")

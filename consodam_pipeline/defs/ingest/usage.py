@@ -6,7 +6,7 @@ import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_pipeline.sync.dam_ingest import ingest_usage, usage_metadata
+from consodam_pipeline.sync.usage_ingest import ingest_usage, usage_metadata
 
 
 @dg.asset(
