@@ -140,3 +140,20 @@ def test_a_write_left_pending_is_written_by_the_next_run_with_no_other_change(
             assert edition_tick(instance, sandbox, home, tick.cursor).runs == []
     finally:
         sandbox.stop()
+
+
+def test_the_backfill_range_setting_splits_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from consodam_pipeline.sync.partitions import backfill_policy
+
+    everything = period_keys()
+    assert len(edition_requests.requests(everything, [], marker=1)) == 1  # default: one run
+    assert backfill_policy() == dg.BackfillPolicy.single_run()
+    monkeypatch.setenv("CONSODAM_BACKFILL_RANGE", "30")
+    runs = edition_requests.requests(everything, [], marker=1)
+    spans = [edition_requests.run_periods(r.tags, everything) for r in runs]
+    assert [len(s) for s in spans] == [30, 30, 30, len(everything) - 90]
+    assert [p for s in spans for p in s] == everything  # disjoint, in order, nothing left out
+    assert backfill_policy() == dg.BackfillPolicy.multi_run(30)
+    monkeypatch.setenv("CONSODAM_BACKFILL_RANGE", "a dozen")
+    with pytest.raises(ValueError, match="CONSODAM_BACKFILL_RANGE='a dozen'"):
+        backfill_policy()
