@@ -253,11 +253,16 @@ def bench_writes(works: int, seed: int, json_path: Path | None, workdir: Path) -
 @bench.command("audit")
 @bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")
-def bench_audit(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool) -> None:
+@click.option(
+    "--ranges", default=0, show_default=True, help="Also run the backfill as this many concurrent ranges."
+)
+def bench_audit(
+    works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool, ranges: int
+) -> None:
     """Single-run backfill of every period, ledger size, audit and as-of query latency (median, p99)."""
     from consodam_pipeline.bench.audit import run
 
-    run(works, seed, json_path, workdir, postgres)
+    run(works, seed, json_path, workdir, postgres, ranges)
 
 
 if __name__ == "__main__":

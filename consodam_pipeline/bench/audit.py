@@ -34,14 +34,14 @@ from consodam_pipeline.store.tables import PolarsParquetIOManager, write_parquet
 QUERIES = 300
 
 
-def backfill(tables: str, store_url: str) -> dict[str, object]:
+def backfill(tables: str, store_url: str, keys: list[str] | None = None) -> dict[str, object]:
     from consodam_pipeline.defs.ingest.inventory import dam_asset_inventory
     from consodam_pipeline.defs.ingest.markers import edition_changes
     from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
     from consodam_pipeline.defs.links.approved_links import approved_version_links
     from consodam_pipeline.domain.periods import period_keys
 
-    keys = period_keys()
+    keys = keys or period_keys()
     result = dg.materialize(
         [title_metadata_snapshot, dam_asset_inventory, edition_changes, approved_version_links],
         selection=[approved_version_links],
@@ -55,6 +55,48 @@ def backfill(tables: str, store_url: str) -> dict[str, object]:
     )
     events = result.get_asset_materialization_events()
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+RANGE_RUNNER = """
+import json, resource, sys, time
+from consodam_pipeline.bench.audit import backfill
+started = time.perf_counter()
+backfill(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": peak}))
+"""
+
+
+def backfill_in_ranges(tables: str, store_url: str, ranges: int) -> dict[str, float]:
+    """The same backfill as `ranges` concurrent processes over disjoint ranges of periods (as a cluster
+    runs it with CONSODAM_BACKFILL_RANGE): wall time, and the largest peak memory of one process."""
+    import json
+
+    from consodam_pipeline.domain.periods import period_keys
+
+    keys = period_keys()
+    size = -(-len(keys) // ranges)
+    started = time.perf_counter()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANGE_RUNNER, tables, store_url, json.dumps(keys[i : i + size])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for i in range(0, len(keys), size)
+    ]
+    outcomes = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise SystemExit(f"a range of the backfill failed ({child.returncode})")
+        outcomes.append(json.loads(out.strip().splitlines()[-1]))
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_mb_per_process": max(o["peak_mb"] for o in outcomes),
+        "slowest_range_s": max(o["seconds"] for o in outcomes),
+    }
 
 
 def record_snapshots(store: LineageStore, editions: pl.DataFrame, inventory: pl.DataFrame) -> None:
@@ -185,7 +227,9 @@ def query_times(engine: sa.Engine, isbns: list[str], as_of: bool, seed: int) -> 
     return samples
 
 
-def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool) -> None:
+def run(
+    works: int, seed: int, json_path: Path | None, workdir: Path, postgres: bool, ranges: int = 0
+) -> None:
     report = Report(
         f"consodam bench audit --works {works} (seed {seed}){' on PostgreSQL' if postgres else ''}"
     )
@@ -217,6 +261,25 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, postgres: 
             f"{meta['dagster/row_count']} links, {rows:,} ledger rows",
             first.peak_rss_mb,
         )
+        if ranges > 1:
+            split_url = cluster.create_database("ranges") if postgres else f"sqlite:///{home / 'ranges.db'}"
+            split = backfill_in_ranges(tables, split_url, ranges)
+            split_rows = LineageStoreResource(url=split_url).store().ledger.size()
+            report.row(
+                f"the same backfill as {ranges} concurrent ranges",
+                split["seconds"],
+                f"{split_rows:,} ledger rows ({'the same' if split_rows == rows else 'DIFFERENT'}); slowest "
+                f"range {split['slowest_range_s']:.0f} s",
+                split["peak_mb_per_process"],
+            )
+            report.figures.update(
+                {
+                    "ranges": ranges,
+                    "ranges_backfill_s": round(split["seconds"], 2),
+                    "ranges_peak_mb_per_process": round(split["peak_mb_per_process"], 1),
+                    "ranges_ledger_rows_equal": split_rows == rows,
+                }
+            )
         with measured() as second:
             again = backfill(tables, store_url)
         report.row(
