@@ -151,6 +151,17 @@ def deploy_check(works: int, workdir: Path | None) -> None:
     click.echo("the deployment healed from every fault; each system holds exactly what it should")
 
 
+@main.command("celery-worker")
+@click.option("--name", default="consodam", show_default=True, help="The worker's name (unique per broker).")
+def celery_worker(name: str) -> None:
+    """A celery worker for the edition job's steps, on the broker CONSODAM_CELERY_BROKER names (set it for the
+    code server and the runs too: their steps then go to the workers)."""
+    from consodam_pipeline.processes import exec_celery_worker
+    from consodam_pipeline.store.engine import default_home
+
+    exec_celery_worker(name, default_home())
+
+
 @main.group()
 def store() -> None:
     """The lineage store (CONSODAM_STORE_URL, else SQLite under CONSODAM_HOME)."""

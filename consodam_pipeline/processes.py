@@ -102,6 +102,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def exec_celery_worker(name: str, home: Path) -> NoReturn:
+    """Become a celery worker for edition runs' steps (`dagster-celery worker start`), on the broker
+    CONSODAM_CELERY_BROKER names; its settings file is written under `home`."""
+    import yaml
+
+    from consodam_pipeline.sync.partitions import CELERY_BROKER, celery_settings
+
+    settings = celery_settings()
+    if settings is None:
+        raise SystemExit(
+            f"consodam: {CELERY_BROKER} is not set: name the broker, e.g. redis://127.0.0.1:6379/0"
+        )
+    config = home / f"celery-{name}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump({"execution": {"config": settings}}))
+    _default_signals()
+    worker = shutil.which("dagster-celery", path=os.path.dirname(sys.executable)) or "dagster-celery"
+    os.execv(worker, [worker, "worker", "start", "-y", str(config), "-n", name, "-l", "info"])
+
+
 @dataclass
 class Service:
     """One child service in its own process group."""

@@ -240,3 +240,11 @@ def run_requested(
     )
     job = definitions.resolve_job_def("consodam_editions")
     return [job.execute_in_process(instance=instance, tags=dict(run.tags)) for run in runs]
+
+
+def code_location_edition_job() -> dg.JobDefinition:
+    """The code location's consodam_editions job, as a process that reconstructs it (a celery worker) loads
+    it: resources from the environment."""
+    from consodam_pipeline.definitions import defs
+
+    return defs().resolve_job_def("consodam_editions")

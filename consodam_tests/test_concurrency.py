@@ -137,10 +137,11 @@ def ledger_facts(store_url: str) -> Counter[tuple[object, ...]]:
     engine = sa.create_engine(store_url)
     try:
         with engine.connect() as conn:
+            schema = "consodam." if engine.dialect.name == "postgresql" else ""
             rows = conn.execute(
                 sa.text(
                     "SELECT event_type, isbn13, work_id, dam_asset_id, dam_version, role "
-                    "FROM consodam.audit_ledger"
+                    f"FROM {schema}audit_ledger"
                 )
             ).all()
     finally:

@@ -43,6 +43,30 @@ def backfill_policy() -> dg.BackfillPolicy:
     return dg.BackfillPolicy.single_run() if per_run is None else dg.BackfillPolicy.multi_run(per_run)
 
 
+CELERY_BROKER = "CONSODAM_CELERY_BROKER"
+CELERY_BACKEND = "CONSODAM_CELERY_BACKEND"
+
+
+def celery_settings() -> dict[str, Any] | None:
+    """The celery executor's settings when CONSODAM_CELERY_BROKER names a broker (redis://host:6379/0):
+    each step of an edition run then goes to the workers (`consodam celery-worker`) on any machine. The
+    results go to CONSODAM_CELERY_BACKEND, else to the broker."""
+    if not os.environ.get(CELERY_BROKER):
+        return None
+    backend = CELERY_BACKEND if os.environ.get(CELERY_BACKEND) else CELERY_BROKER
+    return {"broker": {"env": CELERY_BROKER}, "backend": {"env": backend}}
+
+
+def edition_executor() -> dg.ExecutorDefinition | None:
+    """The edition job's executor: Dagster's default (steps as processes of the run), or celery."""
+    settings = celery_settings()
+    if settings is None:
+        return None
+    from dagster_celery import celery_executor  # the `deploy` extra: only a celery deployment needs it
+
+    return celery_executor.configured(settings)
+
+
 def by_period() -> dict[str, Any]:
     """What every edition-level asset shares: the period partitions and the backfill policy (one run, or
     ranges of CONSODAM_BACKFILL_RANGE periods). Runs come from the edition sensor (a change, or pending

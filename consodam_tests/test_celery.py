@@ -1,0 +1,125 @@
+"""Steps spread without Kubernetes: with CONSODAM_CELERY_BROKER set, the edition job's steps go through
+Redis (Debian's redis-server) to two `consodam celery-worker` processes, and the run leaves the ledger,
+the tables and both systems exactly as the default executor leaves them on an identical catalog."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from consodam_pipeline.domain.periods import period_keys
+from consodam_pipeline.ports import free_port
+from consodam_pipeline.processes import Service, port_answers
+from consodam_pipeline.store.resource import LineageStoreResource
+from consodam_pipeline.sync.partitions import range_tags
+from consodam_pipeline.verify import consonance_holdings, holdings
+from consodam_tests.pipeline import code_location_edition_job, ingest
+from consodam_tests.support import Sandbox, env
+from consodam_tests.test_concurrency import ledger_facts, review_tasks, tables
+
+ROOT = Path(__file__).parent.parent
+
+
+def redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found is None:
+        message = "redis-server not found: sudo apt-get install -y --no-install-recommends redis-server"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def run_editions(sandbox: Sandbox, home: Path, dagster_home: Path, extra: dict[str, str]) -> dg.DagsterRun:
+    """The code location's edition job over every period, on a persistent instance, configured from the
+    environment as a deployment is."""
+    settings = {
+        **sandbox.env,
+        "CONSODAM_STORE_URL": f"sqlite:///{home / 'lineage.db'}",
+        "CONSODAM_TABLES_PATH": str(home / "tables"),
+        "DAGSTER_HOME": str(dagster_home),
+        **extra,
+    }
+    with env(settings), dg.DagsterInstance.get() as instance:
+        ingest(sandbox, home, instance)
+        result = dg.execute_job(
+            dg.reconstructable(code_location_edition_job), instance=instance, tags=range_tags(period_keys())
+        )
+        assert result.success
+        return result.dagster_run
+
+
+def test_two_celery_workers_run_the_edition_job_to_the_same_result(tmp_path: Path) -> None:
+    server = redis_server()
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    leaves = {}
+    redis = Service(
+        "redis", [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    ).start()
+    try:
+        for label in ("default executor", "celery"):
+            sandbox = Sandbox(tmp_path / label / "sandbox", works=30, dirt_rate=0.0).start()
+            home, dagster_home = tmp_path / label / "home", tmp_path / label / "dagster"
+            dagster_home.mkdir(parents=True)
+            workers: list[Service] = []
+            try:
+                extra = {"CONSODAM_CELERY_BROKER": broker} if label == "celery" else {}
+                if extra:
+                    assert port_answers("127.0.0.1", port)
+                    worker_env = {
+                        **os.environ,
+                        **sandbox.env,
+                        "CONSODAM_STORE_URL": f"sqlite:///{home / 'lineage.db'}",
+                        "CONSODAM_TABLES_PATH": str(home / "tables"),
+                        "CONSODAM_HOME": str(home),
+                        "DAGSTER_HOME": str(dagster_home),
+                        **extra,
+                    }
+                    consodam = str(Path(sys.executable).parent / "consodam")
+                    workers = [
+                        Service(
+                            name,
+                            [consodam, "celery-worker", "--name", name],
+                            env=worker_env,
+                            cwd=ROOT,
+                            log=tmp_path / f"{name}.log",
+                        ).start()
+                        for name in ("w1", "w2")
+                    ]
+                run = run_editions(sandbox, home, dagster_home, extra)
+                found = holdings(
+                    sandbox,
+                    home / "tables",
+                    LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}").store(),
+                )
+                assert found.exact and found.pending == 0, found.line()
+                leaves[label] = (
+                    consonance_holdings(sandbox),
+                    review_tasks(sandbox),
+                    ledger_facts(f"sqlite:///{home / 'lineage.db'}"),
+                    tables(home),
+                    run.run_id,
+                )
+                if workers:
+                    done = sum(
+                        (tmp_path / f"{w.name}.log").read_text().count("succeeded in") for w in workers
+                    )
+                    assert done >= 10  # every step ran on a worker, none in the run's own process
+            finally:
+                for worker in workers:
+                    worker.stop()
+                sandbox.stop()
+    finally:
+        redis.stop()
+    plain, spread = leaves["default executor"], leaves["celery"]
+    assert plain[0] == spread[0] and sum(plain[0].values()) > 0
+    assert plain[1] == spread[1]
+    assert plain[2] == spread[2] and sum(plain[2].values()) > 0
+    for name in plain[3]:
+        assert plain[3][name].equals(spread[3][name]), name
