@@ -118,8 +118,13 @@ def exec_celery_worker(name: str, home: Path) -> NoReturn:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"execution": {"config": settings}}))
     _default_signals()
-    worker = shutil.which("dagster-celery", path=os.path.dirname(sys.executable)) or "dagster-celery"
-    os.execv(worker, [worker, "worker", "start", "-y", str(config), "-n", name, "-l", "info"])
+    here = os.path.dirname(sys.executable)  # dagster-celery starts `celery` from PATH: this environment's
+    os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
+    worker = shutil.which("dagster-celery", path=here) or "dagster-celery"
+    os.execv(
+        worker,
+        [worker, "worker", "start", "-A", "dagster_celery.app", "-y", str(config), "-n", name, "-l", "info"],
+    )
 
 
 @dataclass
