@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
+from packaging.requirements import Requirement
 
 from consodam_pipeline.deploy_check import run_check
 from consodam_pipeline.ports import free_port
@@ -161,7 +162,7 @@ def test_the_image_installs_the_locked_project() -> None:
     for extra in (line.split("--extra ")[1].split()[0] for line in syncs if "--extra " in line):
         assert extra in project["optional-dependencies"]
         for requirement in project["optional-dependencies"][extra]:
-            assert f'name = "{requirement.split("==")[0]}"' in lock, requirement
+            assert f'name = "{Requirement(requirement).name}"' in lock, requirement
     for line in dockerfile.splitlines():
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
