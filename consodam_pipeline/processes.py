@@ -117,6 +117,7 @@ def exec_celery_worker(name: str, home: Path) -> NoReturn:
     config = home / f"celery-{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"execution": {"config": settings}}))
+    _open_instance_once()
     _default_signals()
     here = os.path.dirname(sys.executable)  # dagster-celery starts `celery` from PATH: this environment's
     os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
@@ -125,6 +126,24 @@ def exec_celery_worker(name: str, home: Path) -> NoReturn:
         worker,
         [worker, "worker", "start", "-A", "dagster_celery.app", "-y", str(config), "-n", name, "-l", "info"],
     )
+
+
+def _open_instance_once() -> None:
+    """Open the Dagster instance the workers share, one process at a time: `dagster-celery worker start`
+    opens it first thing, and workers starting together on a new SQLite `DAGSTER_HOME` would each create
+    its storage (two schema heads, and every later open fails)."""
+    import fcntl
+
+    import dagster as dg
+
+    dagster_home = os.environ.get("DAGSTER_HOME")
+    if not dagster_home:
+        raise SystemExit("consodam: DAGSTER_HOME is not set: workers use the instance the code server uses")
+    Path(dagster_home).mkdir(parents=True, exist_ok=True)
+    with open(Path(dagster_home) / ".consodam-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with dg.DagsterInstance.get():
+            pass
 
 
 @dataclass

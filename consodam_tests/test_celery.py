@@ -156,3 +156,20 @@ def test_two_celery_workers_run_the_edition_job_to_the_same_result(tmp_path: Pat
     assert plain[2] == spread[2] and sum(plain[2].values()) > 0
     for name in plain[3]:
         assert plain[3][name].equals(spread[3][name]), name
+
+
+def test_workers_starting_together_create_the_instance_once(tmp_path: Path) -> None:
+    """`dagster-celery worker start` opens the instance first thing; two workers starting at once on a new
+    SQLite DAGSTER_HOME must leave one storage that every later process opens."""
+    opens = "from consodam_pipeline.processes import _open_instance_once; _open_instance_once()"
+    for round_ in range(3):
+        settings = {**os.environ, "DAGSTER_HOME": str(tmp_path / f"dagster-{round_}")}
+        starting = [
+            subprocess.Popen([sys.executable, "-c", opens], env=settings, cwd=ROOT, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        for worker in starting:
+            _, errors = worker.communicate(timeout=120)
+            assert worker.returncode == 0, errors.decode()[-2000:]
+        with env({"DAGSTER_HOME": settings["DAGSTER_HOME"]}), dg.DagsterInstance.get() as instance:
+            assert instance.get_runs_count() == 0
