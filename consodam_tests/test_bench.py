@@ -1,18 +1,46 @@
 """The benchmark commands run end to end at a small size and write the figures they promise."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 
-def test_bench_ingest_writes_its_figures(tmp_path: Path) -> None:
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A bench's TMPDIR, short (chromium's socket path under it must stay short) and removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="bench-scratch-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def env_with(scratch: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(scratch)}
+
+
+def left_behind(scratch: Path) -> list[str]:
+    """The scratch homes a bench did not remove."""
+    return [p.name for p in scratch.glob("consodam-bench-*")]
+
+
+def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
     out = tmp_path / "ingest.json"
     command = ["bench", "ingest", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "consodam_pipeline.cli", *command], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "consodam_pipeline.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env_with(scratch),
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert left_behind(scratch) == []
     figures = json.loads(out.read_text())
     for key in ("full_vs_transfer_ratio", "incremental_vs_full_ratio", "sensor_tick_s", "peak_rss_mb"):
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
@@ -20,7 +48,7 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path) -> None:
     assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
 
 
-def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path) -> None:
+def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scratch: Path) -> None:
     promised = {
         "workflow": ("packages_s", "naive_s", "speedup_vs_naive", "peak_rss_mb"),
         "launch": ("launch_plan_s", "title_sheets", "title_sheets_per_s", "peak_rss_mb", "speedup_vs_naive"),
@@ -40,21 +68,28 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path) -> 
             capture_output=True,
             text=True,
             timeout=600,
+            env=env_with(scratch),
         )
         assert done.returncode == 0, done.stderr[-2000:]
+        assert left_behind(scratch) == [], bench
         figures = json.loads(out.read_text())
         for key in keys:
             assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
         assert "naive per-edition Python" in done.stdout or bench == "audit"
 
 
-def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path) -> None:
+def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path, scratch: Path) -> None:
     out = tmp_path / "writes.json"
     command = ["bench", "writes", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "consodam_pipeline.cli", *command], capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "consodam_pipeline.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env_with(scratch),
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert left_behind(scratch) == []
     figures = json.loads(out.read_text())
     assert figures["faults_fired_consonance"] > 0 and figures["faults_fired_dam"] > 0
     assert figures["faulted_run_succeeded"] is True, figures["faulted_run_failed_steps"]

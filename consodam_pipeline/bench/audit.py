@@ -236,6 +236,7 @@ def run(
     catalog = pristine_catalog(works, seed, workdir, report)
     home = Path(tempfile.mkdtemp(prefix="consodam-bench-audit-"))
     with ExitStack() as stack:
+        stack.callback(shutil.rmtree, home, ignore_errors=True)  # gigabytes at 100k, also when a step fails
         if postgres:
             bin_dir = find_pg_bin()
             if bin_dir is None:
@@ -356,5 +357,4 @@ def run(
                 "peak_rss_mb": round(first.peak_rss_mb, 1),
             }
         )
-    shutil.rmtree(home, ignore_errors=True)
     report.emit(json_path)

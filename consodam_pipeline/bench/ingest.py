@@ -145,7 +145,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
     report.emit(json_path)
 
 

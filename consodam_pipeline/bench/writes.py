@@ -73,8 +73,12 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> str:
 
 
 def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="consodam-bench-writes-") as scratch:
+        run_in(Path(scratch), works, seed, json_path, workdir)
+
+
+def run_in(home: Path, works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     report = Report(f"consodam bench writes --works {works} (seed {seed}): the write path under faults")
-    home = Path(tempfile.mkdtemp(prefix="consodam-bench-writes-"))
     os.environ.update({"CONSODAM_HOME": str(home), "CONSODAM_STORE_URL": f"sqlite:///{home / 'lineage.db'}"})
     keys = period_keys()
     with bench_sandbox(works, seed, workdir, report) as sandbox, dg.DagsterInstance.ephemeral() as instance:
