@@ -11,6 +11,7 @@ deployment, a benchmark or a test makes after faults, kills and concurrent runs.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,24 +70,28 @@ class Holdings:
         )
 
 
-def consonance_holdings(sandbox: SandboxProcess) -> Counter[tuple[int, str]]:
-    """(product, linked asset) → how many supporting resources Consonance holds for it into the DAM."""
-    held: Counter[tuple[int, str]] = Counter()
+def consonance_dam_resources(sandbox: SandboxProcess) -> Iterator[tuple[int, int, str]]:
+    """(product, resource id, URL) of every supporting resource Consonance holds pointing into the DAM."""
     after = 0
     while True:
         products = sandbox.graphql(
             "query($a: Int) { products(productSearch: {after: $a}, limit: 500) {"
-            " id work { supportingResources { imageRemoteUrl productIds } } } }",
+            " id work { supportingResources { id imageRemoteUrl productIds } } } }",
             {"a": after},
         )["data"]["products"]
         for product in products:
             for resource in product["work"]["supportingResources"]:
                 url = resource["imageRemoteUrl"]
                 if product["id"] in resource["productIds"] and "/otmmapi/v6/assets/" in url:
-                    held[(product["id"], str(asset_in_url(url)))] += 1
+                    yield product["id"], resource["id"], url
         if len(products) < 500:
-            return held
+            return
         after = products[-1]["id"]
+
+
+def consonance_holdings(sandbox: SandboxProcess) -> Counter[tuple[int, str]]:
+    """(product, linked asset) → how many supporting resources Consonance holds for it into the DAM."""
+    return Counter((product, str(asset_in_url(url))) for product, _, url in consonance_dam_resources(sandbox))
 
 
 def dam_inventory(sandbox: SandboxProcess) -> pl.DataFrame:

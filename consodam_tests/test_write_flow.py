@@ -23,6 +23,7 @@ from consodam_pipeline.derived.title_tags import TITLE_TAGS, desired_tags
 from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.sync.consonance_resources import asset_in_url
 from consodam_pipeline.sync.report import WRITES_CHECK
+from consodam_pipeline.verify import consonance_dam_resources
 from consodam_tests.pipeline import (
     Runs,
     all_definitions,
@@ -51,23 +52,9 @@ DAM_FAULTS = ["429", "500", "502", "503", "drop", "truncated", "expired_token"]
 def owned_resources(sandbox: Sandbox) -> dict[int, list[tuple[int, str]]]:
     """product id → (resource id, URL) of every resource pointing into the DAM, as Consonance holds them."""
     owned: dict[int, list[tuple[int, str]]] = {}
-    after = 0
-    while True:
-        products = sandbox.graphql(
-            "query($a: Int) { products(productSearch: {after: $a}, limit: 500) {"
-            " id work { supportingResources { id imageRemoteUrl productIds } } } }",
-            {"a": after},
-        )["data"]["products"]
-        for product in products:
-            for resource in product["work"]["supportingResources"]:
-                if (
-                    product["id"] in resource["productIds"]
-                    and "/otmmapi/v6/assets/" in resource["imageRemoteUrl"]
-                ):
-                    owned.setdefault(product["id"], []).append((resource["id"], resource["imageRemoteUrl"]))
-        if len(products) < 500:
-            return owned
-        after = products[-1]["id"]
+    for product, resource, url in consonance_dam_resources(sandbox):
+        owned.setdefault(product, []).append((resource, url))
+    return owned
 
 
 def assert_consonance_matches_links(sandbox: Sandbox, home: Path) -> pl.DataFrame:
