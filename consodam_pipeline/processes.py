@@ -117,7 +117,7 @@ def exec_celery_worker(name: str, home: Path) -> NoReturn:
     config = home / f"celery-{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"execution": {"config": settings}}))
-    _open_instance_once()
+    open_instance_once()
     _default_signals()
     here = os.path.dirname(sys.executable)  # dagster-celery starts `celery` from PATH: this environment's
     os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])
@@ -128,7 +128,7 @@ def exec_celery_worker(name: str, home: Path) -> NoReturn:
     )
 
 
-def _open_instance_once() -> None:
+def open_instance_once() -> None:
     """Open the Dagster instance the workers share, one process at a time: `dagster-celery worker start`
     opens it first thing, and workers starting together on a new SQLite `DAGSTER_HOME` would each create
     its storage (two schema heads, and every later open fails)."""

@@ -161,7 +161,7 @@ def test_two_celery_workers_run_the_edition_job_to_the_same_result(tmp_path: Pat
 def test_workers_starting_together_create_the_instance_once(tmp_path: Path) -> None:
     """`dagster-celery worker start` opens the instance first thing; two workers starting at once on a new
     SQLite DAGSTER_HOME must leave one storage that every later process opens."""
-    opens = "from consodam_pipeline.processes import _open_instance_once; _open_instance_once()"
+    opens = "from consodam_pipeline.processes import open_instance_once; open_instance_once()"
     for round_ in range(3):
         settings = {**os.environ, "DAGSTER_HOME": str(tmp_path / f"dagster-{round_}")}
         starting = [
