@@ -27,6 +27,7 @@ from typing import NoReturn
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 LOCATION_NAME = "consodam_pipeline"  # as workspace.yaml and deploy/workspace.yaml name it
 GRACE_S = 15.0  # how long a service has to exit on SIGTERM before its group is killed
+CODE_SERVER_SHUTDOWN_GRACE_S = 5  # how long the code server lets calls in flight finish on SIGTERM
 
 
 class Stopped(KeyboardInterrupt):
@@ -67,6 +68,9 @@ def exec_code_server(host: str, port: int) -> NoReturn:
     disposition: a process started by a parent that ignores them (nohup'd shells, some supervisors) would
     otherwise inherit that across exec, and Dagster's server would never hear them."""
     _default_signals()
+    # On SIGTERM Dagster's server waits for calls in flight for this long (its default is the sensor
+    # timeout, 60 s); a sensor tick cut short is evaluated again at the next tick.
+    os.environ.setdefault("DAGSTER_GRPC_SHUTDOWN_GRACE_PERIOD", str(CODE_SERVER_SHUTDOWN_GRACE_S))
     dagster = shutil.which("dagster", path=os.path.dirname(sys.executable)) or "dagster"
     os.execv(
         dagster,

@@ -205,6 +205,13 @@ def test_the_code_server_stops_on_sigterm_and_is_alone_on_its_port(tmp_path: Pat
         time.sleep(2)  # its gRPC child has loaded the code location
         processes = family(first.pid)
         assert len(processes) >= 2  # the proxy and the server it runs the code location in
+        environ = Path(f"/proc/{first.pid}/environ").read_bytes().split(b"\0")
+        grace = [
+            int(v.split(b"=")[1]) for v in environ if v.startswith(b"DAGSTER_GRPC_SHUTDOWN_GRACE_PERIOD=")
+        ]
+        assert (
+            grace and grace[0] + 5 <= SIGTERM_BOUND_S
+        )  # a call in flight holds SIGTERM back this long at most
         refused = code_server(port, env)  # a second one on the same port is refused, saying why
         _, said = refused.communicate(timeout=60)
         assert refused.returncode != 0 and b"already served" in said
