@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import polars as pl
@@ -155,10 +154,6 @@ def holdings(sandbox: SandboxProcess, tables: Path, store: LineageStore) -> Hold
         pending=store.bookkeeping.pending_count(),
         examples=examples,
     )
-
-
-def as_figures(found: Holdings) -> dict[str, Any]:
-    return {k: v for k, v in found.__dict__.items() if k != "examples"}
 
 
 def database_mentions(url: str, secrets: list[str]) -> list[str]:
