@@ -24,8 +24,9 @@ lint: setup
 typecheck: setup
 	$(UV) run --frozen mypy
 
+# The suite also runs `bench peers`, which needs the `peers` extra (dlt); `make demo` leaves it out.
 pytest: setup
-	$(UV) run --frozen pytest -q -n 2 $(PYTEST_ARGS)
+	$(UV) run --frozen --extra peers pytest -q -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

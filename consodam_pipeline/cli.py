@@ -261,6 +261,16 @@ def bench_writes(works: int, seed: int, json_path: Path | None, workdir: Path) -
     run(works, seed, json_path, workdir)
 
 
+@bench.command("peers")
+@bench_options
+@click.option("--repeats", default=1, show_default=True, help="Runs of each side; the fastest counts.")
+def bench_peers(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: int) -> None:
+    """consodam's first ingest vs dlt's rest_api source into duckdb, each a process, on one sandbox."""
+    from consodam_pipeline.bench.peers import run
+
+    run(works, seed, json_path, workdir, repeats)
+
+
 @bench.command("audit")
 @bench_options
 @click.option("--postgres", is_flag=True, help="Run the lineage store on a throwaway PostgreSQL cluster.")

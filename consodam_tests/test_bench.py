@@ -48,6 +48,26 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
     assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
 
 
+def test_bench_peers_runs_dlt_and_consodam_on_one_sandbox(tmp_path: Path, scratch: Path) -> None:
+    """Both sides load every edition (the bench refuses a short load) and the figures are written."""
+    out = tmp_path / "peers.json"
+    command = ["bench", "peers", "--works", "150", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "consodam_pipeline.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env_with(scratch),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert left_behind(scratch) == []
+    figures = json.loads(out.read_text())
+    for key in ("consodam_records_per_s", "dlt_records_per_s", "ratio_vs_dlt", "consodam_peak_rss_mb"):
+        assert isinstance(figures[key], int | float) and figures[key] > 0, key
+    assert figures["consodam_records_per_s"] == round(figures["editions"] / figures["consodam_s"])
+    assert "dlt rest_api" in done.stdout and "consodam title_metadata_snapshot" in done.stdout
+
+
 def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scratch: Path) -> None:
     promised = {
         "workflow": ("packages_s", "naive_s", "speedup_vs_naive", "peak_rss_mb"),

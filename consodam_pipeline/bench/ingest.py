@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +22,60 @@ from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.sandbox.process import SandboxProcess
 
 
-def transfer_floor(sandbox: SandboxProcess, consonance: ConsonanceResource, dam: OpenTextDamResource) -> int:
-    """Download every page the ingest downloads, same sizes and concurrency, without reading them."""
-    pages = 0
+@dataclass
+class Floors:
+    """Seconds to download every page the ingest downloads (same sizes and concurrency), without reading them."""
+
+    consonance_graphql_s: float
+    consonance_rest_s: float
+    dam_s: float
+    pages: int
+
+    @property
+    def transfer_s(self) -> float:
+        """What the ingest itself downloads: Consonance over GraphQL, then the DAM."""
+        return self.consonance_graphql_s + self.dam_s
+
+
+def _timed(download: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    pages = download()
+    return time.perf_counter() - start, pages
+
+
+def consonance_graphql_pages(consonance: ConsonanceResource) -> int:
+    """consodam's own selection, keyset-paged as the client pages it."""
     query = (
         "query Products($search: ProductSearchAttributes, $limit: Int) {"
         f" products(productSearch: $search, limit: $limit) {{ {PRODUCT_FIELDS} }} }}"
     )
     headers = {"Authorization": f"Bearer {consonance.api_key}"}
+    pages, after = 0, 0
     with httpx.Client(base_url=consonance.url, timeout=60) as client:
-        after = 0
         while True:  # sandbox ids are dense, so the next `after` is known without parsing the page
-            body = client.post(
-                "/graphql",
-                headers=headers,
-                json={
-                    "query": query,
-                    "variables": {"search": {"after": after}, "limit": consonance.page_size},
-                },
-            ).content
+            variables = {"search": {"after": after}, "limit": consonance.page_size}
+            body = client.post("/graphql", headers=headers, json={"query": query, "variables": variables})
             pages += 1
             after += consonance.page_size
-            if body.count(b'"fullTitle"') < consonance.page_size:
-                break
+            if body.content.count(b'"fullTitle"') < consonance.page_size:
+                return pages
+
+
+def consonance_rest_pages(consonance: ConsonanceResource) -> int:
+    """REST v4's products, page by page: what a generic REST loader reads."""
+    headers = {"Authorization": f"Token token={consonance.api_key}"}
+    with httpx.Client(base_url=consonance.url, timeout=60) as client:
+        page, total = 1, 1
+        while page <= total:
+            params = {"page": page, "per_page": consonance.page_size}
+            body = client.get("/api/v4/products.json", headers=headers, params=params).content
+            if page == 1:
+                total = int(re.search(rb'"total_pages":\s*(\d+)', body).group(1))  # type: ignore[union-attr]
+            page += 1
+        return total
+
+
+def dam_pages(dam: OpenTextDamResource) -> int:
     with dam.client() as dam_client:
         total = dam_client.assets_page(0, all_versions=True).assets_resource.total_number_of_items
         token = dam_client.auth_headers()
@@ -56,8 +90,14 @@ def transfer_floor(sandbox: SandboxProcess, consonance: ConsonanceResource, dam:
             }
             return len(http.get("/otmmapi/v6/assets", params=params, headers=token).content)
 
-        pages += len(list(pool.map(fetch, range(0, total, dam.page_size))))
-    return pages
+        return len(list(pool.map(fetch, range(0, total, dam.page_size))))
+
+
+def transfer_floors(consonance: ConsonanceResource, dam: OpenTextDamResource) -> Floors:
+    graphql_s, graphql_pages = _timed(lambda: consonance_graphql_pages(consonance))
+    rest_s, _ = _timed(lambda: consonance_rest_pages(consonance))
+    dam_s, pages = _timed(lambda: dam_pages(dam))
+    return Floors(graphql_s, rest_s, dam_s, graphql_pages + pages)
 
 
 def materialize_ingest(instance: dg.DagsterInstance, home: Path, **config: Any) -> dict[str, dict[str, Any]]:
@@ -93,13 +133,20 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
             products = sandbox.admin("consonance", "GET", "/_sandbox/stats")["counts"]["products"]
             records = products + stats["asset_versions"]
             with measured() as floor:
-                pages = transfer_floor(sandbox, consonance, dam)
+                floors = transfer_floors(consonance, dam)
             report.row(
                 "(a) transfer floor: download every page",
-                floor.seconds,
-                f"{pages} pages, {records / floor.seconds:,.0f} records/s",
+                floors.transfer_s,
+                f"{floors.pages} pages, {records / floors.transfer_s:,.0f} records/s",
                 floor.peak_rss_mb,
             )
+            for name, seconds in (
+                ("    Consonance GraphQL (consodam's selection)", floors.consonance_graphql_s),
+                ("    Consonance REST v4 (for comparison)", floors.consonance_rest_s),
+                ("    DAM assets, every version", floors.dam_s),
+            ):
+                per_record = stats["asset_versions"] if "DAM" in name else products
+                report.row(name, seconds, f"{per_record / seconds:,.0f} records/s")
             with dg.instance_for_test() as instance:
                 with measured() as full:
                     first = materialize_ingest(instance, home)
@@ -129,10 +176,16 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
                     "works": works,
                     "editions": products,
                     "dam_asset_versions": stats["asset_versions"],
-                    "transfer_floor_s": round(floor.seconds, 3),
+                    "transfer_floor_s": round(floors.transfer_s, 3),
+                    "consonance_graphql_floor_s": round(floors.consonance_graphql_s, 3),
+                    "consonance_rest_floor_s": round(floors.consonance_rest_s, 3),
+                    "dam_floor_s": round(floors.dam_s, 3),
+                    "graphql_vs_rest_floor_ratio": round(
+                        floors.consonance_graphql_s / floors.consonance_rest_s, 3
+                    ),
                     "full_ingest_s": round(full.seconds, 3),
                     "incremental_ingest_s": round(incremental.seconds, 3),
-                    "full_vs_transfer_ratio": round(full.seconds / floor.seconds, 3),
+                    "full_vs_transfer_ratio": round(full.seconds / floors.transfer_s, 3),
                     "incremental_vs_full_ratio": round(incremental.seconds / full.seconds, 4),
                     "sensor_tick_s": round(tick_s, 3),
                     "peak_rss_mb": round(

@@ -186,13 +186,14 @@ def last_page_key(body: bytes) -> tuple[int, int | None]:
     return len(keys), int(keys[-1]) if keys else None
 
 
+# What the title snapshot reads of a product, and nothing more: the work's supporting resources (most of a
+# page's bytes) are read where links are planned, for the editions in question (`products_with_resources`).
 PRODUCT_FIELDS = """
-  id isbn { isbn13 isbn10 isbnWithDashes } fullTitle subtitle publicationDate onixPublishingStatusCode
+  id isbn { isbn13 } fullTitle subtitle publicationDate onixPublishingStatusCode
   onix21ProductFormCode forSaleCountryCodes notForSaleCountryCodes isForSaleWorldwide salesRightsDescription
   rowSalesRightsTypeCode salesEmbargoDate imprint { name } projectStageName updatedAt
   todos { name milestone dueDate doneDate }
-  work { id title subtitle contributions { id sequenceNumber onixContributorRoleCode contributor { id name } }
-         supportingResources { id caption filename imageRemoteUrl productIds resourceContentType createdAt } }
+  work { id title subtitle contributions { id sequenceNumber onixContributorRoleCode contributor { id name } } }
 """
 PROBE_FIELDS = "id updatedAt"
 

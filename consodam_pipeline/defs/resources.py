@@ -13,6 +13,7 @@ from consodam_pipeline.clients import consonance as cons
 from consodam_pipeline.clients import opentext_dam as dam
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
+from consodam_pipeline.sync.partitions import step_executor
 
 
 def env_or(name: str, default: Any) -> Any:
@@ -27,6 +28,7 @@ console = dg.colored_console_logger.configured({"log_level": "INFO"})
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
+        executor=step_executor(),
         loggers={"console": console},
         resources={
             "consonance": cons.ConsonanceResource(

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from consodam_pipeline.domain.isbn import make_isbn13
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
 from consodam_pipeline.domain.timestamps import format_ts
+from consodam_pipeline.sandbox.consonance.schema import isbn_forms
 from consodam_pipeline.sandbox.state import StateDB
 
 IMPRINTS = (
@@ -145,7 +146,7 @@ REVIEWERS = (
 DIRT_KINDS = ("bad_check_digit", "unknown_territory", "malformed_date", "missing_date", "orphan_isbn_tag")
 
 # Bumped whenever the same spec would generate a different catalog, so saved catalogs are not reused.
-CATALOG_REVISION = 3
+CATALOG_REVISION = 4
 # Shares of production files that are missing or fail a retailer's technical requirement (F5's dirt).
 NO_PRODUCTION_FILES = 0.25
 SMALL_AUDIO_COVER = 0.12
@@ -516,7 +517,7 @@ def iter_catalog(spec: CatalogSpec, stats: CatalogStats) -> Iterator[WorkRows]:
         yield WorkRows(work, products, assets, todos)
 
 
-PRODUCT_INSERT = "INSERT INTO products VALUES (" + ",".join("?" * 17) + ")"
+PRODUCT_INSERT = "INSERT INTO products VALUES (" + ",".join("?" * 19) + ")"  # the record, its ISBN's forms
 ASSET_INSERT = (
     "INSERT INTO assets (asset_id, original_asset_id, version, latest, name, mime_type, role, isbn, work_id, "
     "folder_id, created_at, modified_at, approval_status, approved_by, approved_at, approval_history, "
@@ -539,7 +540,7 @@ def seed_catalog(
     def flush() -> None:
         with consonance.tx() as c:
             c.executemany("INSERT INTO works VALUES (?,?,?,?)", works)
-            c.executemany(PRODUCT_INSERT, products)
+            c.executemany(PRODUCT_INSERT, [(*p, *isbn_forms(p[2])) for p in products])  # type: ignore[arg-type]
             c.executemany(TODO_INSERT, todos)
         with dam.tx() as d:
             d.executemany(ASSET_INSERT, assets)

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS products (
     worldwide INTEGER NOT NULL,
     row_rights_type TEXT,
     changed_on TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    isbn10 TEXT,
+    isbn_dashes TEXT
 );
 CREATE TABLE IF NOT EXISTS supporting_resources (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -12,6 +12,7 @@ import graphql
 
 from consodam_pipeline.domain.onix import PublishingStatus, UnknownCodeError
 from consodam_pipeline.sandbox.common import now_ts, today
+from consodam_pipeline.sandbox.consonance.prepared import PreparedQueries
 from consodam_pipeline.sandbox.consonance.schema import (
     DEFAULT_PAGE,
     LIST7_NAMES,
@@ -51,6 +52,7 @@ class ConsonanceGraphQL:
         mutation.fields["deleteSupportingResource"].resolve = self.delete_supporting_resource
         mutation.fields["createProductionFile"].resolve = self.create_production_file
         mutation.fields["deleteProductionFile"].resolve = self.delete_production_file
+        self.queries = PreparedQueries(self.schema)
 
     # ---- read model ----
 
@@ -130,7 +132,7 @@ class ConsonanceGraphQL:
         for_sale, not_for_sale = json.loads(r["for_sale"]), json.loads(r["not_for_sale"])
         return {
             "id": r["id"],
-            "isbn": isbn_block(r["isbn13"]),
+            "isbn": isbn_block(r["isbn13"], r["isbn10"], r["isbn_dashes"]),
             "fullTitle": r["full_title"],
             "subtitle": r["subtitle"],
             "publicationDate": r["publication_date"],

@@ -154,13 +154,23 @@ type Mutation {
 """
 
 
-def isbn_block(isbn13: str | None) -> dict[str, Any] | None:
+def isbn_forms(isbn13: str | None) -> tuple[str | None, str | None]:
+    """ISBN-10 and the hyphenated form, kept with the product when its ISBN is written: deriving them
+    (the check digits, the agency's ranges) costs more than the rest of a product's record, so it is not
+    done on every read. An ISBN that cannot be hyphenated is invalid and has neither."""
+    if not isbn13:
+        return None, None
+    try:
+        dashes = hyphenate(isbn13)
+    except InvalidISBNError:
+        return None, None
+    return safe_isbn10(isbn13), dashes
+
+
+def isbn_block(isbn13: str | None, isbn10: str | None, dashes: str | None) -> dict[str, Any] | None:
     if not isbn13:
         return None
-    try:
-        return {"isbn13": isbn13, "isbn10": safe_isbn10(isbn13), "isbnWithDashes": hyphenate(isbn13)}
-    except InvalidISBNError:
-        return {"isbn13": isbn13, "isbn10": None, "isbnWithDashes": None}
+    return {"isbn13": isbn13, "isbn10": isbn10, "isbnWithDashes": dashes}
 
 
 def safe_isbn10(isbn13: str) -> str | None:

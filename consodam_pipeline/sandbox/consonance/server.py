@@ -9,7 +9,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import graphql
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from starlette.routing import Route
 
 from consodam_pipeline.sandbox.common import BadRequest, bad_request_handlers, fault_routes, json_body, today
 from consodam_pipeline.sandbox.consonance.resolvers import ConsonanceGraphQL
-from consodam_pipeline.sandbox.consonance.schema import LIST7_NAMES, MAX_PAGE, todo_json
+from consodam_pipeline.sandbox.consonance.schema import LIST7_NAMES, MAX_PAGE, isbn_forms, todo_json
 from consodam_pipeline.sandbox.faults import FaultMiddleware
 from consodam_pipeline.sandbox.state import CONSONANCE_DDL, StateDB
 
@@ -42,15 +41,9 @@ class ConsonanceSandbox(ConsonanceGraphQL):
             body = await json_body(request)
         except BadRequest as exc:
             return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
-        result = graphql.graphql_sync(
-            self.schema,
-            body.get("query", ""),
-            variable_values=body.get("variables"),
-            operation_name=body.get("operationName"),
+        payload = self.queries.execute(
+            body.get("query", ""), body.get("variables"), body.get("operationName")
         )
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
         return JSONResponse(payload)
 
     async def rest_products(self, request: Request) -> Response:
@@ -119,6 +112,8 @@ class ConsonanceSandbox(ConsonanceGraphQL):
         for key, column in (("forSaleCountryCodes", "for_sale"), ("notForSaleCountryCodes", "not_for_sale")):
             if key in body:
                 sets[column] = json.dumps(body[key])
+        if "isbn13" in body:
+            sets["isbn10"], sets["isbn_dashes"] = isbn_forms(body["isbn13"])
         if "isForSaleWorldwide" in body:
             sets["worldwide"] = int(bool(body["isForSaleWorldwide"]))
         if not sets:
