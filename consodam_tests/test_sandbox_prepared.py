@@ -82,9 +82,7 @@ def test_prepared_answers_match_the_executor(consonance: ConsonanceGraphQL, data
     assert query_type is not None
     root = data.draw(st.sampled_from(sorted(ROOTS)))
     kind = graphql.get_named_type(query_type.fields[root].type)
-    selection = (
-        f" {{ {data.draw(selections(kind))} }}" if isinstance(kind, graphql.GraphQLObjectType) else ""
-    )
+    selection = f" {{ {data.draw(selections(kind))} }}" if isinstance(kind, graphql.GraphQLObjectType) else ""
     fragment = data.draw(st.booleans()) and root == "products"
     if fragment:
         selection = " { ...P }"
@@ -92,7 +90,7 @@ def test_prepared_answers_match_the_executor(consonance: ConsonanceGraphQL, data
     text = f"query Q{declared} {{ {root}{arguments}{selection} }}"
     if fragment:
         text += " fragment P on Product { id fullTitle work { id } }"
-    variables = {
+    variables: dict[str, object] = {
         "s": data.draw(searches),
         "l": data.draw(st.one_of(st.none(), st.integers(-5, 1200), st.just("ten"))),
         "id": data.draw(st.integers(0, 200)),
@@ -112,7 +110,9 @@ def test_the_ingest_selection_is_prepared(consonance: ConsonanceGraphQL) -> None
         variables = {"search": {"after": after}, "limit": 50}
         answer = consonance.queries.execute(text, variables)
         assert json.dumps(answer) == reference(consonance, text, variables)
-    assert len(consonance.queries.execute(text, {"search": {"after": 0}, "limit": 50})["data"]["products"]) == 50
+    assert (
+        len(consonance.queries.execute(text, {"search": {"after": 0}, "limit": 50})["data"]["products"]) == 50
+    )
 
 
 @pytest.mark.parametrize(
