@@ -126,7 +126,9 @@ def test_two_celery_workers_run_the_edition_job_to_the_same_result(tmp_path: Pat
                     ]
                     wait_until_ready(workers, tmp_path)
                 executor = run_editions(sandbox, home, dagster_home, extra)
-                assert executor == ("celery" if extra else "multi_or_in_process_executor")
+                assert executor == (
+                    "celery" if extra else "multiprocess"
+                )  # forked from the preloaded forkserver
                 found = holdings(
                     sandbox,
                     home / "tables",

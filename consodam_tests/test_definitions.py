@@ -66,3 +66,34 @@ def test_definitions_validate_from_the_workspace() -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_definitions_are_built_once_per_environment(monkeypatch: Any) -> None:
+    """Dagster asks for them many times a process; a changed setting still gives new ones."""
+    first = defs()
+    assert defs() is first
+    monkeypatch.setenv("CONSONANCE_URL", "http://127.0.0.1:1")
+    elsewhere = defs()
+    assert elsewhere is not first
+    assert isinstance(elsewhere.resources["consonance"].url, dg.EnvVar)  # type: ignore[index]
+    assert not isinstance(first.resources["consonance"].url, dg.EnvVar)  # type: ignore[index]
+
+
+def test_steps_fork_from_a_preloaded_server() -> None:
+    """Every job but a celery one runs its steps as processes forked from a forkserver that has already
+    imported every definition module (so a step does not import them again)."""
+    repository = defs().get_repository_def()
+    assert {job.executor_def.name for job in repository.get_all_jobs()} == {"multiprocess"}
+    probe = (
+        "import sys, consodam_pipeline.preload;"
+        "print(sorted(m for m in sys.modules if m.startswith('consodam_pipeline.defs.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    files = sorted((ROOT / "consodam_pipeline" / "defs").rglob("*.py"))
+    modules = {
+        "consodam_pipeline." + ".".join(f.relative_to(ROOT / "consodam_pipeline").with_suffix("").parts)
+        for f in files
+        if f.name != "__init__.py"
+    }
+    assert modules <= set(json.loads(loaded.stdout.replace("'", '"')))
