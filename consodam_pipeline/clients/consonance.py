@@ -11,10 +11,12 @@ from datetime import date
 from typing import Any, TypeVar
 
 import httpx
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from consodam_pipeline import endpoints
+from consodam_pipeline.clients.consonance_frames import ProductPage, decode_product_page
 from consodam_pipeline.clients.http import ApiError, ResilientHttp
 from consodam_pipeline.clients.resource import HttpApiResource
 
@@ -147,6 +149,7 @@ class ProductStamp(_Camel):
 
 
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P")
 
 
 @functools.cache
@@ -173,6 +176,13 @@ def _data(response: GraphQLResponse) -> dict[str, Any]:
     if response.errors:
         raise ApiError("POST /graphql", 1, "; ".join(str(e.get("message")) for e in response.errors))
     return response.data or {}
+
+
+def _search(search: dict[str, Any] | None, changed_since: date | None) -> dict[str, Any]:
+    found = dict(search or {})
+    if changed_since is not None:
+        found["changedSince"] = changed_since.isoformat()
+    return found
 
 
 PAGE_KEY = "pageKey"
@@ -260,33 +270,52 @@ class ConsonanceClient:
     def products_page(self, search: dict[str, Any], fields: str, model: type[M]) -> list[M]:
         return validated(model, self.products_rows(search, fields))
 
-    def iter_pages(
+    def products_frame(
+        self, search: dict[str, Any], on_body: Callable[[bytes], None] | None = None
+    ) -> pl.DataFrame:
+        """One page of products (`PRODUCT_FIELDS`) as columns; `on_body` sees the raw body first."""
+        query = (
+            "query Products($search: ProductSearchAttributes, $limit: Int) {"
+            f" products(productSearch: $search, limit: $limit) {{ {PRODUCT_FIELDS} {PAGE_KEY}: id }} }}"
+        )
+
+        def decode(response: httpx.Response) -> ProductPage:
+            if on_body is not None:
+                on_body(response.content)
+            return decode_product_page(response.content)
+
+        page: ProductPage = self.http.call(
+            "POST",
+            "/graphql",
+            json={"query": query, "variables": {"search": search, "limit": self.page_size}},
+            headers=self._bearer,
+            decode=decode,
+        )
+        if page.errors:
+            raise ApiError("POST /graphql", 1, "; ".join(page.errors))
+        if page.products is None:
+            raise ApiError("POST /graphql products", 1, "no products in the response")
+        return page.products
+
+    def _keyset_pages(
         self,
-        model: type[M],
-        fields: str,
-        *,
-        changed_since: date | None = None,
-        search: dict[str, Any] | None = None,
-    ) -> Iterator[list[M]]:
+        fetch: Callable[[dict[str, Any], Callable[[bytes], None]], P],
+        extent: Callable[[P], tuple[int, int | None]],
+        search: dict[str, Any],
+    ) -> Iterator[P]:
         """Keyset paging by id, one page ahead. Each product also carries its id as `pageKey`, last, so
         the last id of a page can be read off the raw body the moment it arrives: the next page is
         asked for before this one is parsed, and the server is seldom idle. Should the body turn out
-        unreadable (and be fetched again), the page asked for on its say-so is dropped."""
-        base = dict(search or {})
-        if changed_since is not None:
-            base["changedSince"] = changed_since.isoformat()
-        keyed_fields = f"{fields} {PAGE_KEY}: id"
-        requested: dict[int, Future[list[dict[str, Any]]]] = {}
+        unreadable (and be fetched again), the page asked for on its say-so is dropped. `extent` gives
+        a parsed page's size and last id."""
+        requested: dict[int, Future[P]] = {}
         lock = threading.Lock()
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="consonance-pages") as pool:
 
             def request(after: int) -> None:
                 with lock:
                     if after not in requested:
-                        requested[after] = pool.submit(fetch, after)
-
-            def fetch(after: int) -> list[dict[str, Any]]:
-                return self.products_rows({**base, "after": after}, keyed_fields, on_body=ahead)
+                        requested[after] = pool.submit(fetch, {**search, "after": after}, ahead)
 
             def ahead(body: bytes) -> None:
                 count, last = last_page_key(body)
@@ -298,18 +327,48 @@ class ConsonanceClient:
             while True:
                 with lock:
                     pending = requested.pop(after)
-                rows = pending.result()
-                more = len(rows) >= self.page_size
+                page = pending.result()
+                size, last = extent(page)
+                more = size >= self.page_size and last is not None
                 if more:
-                    after = int(rows[-1]["id"])
+                    after = int(last)  # type: ignore[arg-type]
                     request(after)
                 with lock:  # anything else was asked for on the word of a body that did not parse
                     for stale in [k for k in requested if k != after]:
                         requested.pop(stale).cancel()
-                if rows:
-                    yield validated(model, rows)
+                if size:
+                    yield page
                 if not more:
                     return
+
+    def iter_pages(
+        self,
+        model: type[M],
+        fields: str,
+        *,
+        changed_since: date | None = None,
+        search: dict[str, Any] | None = None,
+    ) -> Iterator[list[M]]:
+        """Every product matching `search` (changed since a day), a validated page at a time."""
+        keyed_fields = f"{fields} {PAGE_KEY}: id"
+
+        def fetch(page_search: dict[str, Any], on_body: Callable[[bytes], None]) -> list[dict[str, Any]]:
+            return self.products_rows(page_search, keyed_fields, on_body=on_body)
+
+        def extent(rows: list[dict[str, Any]]) -> tuple[int, int | None]:
+            return len(rows), int(rows[-1]["id"]) if rows else None
+
+        for rows in self._keyset_pages(fetch, extent, _search(search, changed_since)):
+            yield validated(model, rows)
+
+    def iter_product_frames(self, *, changed_since: date | None = None) -> Iterator[pl.DataFrame]:
+        """Every product (`PRODUCT_FIELDS`) changed since a day, or all of them, a page of columns at a
+        time: the title ingest's read."""
+
+        def extent(frame: pl.DataFrame) -> tuple[int, int | None]:
+            return frame.height, int(frame["id"][-1]) if frame.height else None
+
+        return self._keyset_pages(self.products_frame, extent, _search(None, changed_since))
 
     def iter_product_pages(
         self, *, changed_since: date | None = None, search: dict[str, Any] | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.clients.consonance import ConsonanceResource, Product
+from consodam_pipeline.clients.consonance import ConsonanceResource, Product, validated
 from consodam_pipeline.domain.isbn import InvalidISBNError, normalize_isbn
 from consodam_pipeline.domain.onix import (
     PublishingStatus,
@@ -27,6 +27,7 @@ from consodam_pipeline.domain.periods import all_periods, periods_for_works
 from consodam_pipeline.domain.territories import UnknownTerritoryError, country_bit
 from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
+from consodam_pipeline.sync.consonance_columns import edition_columns
 from consodam_pipeline.sync.ingest import IngestConfig, IngestSource, collect
 from consodam_pipeline.sync.snapshot import IngestBatch
 
@@ -178,10 +179,14 @@ class TitleSource(IngestSource):
         return f"changedSince {since.isoformat()}"
 
     def fetch(self, batch: IngestBatch, since: Any) -> tuple[int, int]:
+        no_date = [s.value for s in NO_DATE_STATUSES]
         with self.consonance.client() as client:
-            collect(
-                client.iter_product_pages(changed_since=since), batch, edition_record, lambda p: str(p.id)
-            )
+            for page in client.iter_product_frames(changed_since=since):
+                records, rest = edition_columns(page, no_date)
+                if records.height:
+                    batch.add_frame(records)
+                # the rest, validated and judged one by one: their records, or their reasons
+                collect([validated(Product, rest.to_dicts())], batch, edition_record, lambda p: str(p.id))
             return client.http.requests, client.http.retries
 
     def high_water(self, started: datetime, batch: IngestBatch, last: str | None) -> str:
