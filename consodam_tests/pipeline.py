@@ -11,12 +11,6 @@ import polars as pl
 
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
-from consodam_pipeline.defs.ingest.checks import (
-    approvals_are_attributed,
-    editions_have_valid_unique_isbns,
-    quarantined_dam_records,
-    quarantined_title_records,
-)
 from consodam_pipeline.defs.ingest.inventory import dam_asset_inventory
 from consodam_pipeline.defs.ingest.titles import title_metadata_snapshot
 from consodam_pipeline.store.lineage import LineageStore
@@ -26,12 +20,6 @@ from consodam_pipeline.sync.report import add_counts
 from consodam_tests.support import Sandbox
 
 INGEST = [title_metadata_snapshot, dam_asset_inventory]
-CHECKS = [
-    editions_have_valid_unique_isbns,
-    quarantined_title_records,
-    approvals_are_attributed,
-    quarantined_dam_records,
-]
 
 
 def resources(
@@ -146,7 +134,6 @@ def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
 
     return dg.Definitions(
         assets=[*INGEST, *edition_assets()],
-        asset_checks=CHECKS,
         sensors=[consonance_change_sensor, dam_change_sensor],
         resources=resources(sandbox, home),
     )

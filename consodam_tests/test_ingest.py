@@ -200,6 +200,17 @@ def test_bad_records_land_in_quarantine_with_reasons(tmp_path: Path) -> None:
         assert (
             not inventory.filter(~pl.col("orphan_tag"))["isbn13"].drop_nulls().is_in(list(known)).not_().any()
         )
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert checks["editions_have_valid_unique_isbns"].passed
+        held = checks["quarantined_title_records"]
+        assert not held.passed and held.metadata["quarantined_records"].value == 4
+        assert not checks["quarantined_dam_records"].passed  # the orphan
+        assert "approvals_are_attributed" in checks
+        # evaluated in the ingest's own steps: no process started for a check
+        check_steps = {
+            e.step_key for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+        assert check_steps == {"title_metadata_snapshot", "dam_asset_inventory"}
         meta = metadata(result, "title_metadata_snapshot")
         assert meta["quarantined_by_kind"] == {
             "invalid_isbn": 1,

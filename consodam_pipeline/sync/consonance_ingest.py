@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.consonance import ConsonanceResource, Product, validated
@@ -29,6 +30,7 @@ from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.consonance_columns import edition_columns
 from consodam_pipeline.sync.ingest import IngestConfig, IngestSource, collect
+from consodam_pipeline.sync.ingest_checks import title_check_results
 from consodam_pipeline.sync.snapshot import IngestBatch
 
 ENTITY = "edition"
@@ -203,6 +205,9 @@ class TitleSource(IngestSource):
         self, store: LineageStore, diff: SnapshotDiff, now: Any, before: pl.LazyFrame | None
     ) -> list[str]:
         return changed_periods(diff, now, before, echoes(store, diff, now, before))
+
+    def check_results(self, store: LineageStore, stored: pl.LazyFrame) -> list[dg.AssetCheckResult]:
+        return title_check_results(store, stored, SOURCE)
 
 
 def reaffirm_overridden_writes(store: LineageStore, editions: pl.DataFrame, observed_at: datetime) -> int:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.dam_models import FIELD
@@ -21,6 +22,7 @@ from consodam_pipeline.domain.timestamps import format_ts, parse_ts
 from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.ingest import IngestConfig, IngestSource
+from consodam_pipeline.sync.ingest_checks import inventory_check_results
 from consodam_pipeline.sync.snapshot import IngestBatch
 
 ENTITY = "dam_asset_version"
@@ -379,6 +381,9 @@ class InventorySource(IngestSource):
         isbns = moved["isbn13"].drop_nulls().unique().implode()
         works += self.editions.filter(pl.col("isbn13").is_in(isbns))["work_id"].to_list()
         return periods_for_works(self.editions, sorted(set(works)))
+
+    def check_results(self, store: LineageStore, stored: pl.LazyFrame) -> list[dg.AssetCheckResult]:
+        return inventory_check_results(store, stored, *self.quarantine_sources)
 
 
 def _relevant_rows(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -95,6 +95,10 @@ class IngestSource(ABC):
     ) -> list[str]:
         """The publication periods this run's changes touched (every one, with no previous snapshot)."""
 
+    def check_results(self, store: LineageStore, stored: pl.LazyFrame) -> list[dg.AssetCheckResult]:
+        """The asset's checks, on the snapshot as stored."""
+        return []
+
 
 def reconciliation_due(config: IngestConfig, last_full: str | None, now: datetime) -> bool:
     if config.full_refresh or last_full is None:
@@ -108,7 +112,7 @@ def ingest(
     store: LineageStore,
     io_manager: PolarsParquetIOManager,
     config: IngestConfig,
-) -> Iterator[dg.AssetMaterialization | dg.Output[Any]]:
+) -> Iterator[dg.AssetMaterialization | dg.Output[Any] | dg.AssetCheckResult]:
     # One ingest of a source at a time: a second (an operator's beside the sensor's) reads after it.
     with store.locks.holding([f"ingest:{source.entity}"], say=context.log.info):
         yield from _ingest(context, source, store, io_manager, config)
@@ -120,7 +124,7 @@ def _ingest(
     store: LineageStore,
     io_manager: PolarsParquetIOManager,
     config: IngestConfig,
-) -> Iterator[dg.AssetMaterialization | dg.Output[Any]]:
+) -> Iterator[dg.AssetMaterialization | dg.Output[Any] | dg.AssetCheckResult]:
     started, run_id = utcnow(), context.run.run_id
     previous = previous_snapshot(context, io_manager, store, source.entity)
     high_water = store.cursors.get(source.high_water_cursor)
@@ -155,6 +159,7 @@ def _ingest(
         metadata = ingest_metadata(source, frame, diff, batch, since, (requests, retries), store, extra)
         yield dg.Output(frame, metadata=metadata)
         yield from change_markers(periods, source.name)  # only once the snapshot is stored
+        yield from source.check_results(store, scan_parquet(io_manager.path_for(context.asset_key)))
 
 
 def collect(

@@ -236,13 +236,14 @@ VERSION_COLUMNS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def quarantine_check_result(store: LineageStore, *sources: str) -> dg.AssetCheckResult:
+def quarantine_check_result(store: LineageStore, *sources: str, check_name: str) -> dg.AssetCheckResult:
     """The quarantine as a check result: how many records are held back, by kind, with examples."""
     open_rows = store.quarantine.open().filter(pl.col("source").is_in(list(sources)))
     examples = "\n".join(
         f"- `{r['record_key']}`: {r['reason']}" for r in open_rows.head(10).iter_rows(named=True)
     )
     return dg.AssetCheckResult(
+        check_name=check_name,
         passed=open_rows.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
         description="records held back from the snapshot until they are fixed at the source",

@@ -11,12 +11,14 @@ from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_pipeline.sync.dam_ingest import InventorySource
 from consodam_pipeline.sync.ingest import IngestConfig, ingest
+from consodam_pipeline.sync.ingest_checks import INVENTORY_CHECKS
 
 
 @dg.asset(
     group_name="ingest",
     kinds={"opentext", "polars"},
     pool="dam_api",
+    check_specs=INVENTORY_CHECKS,
     description="Every DAM asset version (OTMM v6 shape) with role, ISBN/work tags, approval state and history, "
     "license window; incremental by modified-since with a lookback window. Versions tagged with an ISBN or "
     "work no edition has are flagged orphan_tag (and quarantined).",

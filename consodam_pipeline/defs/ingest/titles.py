@@ -10,12 +10,14 @@ from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.store.tables import PolarsParquetIOManager
 from consodam_pipeline.sync.consonance_ingest import TitleSource
 from consodam_pipeline.sync.ingest import IngestConfig, ingest
+from consodam_pipeline.sync.ingest_checks import TITLE_CHECKS
 
 
 @dg.asset(
     group_name="ingest",
     kinds={"consonance", "polars"},
     pool="consonance_api",
+    check_specs=TITLE_CHECKS,
     description="Every edition's current record from Consonance (GraphQL), incremental with a lookback "
     "window; history in the lineage store, bad records in quarantine.",
 )
