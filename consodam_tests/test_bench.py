@@ -120,3 +120,20 @@ def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path,
     # the clean run writes what failed under faults, and nothing else
     written_clean = sum(figures.get(f"clean_{k}", 0) for k in ("created", "updated", "removed"))
     assert written_clean == figures["after_faults_pending"], figures
+
+
+def test_a_chromium_that_cannot_start_costs_the_audit_bench_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from consodam_pipeline.bench.audit import chromium_load_ms
+
+    broken = tmp_path / "bin" / "chromium"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'cannot open display' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{broken.parent}:{os.environ['PATH']}")
+    page = tmp_path / "day.html"
+    page.write_text("<html><body>report</body></html>")
+    assert chromium_load_ms(page) is None
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("chromium could not load the report")

@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import click
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
@@ -187,10 +188,21 @@ def day_report(store: LineageStore, out: Path) -> dict[str, float | int | str]:
 
 def chromium_load_ms(page_file: Path) -> float | None:
     """Milliseconds from navigation to the load event of the page in headless chromium (median of 3), or None
-    without chromium."""
+    without chromium, or when it cannot start (said in one line: the other figures stand)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         return None
+    from playwright.sync_api import Error as BrowserError
+
+    try:
+        return _median_load_ms(browser, page_file)
+    except BrowserError as exc:
+        reason = str(exc).strip().splitlines()[0][:200]
+        click.echo(f"chromium could not load the report ({reason}); its load time is left out", err=True)
+        return None
+
+
+def _median_load_ms(browser: str, page_file: Path) -> float:
     from playwright.sync_api import sync_playwright
 
     samples = []
