@@ -25,7 +25,9 @@ def _query(path: Path, sql: str) -> pl.DataFrame:
 def catalog_frames(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     products = _query(
         data_dir / "consonance.sqlite",
-        "SELECT p.*, w.contributions, (SELECT json_group_array("
+        "SELECT p.id, p.isbn13, p.work_id, p.full_title, p.subtitle, p.imprint, p.form_code, "
+        "p.publication_date, p.embargo_date, p.publishing_status, p.project_stage, p.worldwide, p.for_sale, "
+        "p.not_for_sale, p.row_rights_type, w.contributions, (SELECT json_group_array("
         "json_object('name', t.name, 'milestone', json(CASE t.milestone WHEN 1 THEN 'true' ELSE 'false' "
         "END), 'due_date', t.due_date, 'done_date', t.done_date)) FROM todos t WHERE t.product_id = p.id"
         ") AS todos FROM products p JOIN works w ON w.id = p.work_id",
