@@ -196,8 +196,9 @@ def last_page_key(body: bytes) -> tuple[int, int | None]:
     return len(keys), int(keys[-1]) if keys else None
 
 
-# What the title snapshot reads of a product, and nothing more: the work's supporting resources (most of a
-# page's bytes) are read where links are planned, for the editions in question (`products_with_resources`).
+# What the title snapshot reads of a product, and nothing more: the ISBN's other forms are not read, and the
+# work's supporting resources are read where links are planned, for the editions in question
+# (`products_with_resources`).
 PRODUCT_FIELDS = """
   id isbn { isbn13 } fullTitle subtitle publicationDate onixPublishingStatusCode
   onix21ProductFormCode forSaleCountryCodes notForSaleCountryCodes isForSaleWorldwide salesRightsDescription
@@ -329,16 +330,16 @@ class ConsonanceClient:
                     pending = requested.pop(after)
                 page = pending.result()
                 size, last = extent(page)
-                more = size >= self.page_size and last is not None
-                if more:
-                    after = int(last)  # type: ignore[arg-type]
+                following = last if size >= self.page_size else None  # a full page: there may be more
+                if following is not None:
+                    after = following
                     request(after)
                 with lock:  # anything else was asked for on the word of a body that did not parse
                     for stale in [k for k in requested if k != after]:
                         requested.pop(stale).cancel()
                 if size:
                     yield page
-                if not more:
+                if following is None:
                     return
 
     def iter_pages(
