@@ -334,8 +334,10 @@ class ConsonanceClient:
                 if following is not None:
                     after = following
                     request(after)
-                with lock:  # anything else was asked for on the word of a body that did not parse
-                    for stale in [k for k in requested if k != after]:
+                # A key below the next page's was asked for on the word of a body that did not parse; one
+                # above it is a page further ahead, asked for by the next page's body, and is kept.
+                with lock:
+                    for stale in [k for k in requested if k < after]:
                         requested.pop(stale).cancel()
                 if size:
                     yield page
