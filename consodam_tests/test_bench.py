@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,19 +30,26 @@ def left_behind(scratch: Path) -> list[str]:
     return [p.name for p in scratch.glob("consodam-bench-*")]
 
 
-def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
-    out = tmp_path / "ingest.json"
-    command = ["bench", "ingest", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+def run_bench(
+    name: str, works: int, tmp_path: Path, scratch: Path, timeout_s: int = 600
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`consodam bench NAME --works N` as a user runs it; it must succeed and leave no scratch home."""
+    out = tmp_path / f"{name}.json"
+    command = ["bench", name, "--works", str(works), "--workdir", str(tmp_path / "work"), "--json", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "consodam_pipeline.cli", *command],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
         env=env_with(scratch),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert left_behind(scratch) == []
-    figures = json.loads(out.read_text())
+    assert left_behind(scratch) == [], name
+    return done, json.loads(out.read_text())
+
+
+def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
+    done, figures = run_bench("ingest", 120, tmp_path, scratch)
     for key in ("full_vs_transfer_ratio", "incremental_vs_full_ratio", "sensor_tick_s", "peak_rss_mb"):
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["dam_asset_versions"] > 0 and figures["editions"] > 0
@@ -50,18 +58,7 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
 
 def test_bench_peers_runs_dlt_and_consodam_on_one_sandbox(tmp_path: Path, scratch: Path) -> None:
     """Both sides load every edition (the bench refuses a short load) and the figures are written."""
-    out = tmp_path / "peers.json"
-    command = ["bench", "peers", "--works", "150", "--workdir", str(tmp_path / "work"), "--json", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "consodam_pipeline.cli", *command],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env_with(scratch),
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert left_behind(scratch) == []
-    figures = json.loads(out.read_text())
+    done, figures = run_bench("peers", 150, tmp_path, scratch)
     for key in ("consodam_records_per_s", "dlt_records_per_s", "ratio_vs_dlt", "consodam_peak_rss_mb"):
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["consodam_records_per_s"] == round(figures["editions"] / figures["consodam_s"])
@@ -81,36 +78,14 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scr
         ),
     }
     for bench, keys in promised.items():
-        out = tmp_path / f"{bench}.json"
-        command = ["bench", bench, "--works", "400", "--workdir", str(tmp_path / "work"), "--json", str(out)]
-        done = subprocess.run(
-            [sys.executable, "-m", "consodam_pipeline.cli", *command],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env_with(scratch),
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert left_behind(scratch) == [], bench
-        figures = json.loads(out.read_text())
+        done, figures = run_bench(bench, 400, tmp_path, scratch)
         for key in keys:
             assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
         assert "naive per-edition Python" in done.stdout or bench == "audit"
 
 
 def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path, scratch: Path) -> None:
-    out = tmp_path / "writes.json"
-    command = ["bench", "writes", "--works", "120", "--workdir", str(tmp_path / "work"), "--json", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "consodam_pipeline.cli", *command],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env_with(scratch),
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert left_behind(scratch) == []
-    figures = json.loads(out.read_text())
+    _, figures = run_bench("writes", 120, tmp_path, scratch, timeout_s=900)
     assert figures["faults_fired_consonance"] > 0 and figures["faults_fired_dam"] > 0
     assert figures["faulted_run_succeeded"] is True, figures["faulted_run_failed_steps"]
     for moment in ("after_faults", "after_clean"):

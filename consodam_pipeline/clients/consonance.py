@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from consodam_pipeline import endpoints
-from consodam_pipeline.clients.consonance_frames import ProductPage, decode_product_page
+from consodam_pipeline.clients.consonance_frames import decode_product_page
 from consodam_pipeline.clients.http import ApiError, ResilientHttp
 from consodam_pipeline.clients.resource import HttpApiResource
 
@@ -150,6 +150,7 @@ class ProductStamp(_Camel):
 
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P")
+R = TypeVar("R")
 
 
 @functools.cache
@@ -238,31 +239,42 @@ class ConsonanceClient:
         )
         return _data(response)
 
-    def products_rows(
+    def _products_request(
         self,
         search: dict[str, Any],
         fields: str,
+        parse: Callable[[bytes], R],
         on_body: Callable[[bytes], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """One page of products as parsed JSON (validation is the caller's, so paging need not wait).
-        `on_body` sees the raw body before it is parsed."""
+    ) -> R:
+        """One page of `products(productSearch:, limit:) { fields }`; `on_body` sees the raw body before
+        `parse` reads it."""
         query = (
             "query Products($search: ProductSearchAttributes, $limit: Int) {"
             f" products(productSearch: $search, limit: $limit) {{ {fields} }} }}"
         )
 
-        def decode(response: httpx.Response) -> GraphQLResponse:
+        def decode(response: httpx.Response) -> R:
             if on_body is not None:
                 on_body(response.content)
-            return GraphQLResponse.model_validate_json(response.content)
+            return parse(response.content)
 
-        response: GraphQLResponse = self.http.call(
+        result: R = self.http.call(
             "POST",
             "/graphql",
             json={"query": query, "variables": {"search": search, "limit": self.page_size}},
             headers=self._bearer,
             decode=decode,
         )
+        return result
+
+    def products_rows(
+        self,
+        search: dict[str, Any],
+        fields: str,
+        on_body: Callable[[bytes], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page of products as parsed JSON (validation is the caller's, so paging need not wait)."""
+        response = self._products_request(search, fields, GraphQLResponse.model_validate_json, on_body)
         products = _data(response).get("products")
         if not isinstance(products, list):
             raise ApiError("POST /graphql products", 1, "no products in the response")
@@ -274,24 +286,9 @@ class ConsonanceClient:
     def products_frame(
         self, search: dict[str, Any], on_body: Callable[[bytes], None] | None = None
     ) -> pl.DataFrame:
-        """One page of products (`PRODUCT_FIELDS`) as columns; `on_body` sees the raw body first."""
-        query = (
-            "query Products($search: ProductSearchAttributes, $limit: Int) {"
-            f" products(productSearch: $search, limit: $limit) {{ {PRODUCT_FIELDS} {PAGE_KEY}: id }} }}"
-        )
-
-        def decode(response: httpx.Response) -> ProductPage:
-            if on_body is not None:
-                on_body(response.content)
-            return decode_product_page(response.content)
-
-        page: ProductPage = self.http.call(
-            "POST",
-            "/graphql",
-            json={"query": query, "variables": {"search": search, "limit": self.page_size}},
-            headers=self._bearer,
-            decode=decode,
-        )
+        """One page of products (`PRODUCT_FIELDS`) as columns."""
+        fields = f"{PRODUCT_FIELDS} {PAGE_KEY}: id"
+        page = self._products_request(search, fields, decode_product_page, on_body)
         if page.errors:
             raise ApiError("POST /graphql", 1, "; ".join(page.errors))
         if page.products is None:
