@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import cast
 
 from consodam_pipeline.domain.isbn import make_isbn13
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
@@ -540,7 +541,7 @@ def seed_catalog(
     def flush() -> None:
         with consonance.tx() as c:
             c.executemany("INSERT INTO works VALUES (?,?,?,?)", works)
-            c.executemany(PRODUCT_INSERT, [(*p, *isbn_forms(p[2])) for p in products])  # type: ignore[arg-type]
+            c.executemany(PRODUCT_INSERT, [(*p, *isbn_forms(cast(str | None, p[2]))) for p in products])
             c.executemany(TODO_INSERT, todos)
         with dam.tx() as d:
             d.executemany(ASSET_INSERT, assets)
