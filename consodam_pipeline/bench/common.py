@@ -19,11 +19,14 @@ from consodam_pipeline.sandbox.catalog import CATALOG_REVISION
 from consodam_pipeline.sandbox.process import SandboxProcess
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
+def _status_mb(field: str, pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass  # the process has ended
     return 0.0
 
 
@@ -31,9 +34,10 @@ def rss_mb() -> float:
     return _status_mb("VmRSS:")
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
-    return _status_mb("VmHWM:")
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec); this one's
+    unless `pid` names another."""
+    return _status_mb("VmHWM:", pid)
 
 
 @dataclass

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import click
 
-from consodam_pipeline.bench.common import Report, bench_sandbox
+from consodam_pipeline.bench.common import Report, bench_sandbox, peak_rss_mb
+from consodam_pipeline.processes import descendants
+from consodam_pipeline.sync.ingest_checks import TITLE_CHECKS
 
 DLT_HINT = "dlt is not installed: `uv sync --extra peers` adds it (make demo leaves it out)"
 CONSODAM_STEP = "title_metadata_snapshot"
 SHIPPED_INSTANCE = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
-CONSODAM_CHECKS = 2  # valid unique ISBNs, quarantined records: both run with the asset
+CONSODAM_CHECKS = len(TITLE_CHECKS)  # evaluated in the asset's step
 
 
 @dataclass
@@ -34,31 +36,6 @@ class ProcessRun:
     seconds: float
     peak_rss_mb: float
     stdout: str
-
-
-def _descendants(root: int) -> list[int]:
-    found, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        found.append(pid)
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as children:
-                    queue.extend(int(child) for child in children.read().split())
-        except OSError:
-            continue  # it ended between the listing and the read
-    return found
-
-
-def _hwm_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def timed_process(command: list[str], env: dict[str, str], timeout_s: float) -> ProcessRun:
@@ -79,7 +56,8 @@ def timed_process(command: list[str], env: dict[str, str], timeout_s: float) -> 
                 os.wait4(child.pid, 0)
                 raise click.ClickException(f"{' '.join(command[2:5])} ran past {timeout_s:.0f} s")
             if now >= next_sample:
-                peak = max([peak, *(_hwm_mb(p) for p in _descendants(child.pid))])
+                tree = [child.pid, *descendants(child.pid)]
+                peak = max([peak, *(peak_rss_mb(p) for p in tree)])
                 next_sample = now + 0.1
             time.sleep(0.01)
         seconds = time.perf_counter() - start

@@ -4,7 +4,15 @@ A fixed width keeps text order equal to time order (the sandboxes filter on text
 let two edits in the same second tell apart.
 """
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def format_ts(moment: datetime) -> str:
@@ -31,3 +39,11 @@ def to_naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def is_iso_day(column: str) -> pl.Expr:
+    """A vectorised polars test: the column holds a real calendar day written YYYY-MM-DD."""
+    import polars as pl  # here, so parsing one timestamp does not load polars
+
+    text = pl.col(column)
+    return text.str.contains(DAY) & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()

@@ -14,16 +14,11 @@ import polars as pl
 from consodam_pipeline.domain.isbn import isbn13_valid_expr
 from consodam_pipeline.domain.onix import ONIX21_TO_PRODUCT_FORM, PublishingStatus, SalesRightsType
 from consodam_pipeline.domain.territories import COUNTRY_CODES
+from consodam_pipeline.domain.timestamps import is_iso_day
 
-DAY = r"^\d{4}-\d{2}-\d{2}$"
 STATUSES = [s.value for s in PublishingStatus]
 RIGHTS_TYPES = [s.value for s in SalesRightsType]
 FORMS = {code: form.value for code, form in ONIX21_TO_PRODUCT_FORM.items()}
-
-
-def _day(column: str) -> pl.Expr:
-    text = pl.col(column)
-    return text.str.contains(DAY) & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
 
 
 def _all(column: str, test: pl.Expr) -> pl.Expr:
@@ -52,8 +47,11 @@ def _clean(no_date_statuses: list[str]) -> pl.Expr:
         & status.is_in(STATUSES)
         & pl.col("onix21ProductFormCode").is_in(list(FORMS))
         & (pl.col("rowSalesRightsTypeCode").is_null() | pl.col("rowSalesRightsTypeCode").is_in(RIGHTS_TYPES))
-        & (_day("publicationDate") | (pl.col("publicationDate").is_null() & status.is_in(no_date_statuses)))
-        & (pl.col("salesEmbargoDate").is_null() | _day("salesEmbargoDate"))
+        & (
+            is_iso_day("publicationDate")
+            | (pl.col("publicationDate").is_null() & status.is_in(no_date_statuses))
+        )
+        & (pl.col("salesEmbargoDate").is_null() | is_iso_day("salesEmbargoDate"))
         & (pl.col("imprint").is_null() | pl.col("imprint").struct.field("name").is_not_null())
         & work.is_not_null()
         & work.struct.field("id").is_not_null()

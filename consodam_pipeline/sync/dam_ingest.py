@@ -18,7 +18,7 @@ from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified
 from consodam_pipeline.domain.isbn import InvalidISBNError, isbn13_valid_expr, normalize_isbn
 from consodam_pipeline.domain.periods import all_periods, periods_for_works
 from consodam_pipeline.domain.roles import ApprovalStatus, AssetRole
-from consodam_pipeline.domain.timestamps import format_ts, parse_ts
+from consodam_pipeline.domain.timestamps import format_ts, is_iso_day, parse_ts
 from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.ingest import IngestConfig, IngestSource
@@ -57,7 +57,6 @@ NUMBERS: dict[str, pl.DataType] = {
 }
 KNOWN_FIELDS = {*SCALAR_FIELDS, HISTORY_FIELD}
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
-DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 HISTORY_ENTRY = pl.Struct({"status": pl.String(), "by": pl.String(), "at": pl.String()})
 TAG = pl.Struct({"id": pl.String(), "value": pl.String()})
@@ -157,10 +156,6 @@ def _history(elements: pl.DataFrame) -> pl.DataFrame:
 STATUSES = [s.value for s in ApprovalStatus]
 
 
-def _is_day(column: str) -> pl.Expr:
-    return pl.col(column).str.contains(DAY) & pl.col(column).str.to_date(strict=False).is_not_null()
-
-
 def _normalize_slow_isbns(raw: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """The rare tags the vectorised path cannot take (ISBN-10, odd spellings, invalid): one by one."""
     out: dict[str, tuple[str | None, str | None]] = {}
@@ -244,7 +239,7 @@ def normalize_versions(assets: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
                 for n in NUMBERS
             ],
             *[
-                pl.when(pl.col(c).is_not_null() & ~_is_day(c)).then(
+                pl.when(pl.col(c).is_not_null() & ~is_iso_day(c)).then(
                     pl.format(
                         "malformed_date: {} '{}' is not YYYY-MM-DD", pl.lit(c.replace("_", " ")), pl.col(c)
                     )
