@@ -47,9 +47,12 @@ def test_backfill_twice_adds_nothing_and_a_crash_loses_nothing(
         assert all(e.passed for e in first.get_asset_check_evaluations())
         events = ledger_ids(clean)
         assert metadata(first, "approved_version_links")["events_new_in_ledger"] == len(events) > 0
+        links = pl.read_parquet(clean / "tables" / "approved_version_links")
         again = sync_partitions(fresh_sandbox, clean, instance, ALL, LINKS)
         assert metadata(again, "approved_version_links")["events_new_in_ledger"] == 0
+        assert metadata(again, "approved_version_links")["periods_derived"] == 0  # nothing changed
         assert ledger_ids(clean) == events
+        assert pl.read_parquet(clean / "tables" / "approved_version_links").equals(links)
     with dg.instance_for_test() as instance:
         ingest(fresh_sandbox, crashed, instance)
         original = Ledger.record
@@ -65,6 +68,45 @@ def test_backfill_twice_adds_nothing_and_a_crash_loses_nothing(
         monkeypatch.setattr(Ledger, "record", original)
         sync_partitions(fresh_sandbox, crashed, instance, ALL, LINKS)
         assert ledger_ids(crashed) == events
+
+
+def test_a_changed_period_is_derived_again_as_a_fresh_store_derives_it(tmp_path: Path) -> None:
+    """A replay derives only the periods whose editions or versions changed, and leaves the ledger and the
+    links exactly as a first backfill of a fresh store gives them."""
+    sandbox = Sandbox(tmp_path / "sandbox", works=80, dirt_rate=0.0).start()
+    kept, fresh = tmp_path / "kept", tmp_path / "fresh"
+    try:
+        with dg.instance_for_test() as instance:
+            ingest(sandbox, kept, instance)
+            first = sync_partitions(sandbox, kept, instance, ALL, LINKS)
+            derived = metadata(first, "approved_version_links")["periods_derived"]
+            cover_file, cover = next(
+                (f, covers.row(0, named=True))
+                for f in sorted((kept / "tables" / "approved_version_links").glob("*.parquet"))
+                if (covers := pl.read_parquet(f).filter(pl.col("role") == "front_cover")).height
+            )
+            new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
+            sandbox.admin(
+                "dam",
+                "POST",
+                f"/_sandbox/assets/{new['asset_id']}/approval",
+                json={"status": "approved", "by": "art.director@publisher.example"},
+            )
+            ingest(sandbox, kept, instance)
+            replay = sync_partitions(sandbox, kept, instance, ALL, LINKS)
+            assert derived > 1 and metadata(replay, "approved_version_links")["periods_derived"] == 1
+            ingest(sandbox, fresh, instance)
+            sync_partitions(sandbox, fresh, instance, ALL, LINKS)
+        assert ledger_ids(kept) == ledger_ids(fresh)
+        for name in ("approved_version_links", f"approved_version_links/{cover_file.name}"):
+            kept_links, fresh_links = (
+                pl.read_parquet(h / "tables" / name).sort("product_id", "role") for h in (kept, fresh)
+            )
+            assert kept_links.equals(fresh_links)
+        moved = pl.read_parquet(cover_file).filter(pl.col("product_id") == cover["product_id"])
+        assert new["asset_id"] in moved["asset_id"].to_list()
+    finally:
+        sandbox.stop()
 
 
 def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) -> None:

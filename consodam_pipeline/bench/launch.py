@@ -36,7 +36,9 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     rules, today = load_rules(), catalog_day(catalog)
     with measured() as inputs:
         editions, full = catalog_frames(catalog)
-        links = pl.concat([part.current for part in link_history_chunks(editions, full, None)])
+        links = pl.concat(
+            [part.current for part in link_history_chunks(editions, full, None, with_events=False)]
+        )
         matrix = rights_matrix(editions, full)
         versions = full.select(sorted(set(LAUNCH_INPUTS) | set(PACKAGE_INPUTS)))
         del full

@@ -30,6 +30,8 @@ def closing_events(
     inventory no longer holds, and a link_created event for the link that replaces it now (`links`: the
     links computed from today's inventory), if any. `linked`: every asset id the ledger links to these
     editions (what `Ledger.linked_assets` found, and what this run appended)."""
+    if not linked:
+        return []
     gone = set(linked) - set(inventory)
     if not gone:
         return []

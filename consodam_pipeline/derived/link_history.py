@@ -82,19 +82,29 @@ class LinkHistory:
 
 
 def link_history_chunks(
-    editions: pl.DataFrame, versions: pl.DataFrame, run_id: str | None, editions_per_chunk: int = 25_000
+    editions: pl.DataFrame,
+    versions: pl.DataFrame,
+    run_id: str | None,
+    editions_per_chunk: int = 25_000,
+    *,
+    with_events: bool = True,
 ) -> Iterator[LinkHistory]:
     """The same, a slice of editions at a time, so a backfill of the whole backlist holds one slice of
-    events in memory, not millions."""
+    events in memory, not millions. Without events: the current links alone."""
     approvals, history = approval_entries(versions)
     ids = editions["product_id"].unique().sort()
     for start in range(0, len(ids), editions_per_chunk):
         subset = editions.filter(pl.col("product_id").is_in(ids.slice(start, editions_per_chunk).implode()))
-        yield history_for(subset, approvals, history, run_id)
+        yield history_for(subset, approvals, history, run_id, with_events=with_events)
 
 
 def history_for(
-    editions: pl.DataFrame, approvals: pl.DataFrame, history: pl.DataFrame, run_id: str | None
+    editions: pl.DataFrame,
+    approvals: pl.DataFrame,
+    history: pl.DataFrame,
+    run_id: str | None,
+    *,
+    with_events: bool = True,
 ) -> LinkHistory:
     attached = (
         candidates(editions, approvals)
@@ -103,11 +113,14 @@ def history_for(
         .with_columns(pl.col("candidate").cast(pl.Int64))
     )
     changes = link_changes(attached)
+    current = current_links(changes, attached)
+    if not with_events:
+        return LinkHistory(current=current)
     events = pl.concat(
         [*link_events(changes, attached), approval_events(editions, history)], how="vertical_relaxed"
     )
     return LinkHistory(
-        current=current_links(changes, attached),
+        current=current,
         events=with_event_ids(events.with_columns(pl.lit(run_id, pl.String).alias("run_id"))),
     )
 

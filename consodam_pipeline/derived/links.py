@@ -6,7 +6,7 @@ half-written), links whose version was deleted closed; and the checks that guard
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -14,10 +14,12 @@ import polars as pl
 
 from consodam_pipeline.derived.link_closing import closing_events
 from consodam_pipeline.derived.link_history import LinkHistory, link_history_chunks
-from consodam_pipeline.domain.links import live_links
+from consodam_pipeline.derived.period_inputs import fingerprint_cursor, period_fingerprints
+from consodam_pipeline.domain.links import LINK_EVENTS, live_links
 from consodam_pipeline.domain.periods import with_period, works_in
 from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.domain.timestamps import utcnow
+from consodam_pipeline.store.ledger import Ledger
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.consonance_resources import AssetLinkTarget, reference_state
@@ -30,6 +32,10 @@ from consodam_pipeline.sync.report import (
 )
 
 AGREEMENT_SAMPLE = 200
+ASSET = "approved_version_links"
+# Raise it when the rules or the events they derive change: every period is derived once again.
+LINK_HISTORY_REVISION = "1"
+EDITION_INPUTS = ["product_id", "isbn13", "work_id"]  # what the link history reads of an edition
 # The inventory columns the link history reads (the renditions, tags and restrictions stay on disk).
 LINK_INPUTS = [
     "asset_id",
@@ -64,6 +70,7 @@ class LinkRun:
     new_events: int = 0  # of which the ledger did not hold yet (a replay adds nothing)
     closed_deleted: int = 0  # links closed because their version was deleted from the DAM
     recent: pl.DataFrame | None = None  # the newest link_created events, for the UI
+    periods_derived: list[str] = field(default_factory=list)  # the others' inputs had not changed
 
 
 def record_links(
@@ -72,25 +79,46 @@ def record_links(
     versions: pl.DataFrame,
     inventory_ids: pl.Series,
     run_id: str,
-    periods: Sequence[str] = (),
+    periods: Sequence[str],
 ) -> LinkRun:
     """The slice's links, and their history appended to the ledger in one transaction, the periods locked
     (a run over the same periods closes deleted versions' links once, after this one)."""
     with store.locks.holding([f"link_history:{p}" for p in periods]):
-        return _record_links(store, editions, versions, inventory_ids, run_id)
+        return _record_links(store, editions, versions, inventory_ids, run_id, periods)
 
 
 def _record_links(
-    store: LineageStore, editions: pl.DataFrame, versions: pl.DataFrame, inventory_ids: pl.Series, run_id: str
+    store: LineageStore,
+    editions: pl.DataFrame,
+    versions: pl.DataFrame,
+    inventory_ids: pl.Series,
+    run_id: str,
+    periods: Sequence[str],
 ) -> LinkRun:
+    """A period whose editions and versions are those its history was last derived from gets its current
+    links only: its ledger already holds every event a derivation would append (a replay of the backlist
+    reads and hashes, and writes nothing)."""
+    fingerprints = {
+        fingerprint_cursor(ASSET, period): digest
+        for period, digest in period_fingerprints(
+            editions, versions, periods, EDITION_INPUTS, LINK_HISTORY_REVISION
+        ).items()
+    }
     run = LinkRun(links=LinkHistory().current)
     current, changes = [LinkHistory().current], [LinkHistory().events]
-    isbns = editions["isbn13"].to_list()
     with store.engine.begin() as conn:
+        stale = store.cursors.changed(conn, fingerprints)
+        run.periods_derived = sorted(p for p in periods if fingerprint_cursor(ASSET, p) in stale)
+        derive = works_in(editions, run.periods_derived)
+        settled = editions.join(derive.select("product_id"), on="product_id", how="anti")
+        current += [
+            part.current for part in link_history_chunks(settled, versions, run_id, with_events=False)
+        ]
+        isbns = derive["isbn13"].to_list()
         # Asked before the appends: a first backfill finds nothing, at no cost, whatever it adds next.
-        linked = store.ledger.linked_assets(conn, isbns)
-        with store.ledger.backfill(conn, editions.height):
-            for part in link_history_chunks(editions, versions, run_id):
+        linked = store.ledger.linked_assets(conn, isbns) if isbns else set()
+        with store.ledger.backfill(conn, derive.height):
+            for part in link_history_chunks(derive, versions, run_id):
                 run.new_events += store.ledger.record(conn, part.events)
                 run.derived += part.events.height
                 current.append(part.current)
@@ -99,6 +127,7 @@ def _record_links(
                 changes.append(created.top_k(10, by="occurred_at"))
         closed = closing_events(conn, isbns, pl.concat(current), inventory_ids, linked, utcnow(), run_id)
         run.new_events += store.ledger.record(conn, closed)
+        store.cursors.set_many(conn, {name: fingerprints[name] for name in stale}, run_id)
     run.closed_deleted = sum(e.event_type == "link_superseded" for e in closed)
     run.recent = pl.concat(changes).top_k(10, by="occurred_at").sort("occurred_at", descending=True)
     run.links = with_period(pl.concat(current), editions, PARTITION_COLUMN)
@@ -135,17 +164,17 @@ def one_link_per_role(links: pl.DataFrame) -> dg.AssetCheckResult:
 def ledger_agrees(store: LineageStore, links: pl.DataFrame) -> dg.AssetCheckResult:
     """For a sample of editions, the live links the ledger answers equal the links computed now."""
     sample = links.select("isbn13").unique().sort("isbn13").head(AGREEMENT_SAMPLE)["isbn13"].to_list()
+    with store.engine.connect() as conn:
+        histories = Ledger.events_of(conn, sample, LINK_EVENTS)
+    computed: dict[str, dict[str, tuple[str, int]]] = {}
+    sampled = links.filter(pl.col("isbn13").is_in(pl.Series(sample, dtype=pl.String).implode()))
+    for row in sampled.iter_rows(named=True):
+        computed.setdefault(row["isbn13"], {})[row["role"]] = (row["asset_id"], row["version"])
     mismatches = []
     for isbn in sample:
-        from_ledger = {
-            r: (e["dam_asset_id"], e["dam_version"])
-            for r, e in live_links(store.ledger.events_for_isbn(isbn)).items()
-        }
-        computed = {
-            r["role"]: (r["asset_id"], r["version"])
-            for r in links.filter(pl.col("isbn13") == isbn).iter_rows(named=True)
-        }
-        if from_ledger != computed:
+        history = sorted(histories.get(isbn, []), key=lambda e: (e["occurred_at"], e["event_id"]))
+        from_ledger = {r: (e["dam_asset_id"], e["dam_version"]) for r, e in live_links(history).items()}
+        if from_ledger != computed.get(isbn, {}):
             mismatches.append(isbn)
     return dg.AssetCheckResult(
         check_name="ledger_agrees_with_links",
@@ -168,6 +197,10 @@ def link_metadata(run: LinkRun, keys: list[str]) -> dict[str, Any]:
     header = "| when | ISBN | role | version | approved by |\n|---|---|---|---|---|\n"
     summary = [
         ("links", run.links.height),
+        (
+            "periods derived",
+            f"{len(run.periods_derived)} of {len(keys)} (the others' inputs had not changed)",
+        ),
         ("events derived", run.derived),
         ("new in ledger", run.new_events),
     ]
@@ -175,6 +208,7 @@ def link_metadata(run: LinkRun, keys: list[str]) -> dict[str, Any]:
         "dagster/row_count": run.links.height,
         "dagster/column_lineage": column_lineage(LINK_LINEAGE, run.links.columns),
         "partitions": len(keys),
+        "periods_derived": len(run.periods_derived),
         "events_derived": run.derived,
         "events_new_in_ledger": run.new_events,
         "links_closed_version_deleted": run.closed_deleted,

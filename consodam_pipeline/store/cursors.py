@@ -3,10 +3,12 @@ covers (the caller's connection), so a crash repeats work and never skips it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sqlalchemy as sa
 
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
-from consodam_pipeline.store.bulk import upsert
+from consodam_pipeline.store.bulk import chunks, upsert
 from consodam_pipeline.store.schema import sync_cursor
 
 
@@ -22,5 +24,17 @@ class Cursors:
             return own.execute(query).scalar_one_or_none()
 
     def set(self, conn: sa.Connection, name: str, value: str, run_id: str | None = None) -> None:
-        row = {"name": name, "value": value, "updated_at": to_naive_utc(utcnow()), "run_id": run_id}
-        upsert(conn, sync_cursor, [row], ["name"])
+        self.set_many(conn, {name: value}, run_id)
+
+    def set_many(self, conn: sa.Connection, values: Mapping[str, str], run_id: str | None = None) -> None:
+        now = to_naive_utc(utcnow())
+        rows = [{"name": n, "value": v, "updated_at": now, "run_id": run_id} for n, v in values.items()]
+        upsert(conn, sync_cursor, rows, ["name"])
+
+    def changed(self, conn: sa.Connection, values: Mapping[str, str]) -> frozenset[str]:
+        """The names whose cursor is missing or holds another value than this."""
+        held: dict[str, str] = {}
+        for chunk in chunks(sorted(values)):
+            query = sa.select(sync_cursor.c.name, sync_cursor.c.value).where(sync_cursor.c.name.in_(chunk))
+            held.update({name: value for name, value in conn.execute(query)})
+        return frozenset(name for name, value in values.items() if held.get(name) != value)

@@ -89,9 +89,10 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if len(keys) == 1 and PARTITION_COLUMN not in obj.columns:
             write_parquet(obj, self.path_for(context.asset_key, keys[0]))
             return
+        parts = obj.partition_by(PARTITION_COLUMN, as_dict=True, include_key=False)
+        empty = obj.clear().drop(PARTITION_COLUMN)
         for key in keys:
-            part = obj.filter(pl.col(PARTITION_COLUMN) == key).drop(PARTITION_COLUMN)
-            write_parquet(part, self.path_for(context.asset_key, key))
+            write_parquet(parts.get((key,), empty), self.path_for(context.asset_key, key))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         """A pl.LazyFrame input gets a scan (only what the consumer selects is read); else a frame."""
