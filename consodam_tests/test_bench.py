@@ -75,6 +75,8 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scr
             "report_month_s",
             "report_month_rows",
             "ledger_rows",
+            "backfill_step_peak_mb",
+            "rebackfill_step_peak_mb",
         ),
     }
     for bench, keys in promised.items():
@@ -82,6 +84,8 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scr
         for key in keys:
             assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
         assert "naive per-edition Python" in done.stdout or bench == "audit"
+    # the replay derived nothing: no period's editions or versions changed between the two
+    assert figures["rebackfill_new_ledger_rows"] == figures["rebackfill_periods_derived"] == 0
 
 
 def test_bench_writes_counts_what_each_system_holds_under_faults(tmp_path: Path, scratch: Path) -> None:

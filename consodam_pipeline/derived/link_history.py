@@ -6,11 +6,13 @@ that moment joins it, and the `pick` rules become two sorted group picks. A back
 is millions of such moments, which one pass over Python objects per (edition, role) cannot afford.
 """
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from consodam_pipeline.domain.periods import versions_of
 from consodam_pipeline.domain.roles import MARKETING_ROLES, AssetRole
 from consodam_pipeline.domain.timestamps import parse_ts, to_naive_utc
 from consodam_pipeline.store.ledger import EVENT_ROWS, with_event_ids
@@ -85,16 +87,17 @@ def link_history_chunks(
     editions: pl.DataFrame,
     versions: pl.DataFrame,
     run_id: str | None,
-    editions_per_chunk: int = 25_000,
+    editions_per_chunk: int = 8_000,
     *,
     with_events: bool = True,
 ) -> Iterator[LinkHistory]:
     """The same, a slice of editions at a time, so a backfill of the whole backlist holds one slice of
-    events in memory, not millions. Without events: the current links alone."""
-    approvals, history = approval_entries(versions)
+    events in memory, not millions (nor the whole DAM's approval history: each slice reads its own
+    versions'). Without events: the current links alone."""
     ids = editions["product_id"].unique().sort()
     for start in range(0, len(ids), editions_per_chunk):
         subset = editions.filter(pl.col("product_id").is_in(ids.slice(start, editions_per_chunk).implode()))
+        approvals, history = approval_entries(versions_of(versions, subset))
         yield history_for(subset, approvals, history, run_id, with_events=with_events)
 
 
@@ -113,7 +116,7 @@ def history_for(
         .with_columns(pl.col("candidate").cast(pl.Int64))
     )
     changes = link_changes(attached)
-    current = current_links(changes, attached)
+    current = owned(current_links(changes, attached))
     if not with_events:
         return LinkHistory(current=current)
     events = pl.concat(
@@ -123,6 +126,16 @@ def history_for(
         current=current,
         events=with_event_ids(events.with_columns(pl.lit(run_id, pl.String).alias("run_id"))),
     )
+
+
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy holding only its own rows' bytes. A few rows picked from a large frame share its string
+    buffers: kept across a backfill's slices, they would keep every slice's buffers alive (at 100k works,
+    2 GB of them)."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer)
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
 
 
 def link_changes(attached: pl.DataFrame) -> pl.DataFrame:

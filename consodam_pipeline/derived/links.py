@@ -5,15 +5,16 @@ half-written), links whose version was deleted closed; and the checks that guard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import polars as pl
 
 from consodam_pipeline.derived.link_closing import closing_events
-from consodam_pipeline.derived.link_history import LinkHistory, link_history_chunks
+from consodam_pipeline.derived.link_history import LinkHistory, link_history_chunks, owned
 from consodam_pipeline.derived.period_inputs import fingerprint_cursor, period_fingerprints
 from consodam_pipeline.domain.links import LINK_EVENTS, live_links
 from consodam_pipeline.domain.periods import with_period, works_in
@@ -31,11 +32,13 @@ from consodam_pipeline.sync.report import (
     summary_markdown,
 )
 
+T = TypeVar("T")
 AGREEMENT_SAMPLE = 200
 ASSET = "approved_version_links"
 # Raise it when the rules or the events they derive change: every period is derived once again.
 LINK_HISTORY_REVISION = "1"
 EDITION_INPUTS = ["product_id", "isbn13", "work_id"]  # what the link history reads of an edition
+LINK_EDITION_INPUTS = [*EDITION_INPUTS, "publication_date"]  # and what places it in its period
 # The inventory columns the link history reads (the renditions, tags and restrictions stay on disk).
 LINK_INPUTS = [
     "asset_id",
@@ -118,13 +121,13 @@ def _record_links(
         # Asked before the appends: a first backfill finds nothing, at no cost, whatever it adds next.
         linked = store.ledger.linked_assets(conn, isbns) if isbns else set()
         with store.ledger.backfill(conn, derive.height):
-            for part in link_history_chunks(derive, versions, run_id):
+            for part in computed_ahead(link_history_chunks(derive, versions, run_id)):
                 run.new_events += store.ledger.record(conn, part.events)
                 run.derived += part.events.height
                 current.append(part.current)
                 created = part.events.filter(pl.col("event_type") == "link_created")
                 linked.update(created["dam_asset_id"].drop_nulls().to_list())
-                changes.append(created.top_k(10, by="occurred_at"))
+                changes.append(owned(created.top_k(10, by="occurred_at")))
         closed = closing_events(conn, isbns, pl.concat(current), inventory_ids, linked, utcnow(), run_id)
         run.new_events += store.ledger.record(conn, closed)
         store.cursors.set_many(conn, {name: fingerprints[name] for name in stale}, run_id)
@@ -132,6 +135,16 @@ def _record_links(
     run.recent = pl.concat(changes).top_k(10, by="occurred_at").sort("occurred_at", descending=True)
     run.links = with_period(pl.concat(current), editions, PARTITION_COLUMN)
     return run
+
+
+def computed_ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items, each next one computed in a thread while the caller works on this one: a slice's events
+    are derived (polars, on the other core) while the one before goes into the store."""
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        upcoming = worker.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = worker.submit(next, items, None)
+            yield item
 
 
 def link_checks(run: LinkRun, versions: pl.DataFrame, store: LineageStore) -> list[dg.AssetCheckResult]:

@@ -3,7 +3,14 @@
 import dagster as dg
 import polars as pl
 
-from consodam_pipeline.derived.links import LINK_CHECKS, LINK_INPUTS, link_checks, link_metadata, record_links
+from consodam_pipeline.derived.links import (
+    LINK_CHECKS,
+    LINK_EDITION_INPUTS,
+    LINK_INPUTS,
+    link_checks,
+    link_metadata,
+    record_links,
+)
 from consodam_pipeline.domain.periods import partition_slice
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period_asset
@@ -22,13 +29,15 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period
 )
 def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
-    title_metadata_snapshot: pl.DataFrame,
+    title_metadata_snapshot: pl.LazyFrame,
     dam_asset_inventory: pl.LazyFrame,
     lineage: LineageStoreResource,
 ):
     keys, store = list(context.partition_keys), lineage.store()
     editions, versions = partition_slice(
-        title_metadata_snapshot, dam_asset_inventory.select(LINK_INPUTS), keys
+        title_metadata_snapshot.select(LINK_EDITION_INPUTS).collect(),
+        dam_asset_inventory.select(LINK_INPUTS),
+        keys,
     )
     every_version = dam_asset_inventory.select("asset_id").collect()["asset_id"]
     run = record_links(store, editions, versions, every_version, context.run.run_id, keys)
