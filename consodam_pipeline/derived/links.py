@@ -156,8 +156,8 @@ def link_checks(run: LinkRun, versions: pl.DataFrame, store: LineageStore) -> li
 
 
 def links_are_approved(links: pl.DataFrame, versions: pl.DataFrame) -> dg.AssetCheckResult:
-    approved = versions.filter((pl.col("approval_status") == "approved") & ~pl.col("orphan_tag"))
-    dangling = links.join(approved.select("asset_id"), on="asset_id", how="anti")
+    approved = versions.lazy().filter((pl.col("approval_status") == "approved") & ~pl.col("orphan_tag"))
+    dangling = links.join(approved.select("asset_id").collect(), on="asset_id", how="anti")
     return dg.AssetCheckResult(
         check_name="links_point_to_approved_versions",
         passed=dangling.height == 0,

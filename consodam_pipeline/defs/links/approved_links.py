@@ -41,6 +41,6 @@ def approved_version_links(  # type: ignore[no-untyped-def]  # an annotation wou
     )
     every_version = dam_asset_inventory.select("asset_id").collect()["asset_id"]
     run = record_links(store, editions, versions, every_version, context.run.run_id, keys)
-    return dg.MaterializeResult(
-        value=run.links, check_results=link_checks(run, versions, store), metadata=link_metadata(run, keys)
-    )
+    checks = link_checks(run, versions, store)
+    del editions, versions, every_version  # gone before the output's partitions are written
+    return dg.MaterializeResult(value=run.links, check_results=checks, metadata=link_metadata(run, keys))
