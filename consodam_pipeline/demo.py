@@ -229,15 +229,7 @@ def refresh_a_cover(sandbox: SandboxProcess) -> str:
 
     links = read_parquet(str(default_home() / "tables" / "approved_version_links"))
     cover = links.filter((links["role"] == "front_cover") & (links["scope"] == "edition")).row(0, named=True)
-    new = sandbox.admin(
-        "dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={"by": "designer"}
-    )
-    sandbox.admin(
-        "dam",
-        "POST",
-        f"/_sandbox/assets/{new['asset_id']}/approval",
-        json={"status": "approved", "by": "art.director@publisher.example"},
-    )
+    sandbox.approve_new_version(cover["asset_id"], uploaded_by="designer")
     click.echo(
         f"cover refresh: {cover['isbn13']} front cover v{cover['version']} → v{cover['version'] + 1} approved"
     )

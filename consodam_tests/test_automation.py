@@ -55,13 +55,7 @@ def test_a_change_requests_one_run_that_reaches_the_other_system(tmp_path: Path)
             cover = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition")).row(
                 0, named=True
             )
-            new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-            sandbox.admin(
-                "dam",
-                "POST",
-                f"/_sandbox/assets/{new['asset_id']}/approval",
-                json={"status": "approved", "by": "art.director@publisher.example"},
-            )
+            new = sandbox.approve_new_version(cover["asset_id"])
             titles = table(home, "title_metadata_snapshot")
             narrowed = titles.filter(pl.col("for_sale_worldwide")).row(0, named=True)
             sandbox.admin(

@@ -85,13 +85,7 @@ def test_a_changed_period_is_derived_again_as_a_fresh_store_derives_it(tmp_path:
                 for f in sorted((kept / "tables" / "approved_version_links").glob("*.parquet"))
                 if (covers := pl.read_parquet(f).filter(pl.col("role") == "front_cover")).height
             )
-            new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-            sandbox.admin(
-                "dam",
-                "POST",
-                f"/_sandbox/assets/{new['asset_id']}/approval",
-                json={"status": "approved", "by": "art.director@publisher.example"},
-            )
+            new = sandbox.approve_new_version(cover["asset_id"])
             ingest(sandbox, kept, instance)
             replay = sync_partitions(sandbox, kept, instance, ALL, LINKS)
             assert derived > 1 and metadata(replay, "approved_version_links")["periods_derived"] == 1
@@ -122,13 +116,7 @@ def test_a_cover_refresh_moves_the_link_and_keeps_the_old_one(tmp_path: Path) ->
                 0, named=True
             )
             before_refresh = datetime.now(UTC)
-            new = sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-            sandbox.admin(
-                "dam",
-                "POST",
-                f"/_sandbox/assets/{new['asset_id']}/approval",
-                json={"status": "approved", "by": "art.director@publisher.example"},
-            )
+            new = sandbox.approve_new_version(cover["asset_id"])
             probe = dam_change_sensor(
                 dg.build_sensor_context(instance=instance, cursor=None, resources=resources(sandbox, home))
             )

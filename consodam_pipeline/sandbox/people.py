@@ -26,13 +26,7 @@ class PeopleAtWork:
         links = pl.read_parquet(self.tables / "approved_version_links")
         covers = links.filter((pl.col("role") == "front_cover") & (pl.col("scope") == "edition"))
         cover = covers.sort("product_id").row(skip % covers.height, named=True)
-        new = self.sandbox.admin("dam", "POST", f"/_sandbox/assets/{cover['asset_id']}/versions", json={})
-        self.sandbox.admin(
-            "dam",
-            "POST",
-            f"/_sandbox/assets/{new['asset_id']}/approval",
-            json={"status": "approved", "by": "art.director@publisher.example"},
-        )
+        new = self.sandbox.approve_new_version(cover["asset_id"])
         return int(cover["product_id"]), str(new["asset_id"])
 
     def linked_in_consonance(self, product_id: int, asset_id: str) -> bool:

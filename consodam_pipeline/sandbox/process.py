@@ -112,6 +112,18 @@ class SandboxProcess:
         response.raise_for_status()
         return response.json()
 
+    def approve_new_version(self, asset_id: str, uploaded_by: str | None = None) -> Any:
+        """A designer uploads a new version of the asset and an art director approves it: the new version."""
+        upload = {} if uploaded_by is None else {"by": uploaded_by}
+        new = self.admin("dam", "POST", f"/_sandbox/assets/{asset_id}/versions", json=upload)
+        self.admin(
+            "dam",
+            "POST",
+            f"/_sandbox/assets/{new['asset_id']}/approval",
+            json={"status": "approved", "by": "art.director@publisher.example"},
+        )
+        return new
+
     def fault(self, which: str, **rule: Any) -> None:
         self.admin(which, "POST", "/_sandbox/faults", json=rule)
 
