@@ -98,19 +98,16 @@ def demo(works: int) -> None:
 def dev(works: int, port: int) -> None:
     """Start the sandboxes, then Dagster's webserver and daemon (`dg dev`). Ctrl-C or SIGTERM stops them all."""
     import os
-    import shutil
-    import sys
 
     from consodam_pipeline.demo import demo_sandbox, ensure_dagster_home
+    from consodam_pipeline.dev import dev_command, dev_env
     from consodam_pipeline.processes import Service, stop_on_signals
 
     ensure_dagster_home()
-    dg = shutil.which("dg", path=str(Path(sys.executable).parent)) or "dg"
     with stop_on_signals(), contextlib.suppress(KeyboardInterrupt), demo_sandbox(works) as sandbox:
         click.echo(f"sandboxes up: {sandbox.consonance_url} {sandbox.dam_url}")
-        command = [dg, "dev", "--port", str(port), "--log-level", "info", "--code-server-log-level", "info"]
-        env = {**os.environ, **sandbox.env, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
-        with Service("dagster", command, env=env) as dagster:
+        env = {**os.environ, **sandbox.env, **dev_env()}
+        with Service("dagster", dev_command(port), env=env) as dagster:
             dagster.wait()
     click.echo("stopped: the Dagster webserver and daemon, and both sandboxes")
 
@@ -140,13 +137,14 @@ def code_server(host: str, port: int) -> None:
 def deploy_check(works: int, workdir: Path | None) -> None:
     """The production topology as processes (PostgreSQL, code server, daemon, webserver) put through its
     faults: a killed daemon, a killed run worker, PostgreSQL stopped, a restarted code server."""
-    from consodam_pipeline.deploy_check import DeployCheckFailed, run_check
+    from consodam_pipeline.deploy_check import run_check
+    from consodam_pipeline.deployment import DeploymentFailed
     from consodam_pipeline.processes import stop_on_signals
 
     with stop_on_signals():
         try:
             run_check(works, workdir, say=click.echo)
-        except DeployCheckFailed as exc:
+        except DeploymentFailed as exc:
             raise click.ClickException(str(exc)) from None
     click.echo("the deployment healed from every fault; each system holds exactly what it should")
 
@@ -284,6 +282,28 @@ def bench_audit(
     from consodam_pipeline.bench.audit import run
 
     run(works, seed, json_path, workdir, postgres, ranges)
+
+
+@bench.command("latency")
+@bench_options
+@click.option("--repeat", default=10, show_default=True, help="Changes of each kind.")
+@click.option(
+    "--kinds",
+    default="approval,rejection,new_version,milestone,rights,date_move",
+    show_default=True,
+    help="The kinds of change, comma-separated.",
+)
+@click.option("--rest", "rest_s", default=180.0, show_default=True, help="Seconds of rest to count requests.")
+def bench_latency(
+    works: int, seed: int, json_path: Path | None, workdir: Path, repeat: int, kinds: str, rest_s: float
+) -> None:
+    """Start what `make dev` starts; make each kind of change through /_sandbox/ and time it to the other
+    system (p50/p95), with the requests per minute each API receives at rest."""
+    from consodam_pipeline.bench.latency import parse_kinds, run
+    from consodam_pipeline.processes import stop_on_signals
+
+    with stop_on_signals():
+        run(works, seed, json_path, workdir, repeat, parse_kinds(kinds), rest_s)
 
 
 if __name__ == "__main__":

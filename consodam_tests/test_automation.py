@@ -151,3 +151,22 @@ def test_the_backfill_range_setting_splits_runs(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CONSODAM_BACKFILL_RANGE", "a dozen")
     with pytest.raises(ValueError, match="CONSODAM_BACKFILL_RANGE='a dozen'"):
         backfill_policy()
+
+
+def test_a_small_run_runs_in_its_own_process_and_a_backfill_spreads_its_steps() -> None:
+    """What the sensors ask for is valid run config for the code location's jobs: a change's runs (an ingest,
+    the editions of a few periods) run their steps in the run's process, a backfill in step processes."""
+    from consodam_pipeline.definitions import defs
+    from consodam_pipeline.sync.partitions import IN_PROCESS, SMALL_RUN_PERIODS, small_run_config
+
+    definitions = defs()
+    editions = definitions.resolve_job_def("consodam_editions")
+    everything = period_keys()
+    few = edition_requests.requests(everything[:SMALL_RUN_PERIODS], [], marker=1)
+    backfill = edition_requests.requests(everything, [], marker=1)
+    assert [r.run_config for r in few] == [IN_PROCESS] and [r.run_config for r in backfill] == [{}]
+    for run in [*few, *backfill]:
+        dg.validate_run_config(editions, run.run_config)
+    ingest_job = definitions.resolve_implicit_global_asset_job_def()
+    dg.validate_run_config(ingest_job, small_run_config())
+    assert editions.executor_def.name == "multiprocess"

@@ -65,10 +65,14 @@ def test_bench_peers_runs_dlt_and_consodam_on_one_sandbox(tmp_path: Path, scratc
     assert "dlt rest_api" in done.stdout and "consodam title_metadata_snapshot" in done.stdout
 
 
-def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scratch: Path) -> None:
+def test_bench_rights_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scratch: Path) -> None:
     promised = {
+        "rights": ("matrix_s", "naive_s", "speedup_vs_naive", "peak_rss_mb", "checks_s"),
         "workflow": ("packages_s", "naive_s", "speedup_vs_naive", "peak_rss_mb"),
-        "launch": ("launch_plan_s", "title_sheets", "title_sheets_per_s", "peak_rss_mb", "speedup_vs_naive"),
+        "launch": (
+            *("launch_plan_s", "title_sheets", "title_sheets_per_s", "peak_rss_mb", "speedup_vs_naive"),
+            "step_peak_rss_mb",
+        ),
         "audit": (
             "as_of_query_p99_ms",
             "cli_audit_median_s",
@@ -83,7 +87,7 @@ def test_bench_workflow_launch_and_audit_write_their_figures(tmp_path: Path, scr
         done, figures = run_bench(bench, 400, tmp_path, scratch)
         for key in keys:
             assert isinstance(figures[key], int | float) and figures[key] > 0, (bench, key)
-        assert "naive per-edition Python" in done.stdout or bench == "audit"
+        assert "naive per-" in done.stdout or bench == "audit"
     # the replay derived nothing: no period's editions or versions changed between the two
     assert figures["rebackfill_new_ledger_rows"] == figures["rebackfill_periods_derived"] == 0
 
@@ -116,3 +120,32 @@ def test_a_chromium_that_cannot_start_costs_the_audit_bench_one_line(
     assert chromium_load_ms(page) is None
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1 and said[0].startswith("chromium could not load the report")
+
+
+def test_bench_latency_times_changes_through_the_deployment_make_dev_starts(
+    tmp_path: Path, scratch: Path
+) -> None:
+    """`make dev`'s deployment loads a small catalog by its sensors alone; an approval in the DAM and a
+    milestone in Consonance each show in the other system (read back over its API), and at rest the
+    sensors' probes are the only traffic: requests, but no run."""
+    out = tmp_path / "latency.json"
+    command = [
+        *("bench", "latency", "--works", "40", "--repeat", "1", "--kinds", "approval,milestone"),
+        *("--rest", "20", "--workdir", str(tmp_path / "work"), "--json", str(out)),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "consodam_pipeline.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**env_with(scratch), "CONSODAM_SENSOR_INTERVAL_S": "10"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for key in ("approval_to_consonance_p50_s", "approval_to_consonance_p95_s", "milestone_to_tasks_p50_s"):
+        assert 0 < figures[key] < 300, key
+    assert figures["consonance_requests_per_min_at_rest"] > 0 and figures["dam_requests_per_min_at_rest"] > 0
+    assert figures["runs_at_rest"] == 0
+    both = figures["consonance_requests_per_min_at_rest"] + figures["dam_requests_per_min_at_rest"]
+    assert abs(figures["requests_per_min_at_rest"] - both) <= 0.11
+    assert "approval_to_consonance p50" in done.stdout and "at rest" in done.stdout

@@ -8,7 +8,7 @@ from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_tests.pipeline import ingest
+from consodam_tests.pipeline import due_now, ingest
 from consodam_tests.support import Sandbox
 
 
@@ -26,7 +26,7 @@ def tick(
         ),
         "dam": OpenTextDamResource(url=sandbox.dam_url),
     }
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    context = dg.build_sensor_context(instance=instance, cursor=due_now(cursor), resources=resources)
     result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
@@ -84,3 +84,34 @@ def test_dam_sensor_requests_on_change_only(fresh_sandbox: Sandbox, tmp_path: Pa
         assert not tick(
             dam_change_sensor, instance, changed.cursor, fresh_sandbox, tmp_path / "home"
         ).run_requests
+
+
+def served(sandbox: Sandbox, which: str) -> int:
+    return int(sandbox.admin(which, "GET", "/_sandbox/faults")["requests"])
+
+
+def test_a_sensor_probes_only_when_its_probe_is_due(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The sensors tick every few seconds; a tick before the probe's interval has passed asks nothing of the
+    DAM, and the first tick after it finds what changed meanwhile."""
+    home = tmp_path / "home"
+    with dg.instance_for_test() as instance:
+        ingest(fresh_sandbox, home, instance)
+        first = tick(dam_change_sensor, instance, None, fresh_sandbox, home)
+        listing = OpenTextDamResource(url=fresh_sandbox.dam_url)
+        with listing.client() as client:
+            version = client.asset_frame_page(0).assets.row(0, named=True)["asset_id"]
+        fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{version}/versions", json={})
+        before = served(fresh_sandbox, "dam")
+        resources = {
+            "lineage": LineageStoreResource(url=f"sqlite:///{home / 'lineage.db'}"),
+            "dam": OpenTextDamResource(url=fresh_sandbox.dam_url),
+        }
+        early = dam_change_sensor(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)
+        )
+        assert isinstance(early, dg.SensorResult) and not early.run_requests
+        assert "next probe in" in str(early.skip_reason)
+        assert served(fresh_sandbox, "dam") == before  # not a request
+        due = tick(dam_change_sensor, instance, early.cursor, fresh_sandbox, home)
+        assert requested(due) == [[dg.AssetKey("dam_asset_inventory")]]
+        assert served(fresh_sandbox, "dam") == before + 1  # one listing: the token is the process's

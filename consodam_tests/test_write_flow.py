@@ -27,6 +27,7 @@ from consodam_pipeline.verify import consonance_dam_resources
 from consodam_tests.pipeline import (
     Runs,
     all_definitions,
+    due_now,
     edition_tick,
     event_types,
     ingest,
@@ -162,7 +163,7 @@ def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: P
                 after = sensor(
                     dg.build_sensor_context(
                         instance=instance,
-                        cursor=before.cursor,  # type: ignore[union-attr]
+                        cursor=due_now(before.cursor),  # type: ignore[union-attr]
                         resources=resources(sandbox, home),
                     )
                 )
@@ -313,7 +314,7 @@ def test_sensor_requests_nothing_while_a_run_is_in_flight(
         def tick(cursor: str | None) -> dg.SensorResult:
             result = consonance_change_sensor(
                 dg.build_sensor_context(
-                    instance=instance, cursor=cursor, resources=resources(fresh_sandbox, home)
+                    instance=instance, cursor=due_now(cursor), resources=resources(fresh_sandbox, home)
                 )
             )
             assert isinstance(result, dg.SensorResult)
@@ -335,7 +336,7 @@ def test_sensor_requests_nothing_while_a_run_is_in_flight(
             )
             busy = tick(cursor)
             assert not busy.run_requests and f"run {running.run_id[:8]}" in str(busy.skip_reason)
-            assert busy.cursor == cursor  # the window is kept for the tick after the run
+            assert busy.cursor == due_now(cursor)  # the window is kept for the tick after the run
         instance.report_run_failed(running)
         after = tick(cursor)
         assert len(after.run_requests or []) == 1

@@ -4,13 +4,16 @@ packages) are derived from the catalog first and timed on their own."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.bench.common import Report, measured, pristine_catalog
+from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.derived.launch import LAUNCH_INPUTS
 from consodam_pipeline.derived.launch_plan import launch_plan, title_sheets
@@ -28,6 +31,32 @@ def catalog_day(catalog: Path) -> date:
     with sqlite3.connect(catalog / "consonance.sqlite") as conn:
         (anchor,) = conn.execute("SELECT value FROM meta WHERE key = 'anchor'").fetchone()
     return date.fromisoformat(anchor)
+
+
+def launch_step(tables: str, today: date) -> dict[str, Any]:
+    """What `launch_collections` computes over every period before it writes, in a process of its own reading
+    its inputs from Parquet as the asset does (the matrix and packages scanned for the editions in the
+    window): the plan and every title sheet. Its peak memory is the step's."""
+    from consodam_pipeline.derived.launch import plan_launch
+    from consodam_pipeline.domain.periods import period_keys
+
+    start = time.perf_counter()
+    launch = plan_launch(
+        pl.read_parquet(f"{tables}/title_metadata_snapshot.parquet"),
+        pl.read_parquet(f"{tables}/approved_version_links.parquet"),
+        pl.scan_parquet(f"{tables}/rights_matrix.parquet"),
+        pl.scan_parquet(f"{tables}/title_asset_packages.parquet"),
+        pl.scan_parquet(f"{tables}/dam_asset_inventory.parquet"),
+        period_keys(),
+        load_rules().launch,
+        "https://dam.example",
+        today,
+    )
+    return {
+        "seconds": time.perf_counter() - start,
+        "sheets": len(launch.sheets.sheets),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
@@ -48,6 +77,25 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
         inputs.seconds,
         f"{editions.height} editions, {links.height} links, {matrix.height} grants",
         inputs.peak_rss_mb,
+    )
+    tables = workdir / f"launch-{works}-{seed}"
+    tables.mkdir(parents=True, exist_ok=True)
+    written = {
+        "title_metadata_snapshot": editions,
+        "approved_version_links": links,
+        "rights_matrix": matrix,
+        "title_asset_packages": packages,
+        "dam_asset_inventory": versions,
+    }
+    for name, frame in written.items():
+        frame.write_parquet(tables / f"{name}.parquet")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        step = pool.apply(launch_step, (str(tables), today))
+    report.row(
+        "step: plan and title sheets, inputs read as the asset reads them (own process)",
+        step["seconds"],
+        f"{step['sheets']} sheets",
+        step["peak_rss_mb"],
     )
     with measured() as planning:
         plan = launch_plan(editions, links, matrix, packages, rules.launch, today)
@@ -70,6 +118,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
         "naive per-edition Python, same rules", naive.seconds, f"{len(reference)} members", naive.peak_rss_mb
     )
     assert reference == set(wanted), f"the two plans disagree on {len(reference ^ set(wanted))} members"
+    assert step["sheets"] == len(sheets), "the step planned other editions than the plan timed here"
     report.figures.update(
         {
             "works": works,
@@ -85,6 +134,8 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
             "title_sheets_per_s": round(len(sheets) / max(rendering.seconds, 1e-6)),
             "peak_rss_mb": round(max(inputs.peak_rss_mb, planning.peak_rss_mb, rendering.peak_rss_mb), 1),
             "launch_peak_rss_mb": round(max(planning.peak_rss_mb, rendering.peak_rss_mb), 1),
+            "step_peak_rss_mb": round(step["peak_rss_mb"], 1),
+            "step_s": round(step["seconds"], 3),
         }
     )
     report.emit(json_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -50,6 +51,12 @@ def modified_after(timestamp: str) -> dict[str, Any]:
     return condition(MODIFIED_FIELD, timestamp, "ARTESIA.OPERATOR.DATE.IS AFTER")
 
 
+# Access tokens this process holds, by (DAM, tenant, client, secret's digest): each sensor tick and each step
+# opens a client, and a token per client would double the requests a probe makes. A 401 replaces it.
+_TOKENS: dict[tuple[str, str, str, str], tuple[str, float]] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
 class DamClient:
     REFRESH_MARGIN_S = 30.0
 
@@ -74,6 +81,8 @@ class DamClient:
         self._expires_at = 0.0
         self._token_lock = threading.Lock()
         self.token_fetches = 0
+        secret_digest = hashlib.sha256(client_secret.encode()).hexdigest()[:16]
+        self._shared_key = (str(http.client.base_url), tenant, client_id, secret_digest)
 
     def __enter__(self) -> DamClient:
         return self
@@ -98,11 +107,21 @@ class DamClient:
         self._expires_at = time.monotonic() + token.expires_in
         self.http.redact.secrets.append(token.access_token)
         self.token_fetches += 1
+        with _TOKENS_LOCK:
+            _TOKENS[self._shared_key] = (self._token, self._expires_at)
+
+    def _fresh(self) -> bool:
+        return self._token is not None and time.monotonic() < self._expires_at - self.REFRESH_MARGIN_S
 
     def auth_headers(self) -> dict[str, str]:
         with self._token_lock:
-            if self._token is None or time.monotonic() > self._expires_at - self.REFRESH_MARGIN_S:
-                self._fetch_token()
+            if not self._fresh():
+                with _TOKENS_LOCK:
+                    self._token, self._expires_at = _TOKENS.get(self._shared_key, (None, 0.0))
+                if self._fresh():
+                    self.http.redact.secrets.append(str(self._token))
+                else:
+                    self._fetch_token()
             return {"Authorization": f"Bearer {self._token}"}
 
     def _refresh(self) -> dict[str, str]:

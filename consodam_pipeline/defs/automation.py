@@ -6,12 +6,12 @@ import dagster as dg
 
 from consodam_pipeline.store.resource import LineageStoreResource
 from consodam_pipeline.sync.edition_requests import EDITIONS_JOB, EditionCursor, evaluate
-from consodam_pipeline.sync.probe import sensor_interval
+from consodam_pipeline.sync.probe import EDITION_SENSOR_INTERVAL_S
 
 
 @dg.sensor(
     job_name=EDITIONS_JOB,
-    minimum_interval_seconds=max(5, sensor_interval() // 4),  # 15 s by default
+    minimum_interval_seconds=EDITION_SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="One run of consodam_editions per range of neighbouring periods that a change touched (the "
     "ingest's period markers) or that holds writes left pending by a fault (asked for again after a "

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from consodam_pipeline.clients.opentext_dam import DamClient, content_url
-from consodam_pipeline.derived.launch_plan import LaunchPlan, launch_plan, title_sheets
+from consodam_pipeline.derived.launch_plan import LaunchPlan, in_window, launch_plan, title_sheets
 from consodam_pipeline.derived.title_tags import tag_fields
 from consodam_pipeline.domain.launch import LaunchWindow
 from consodam_pipeline.domain.periods import with_period, works_in
@@ -69,11 +69,21 @@ class Launch:
         )
 
 
+# What the plan reads of the rights matrix and the packages: a few columns of the editions in the window.
+MATRIX_INPUTS = ["product_id", "asset_id", "visible", "grant_from", "grant_until"]
+PACKAGE_INPUTS = ["product_id", "requirement", "status"]
+
+
+def near_launch(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], ids: pl.Series) -> pl.DataFrame:
+    """The rows of these editions, these columns only: a lazy input (a Parquet scan) reads no more."""
+    return frame.lazy().select(columns).filter(pl.col("product_id").is_in(ids.implode())).collect()
+
+
 def plan_launch(
     titles: pl.DataFrame,
     links: pl.DataFrame,
-    matrix: pl.DataFrame,
-    packages: pl.DataFrame,
+    matrix: pl.DataFrame | pl.LazyFrame,
+    packages: pl.DataFrame | pl.LazyFrame,
     inventory: pl.LazyFrame,
     keys: Sequence[str],
     window: LaunchWindow,
@@ -86,7 +96,9 @@ def plan_launch(
         editions["work_id"].implode()
     )
     versions = inventory.select(LAUNCH_INPUTS).filter(wanted).collect()
-    plan = launch_plan(editions, links, matrix, packages, window, today)
+    ids = in_window(editions, window, today)["product_id"]
+    grants, requirements = near_launch(matrix, MATRIX_INPUTS, ids), near_launch(packages, PACKAGE_INPUTS, ids)
+    plan = launch_plan(editions, links, grants, requirements, window, today)
     xml = title_sheets(plan, versions, lambda asset_id: content_url(dam_url, asset_id))
     sheets = TitleSheetTarget(sheets=xml, tags=tag_fields(plan.launching), editions=editions)
     return Launch(plan, with_period(editions, editions, "period"), versions, sheets)

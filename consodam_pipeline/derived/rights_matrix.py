@@ -19,6 +19,31 @@ from consodam_pipeline.domain.territories import (
 )
 
 GRANT = word_columns("grant")
+# What the matrix and its checks read of each snapshot (the step reads only these from Parquet).
+EDITION_INPUTS = [
+    "product_id",
+    "isbn13",
+    "work_id",
+    "publication_date",
+    "publishing_status",
+    "embargo_date",
+    "for_sale_worldwide",
+    "for_sale_countries",
+    "not_for_sale_countries",
+    "row_sales_rights_type",
+]
+VERSION_INPUTS = [
+    "asset_id",
+    "original_asset_id",
+    "version",
+    "role",
+    "isbn13",
+    "work_id",
+    "approval_status",
+    "license_from",
+    "license_until",
+    "orphan_tag",
+]
 
 
 def edition_territories(editions: pl.DataFrame) -> pl.DataFrame:

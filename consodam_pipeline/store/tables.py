@@ -101,9 +101,13 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             if context.dagster_type.typing_type is pl.LazyFrame:
                 return scan_parquet(self.path_for(key))
             return read_parquet(self.path_for(key))
-        frames = []
+        lazy = context.dagster_type.typing_type is pl.LazyFrame
+        frames: list[pl.DataFrame | pl.LazyFrame] = []
         for partition in context.asset_partition_keys:
             path = self.path_for(key, partition)
             if exists(path):
-                frames.append(read_parquet(path).with_columns(pl.lit(partition).alias(PARTITION_COLUMN)))
-        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+                part = scan_parquet(path) if lazy else read_parquet(path)
+                frames.append(part.with_columns(pl.lit(partition).alias(PARTITION_COLUMN)))
+        if not frames:
+            return pl.LazyFrame() if lazy else pl.DataFrame()
+        return pl.concat(frames, how="diagonal_relaxed")  # type: ignore[type-var]

@@ -24,7 +24,12 @@ import dagster as dg
 from consodam_pipeline.domain.periods import contiguous_ranges, period_keys
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bookkeeping import PendingPeriod
-from consodam_pipeline.sync.partitions import EDITION_CHANGES, periods_per_run, range_tags
+from consodam_pipeline.sync.partitions import (
+    EDITION_CHANGES,
+    periods_per_run,
+    range_tags,
+    small_run_config,
+)
 
 EDITIONS_JOB = "consodam_editions"
 FIRST_RETRY_S = 60.0
@@ -116,6 +121,7 @@ def requests(changed: Iterable[str], pending: Iterable[str], marker: int) -> lis
                 run_key=f"editions:{span}:{marker}:{'+'.join(why)}",
                 job_name=EDITIONS_JOB,
                 tags={**range_tags(keys), "consodam/trigger": " and ".join(why)},
+                run_config=small_run_config(len(keys)),
             )
         )
     return runs

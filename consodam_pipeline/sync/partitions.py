@@ -60,13 +60,41 @@ def celery_settings() -> dict[str, Any] | None:
 PRELOAD = "consodam_pipeline.preload"
 
 
+SMALL_RUN_PERIODS = 3  # a run over this many periods or fewer runs its steps in the run's own process
+
+
+def _steps_where(config: dict[str, Any]) -> dict[str, Any]:
+    if config["in_process"]:
+        return {"in_process": {}}
+    return {"multiprocess": {"start_method": {"forkserver": {"preload_modules": [PRELOAD]}}}}
+
+
 def step_executor() -> dg.ExecutorDefinition:
     """Every job's default: Dagster's multiprocess executor, its step processes forked from a forkserver
-    that has imported Dagster, polars and every definition once (`consodam_pipeline.preload`). A spawned
-    step imports all of it again: ~2 s before each step of a run; a forked one starts in ~0.4 s."""
-    return dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": [PRELOAD]}}}, name="multiprocess"
+    that has imported Dagster, polars and every definition once (`consodam_pipeline.preload`); a spawned
+    step imports all of it again (~2 s before each step of a run; a forked one starts in ~0.4 s). A run
+    configured `in_process: true` runs its steps one after another in its own process instead: what the
+    sensors ask for a change (one ingest, or the editions of a few periods) is done before a forkserver
+    would have started."""
+    return dg.multi_or_in_process_executor.configured(
+        _steps_where,
+        name="multiprocess",
+        config_schema={
+            "in_process": dg.Field(
+                bool, default_value=False, description="Run the steps in the run's process, one at a time."
+            )
+        },
     )
+
+
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": True}}}
+
+
+def small_run_config(periods: int | None = None) -> dict[str, Any]:
+    """The run config of a run the sensors ask for: in the run's own process when it is small (an ingest,
+    or a few periods) and the default executor runs it (a celery deployment spreads every run's steps)."""
+    small = periods is None or periods <= SMALL_RUN_PERIODS
+    return IN_PROCESS if small and celery_settings() is None else {}
 
 
 def edition_executor() -> dg.ExecutorDefinition | None:

@@ -1,19 +1,25 @@
 """Change probes shared by the ingest sensors: a cheap listing of what changed recently.
 
+The sensors tick every few seconds (`PROBE_TICK_S`) but probe their system only when its probe is due (the
+cursor says when it last probed): the request rate is the probe interval's, and a probe put off while a run
+was in flight happens on the first tick after that run, not a whole interval later.
+
 The cursor remembers a short digest of each (object, stamp) change in the last window; a run is requested
-when the window holds a change the last tick had not seen. The run_key carries a fingerprint of the
-window, so Dagster never runs the same change set twice, and a tick costs time in proportion to recent
+when the window holds a change the last probe had not seen. The run_key carries a fingerprint of the
+window, so Dagster never runs the same change set twice, and a probe costs time in proportion to recent
 changes, not to the catalog. Three things keep runs from piling up:
 - changes whose stamp is the one the system showed right after consodam's own write (the write journal)
   are consodam's writes coming back, not work: they are left out of the window;
-- while a run for the asset is queued or in progress, nothing is requested and the cursor stays put, so
-  the next tick after it ends requests one run covering whatever came meanwhile;
+- while a run for the asset is queued or in progress, or an edition run is writing, nothing is probed or
+  requested and the cursor stays put, so the first probe after it requests one run covering whatever came
+  meanwhile;
 - the initial load (the asset never materialized) is requested once; only a failed one is asked again.
 """
 
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -25,7 +31,7 @@ from consodam_pipeline.clients.opentext_dam import OpenTextDamResource, modified
 from consodam_pipeline.domain.timestamps import format_ts, parse_ts, utcnow
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.edition_requests import EDITIONS_JOB
-from consodam_pipeline.sync.partitions import RETRY_ALL_STEPS
+from consodam_pipeline.sync.partitions import RETRY_ALL_STEPS, small_run_config
 from consodam_pipeline.sync.usage_ingest import USAGE_CURSOR
 
 TITLES = dg.AssetKey("title_metadata_snapshot")
@@ -38,12 +44,27 @@ INTERVAL_SETTING = "CONSODAM_SENSOR_INTERVAL_S"
 
 
 def sensor_interval() -> int:
-    """Seconds between an ingest sensor's probes: CONSODAM_SENSOR_INTERVAL_S, else 60. A change reaches the
-    other system within about this plus one ingest and one edition run."""
+    """Seconds between the Consonance probes: CONSODAM_SENSOR_INTERVAL_S, else 60. A change reaches the
+    other system within about its probe's interval plus one ingest and one edition run."""
     text = os.environ.get(INTERVAL_SETTING, "60")
     if not text.isdigit() or not 5 <= int(text) <= 86400:
         raise ValueError(f"{INTERVAL_SETTING}={text!r}: expected whole seconds from 5 to 86400")
     return int(text)
+
+
+def dam_probe_interval() -> int:
+    """The DAM's change probe runs twice as often: an approval waiting in the DAM is the change a publisher
+    watches for, and with the process's token reused a probe is one request (two were: token, listing)."""
+    return max(5, sensor_interval() // 2)
+
+
+def usage_probe_interval() -> int:
+    """The usage log is read for the audit, not to write anywhere: half as often."""
+    return sensor_interval() * 2
+
+
+PROBE_TICK_S = 5  # how often an ingest sensor looks whether its probe is due (no request when it is not)
+EDITION_SENSOR_INTERVAL_S = 5  # reads the store and the run queue only: no request to either system
 
 
 @dataclass
@@ -51,6 +72,12 @@ class ProbeCursor:
     fingerprint: str = ""
     high_water: str = ""
     seen: list[str] = field(default_factory=list)  # digests of the changes in the last window
+    probed_at: float = 0.0  # epoch seconds of the last probe
+
+    def due_in(self, interval: int) -> float:
+        """Seconds until the next probe is due (0 or less: now). A probe due before the next tick is due
+        now: waiting a tick for it would add a tick to every interval."""
+        return self.probed_at + interval - time.time() - PROBE_TICK_S / 2
 
     @classmethod
     def parse(cls, raw: str | None) -> "ProbeCursor":
@@ -135,6 +162,35 @@ def last_run_failed(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str
     return run.run_id if run is not None and run.status == dg.DagsterRunStatus.FAILURE else None
 
 
+def not_now(
+    context: dg.SensorEvaluationContext,
+    *,
+    asset_key: dg.AssetKey,
+    cursor: ProbeCursor,
+    interval: int,
+    needs: Sequence[dg.AssetKey] = (),
+) -> dg.SensorResult | None:
+    """Why this tick does not probe (a skip that keeps the cursor), or None: probe now."""
+    name = asset_key.to_user_string()
+    missing = [
+        k.to_user_string() for k in needs if context.instance.get_latest_materialization_event(k) is None
+    ]
+    reason = None
+    if missing:  # the first load: the snapshot this ingest reads comes first (the cursor waits too)
+        reason = f"waiting for the first {', '.join(missing)}: {name} reads it"
+    elif (writing := edition_run_in_flight(context.instance)) is not None:
+        # its writes come back as consodam's own only once its record step journals them
+        reason = f"edition run {writing.run_id[:8]} is writing: {name} is probed after it"
+    elif (busy := run_in_flight(context.instance, asset_key)) is not None:
+        reason = (
+            f"run {busy.run_id[:8]} for {name} is {busy.status.value.lower()}: the first probe after it picks "
+            "up whatever changed meanwhile"
+        )
+    elif (wait := cursor.due_in(interval)) > 0:
+        reason = f"next probe in {wait:.0f} s (every {interval} s)"
+    return None if reason is None else dg.SensorResult(skip_reason=reason, cursor=cursor.dump())
+
+
 def decide(
     context: dg.SensorEvaluationContext,
     *,
@@ -142,32 +198,14 @@ def decide(
     changes: list[tuple[str, str]],
     cursor: ProbeCursor,
     high_water: str = "",
-    needs: Sequence[dg.AssetKey] = (),
 ) -> dg.SensorResult:
+    """After a probe: the initial load, one run for the changes the last probe had not seen, or nothing."""
     name = asset_key.to_user_string()
-    missing = [
-        k.to_user_string() for k in needs if context.instance.get_latest_materialization_event(k) is None
-    ]
-    if missing:  # the first load: the snapshot this ingest reads comes first (the cursor waits too)
-        return dg.SensorResult(
-            skip_reason=f"waiting for the first {', '.join(missing)}: {name} reads it", cursor=cursor.dump()
-        )
-    writing = edition_run_in_flight(context.instance)
-    if writing is not None:  # its writes come back as consodam's own only once its record step journals them
-        return dg.SensorResult(
-            skip_reason=f"edition run {writing.run_id[:8]} is writing: {name} is probed again after it",
-            cursor=cursor.dump(),
-        )
-    busy = run_in_flight(context.instance, asset_key)
-    if busy is not None:
-        return dg.SensorResult(
-            skip_reason=f"run {busy.run_id[:8]} for {name} is {busy.status.value.lower()}: it, or the first "
-            f"tick after it ends, picks up the {len(changes)} change(s) in the window",
-            cursor=cursor.dump(),
-        )
     fp = fingerprint(changes)
     seen = sorted({digest(key, stamp) for key, stamp in changes})
-    new_cursor = ProbeCursor(fingerprint=fp, high_water=high_water or cursor.high_water, seen=seen).dump()
+    new_cursor = ProbeCursor(
+        fingerprint=fp, high_water=high_water or cursor.high_water, seen=seen, probed_at=time.time()
+    ).dump()
     if context.instance.get_latest_materialization_event(asset_key) is None:
         failed = last_run_failed(context.instance, asset_key)
         return dg.SensorResult(
@@ -175,6 +213,7 @@ def decide(
                 dg.RunRequest(
                     run_key=f"{name}:initial" + (f":after:{failed}" if failed else ""),
                     asset_selection=[asset_key],
+                    run_config=small_run_config(),
                     tags={"consodam/trigger": "initial load", **RETRY_ALL_STEPS},
                 )
             ],
@@ -188,6 +227,7 @@ def decide(
             dg.RunRequest(
                 run_key=f"{name}:{fp[:24]}",
                 asset_selection=[asset_key],
+                run_config=small_run_config(),
                 tags={
                     **RETRY_ALL_STEPS,
                     "consodam/changes_in_window": str(len(changes)),

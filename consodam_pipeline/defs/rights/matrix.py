@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from consodam_pipeline.derived.rights_matrix import EDITION_INPUTS, VERSION_INPUTS
 from consodam_pipeline.derived.rights_matrix import rights_matrix as build_matrix
 from consodam_pipeline.derived.rights_report import RIGHTS_CHECKS, matrix_metadata, rights_checks
 from consodam_pipeline.domain.periods import partition_slice
@@ -22,10 +23,14 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES, by_period, period
 )
 def rights_matrix(  # type: ignore[no-untyped-def]  # an annotation would be read as the output's type
     context: dg.AssetExecutionContext,
-    title_metadata_snapshot: pl.DataFrame,
-    dam_asset_inventory: pl.DataFrame,
+    title_metadata_snapshot: pl.LazyFrame,
+    dam_asset_inventory: pl.LazyFrame,
 ):
-    editions, versions = partition_slice(title_metadata_snapshot, dam_asset_inventory, context.partition_keys)
+    editions, versions = partition_slice(
+        title_metadata_snapshot.select(EDITION_INPUTS).collect(),
+        dam_asset_inventory.select(VERSION_INPUTS),
+        context.partition_keys,
+    )
     matrix = build_matrix(editions, versions)
     return dg.MaterializeResult(
         value=matrix.rename({"period": PARTITION_COLUMN}),
