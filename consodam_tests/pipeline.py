@@ -129,17 +129,6 @@ def edition_assets() -> list[Any]:
     ]
 
 
-def due_now(cursor: str | None) -> str | None:
-    """An ingest sensor's cursor as if its probe's interval had passed (a test ticks faster than any)."""
-    from consodam_pipeline.sync.probe import ProbeCursor
-
-    if cursor is None:
-        return None
-    probed = ProbeCursor.parse(cursor)
-    probed.probed_at = 0.0
-    return probed.dump()
-
-
 def all_definitions(sandbox: Sandbox, home: Path) -> dg.Definitions:
     from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
 

@@ -81,6 +81,7 @@ def test_bench_rights_workflow_launch_and_audit_write_their_figures(tmp_path: Pa
             "ledger_rows",
             "backfill_step_peak_mb",
             "rebackfill_step_peak_mb",
+            "report_step_peak_mb",
         ),
     }
     for bench, keys in promised.items():

@@ -8,7 +8,8 @@ from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
 from consodam_pipeline.store.resource import LineageStoreResource
-from consodam_tests.pipeline import due_now, ingest
+from consodam_pipeline.sync.probe import due_now
+from consodam_tests.pipeline import ingest
 from consodam_tests.support import Sandbox
 
 
@@ -115,3 +116,33 @@ def test_a_sensor_probes_only_when_its_probe_is_due(fresh_sandbox: Sandbox, tmp_
         due = tick(dam_change_sensor, instance, early.cursor, fresh_sandbox, home)
         assert requested(due) == [[dg.AssetKey("dam_asset_inventory")]]
         assert served(fresh_sandbox, "dam") == before + 1  # one listing: the token is the process's
+
+
+def test_the_dam_window_reaches_back_only_while_the_newest_change_is_recent(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A change can show in the DAM's listing a little after its stamp, so the window reaches LOOKBACK behind
+    the newest stamp seen; once that stamp has stood LOOKBACK, the window starts at it, and a probe at rest
+    no longer lists the last burst again."""
+    import json
+
+    from consodam_pipeline.sync.probe import LOOKBACK
+
+    home = tmp_path / "home"
+    with dg.instance_for_test() as instance:
+        ingest(fresh_sandbox, home, instance)
+        first = tick(dam_change_sensor, instance, None, fresh_sandbox, home)
+        with OpenTextDamResource(url=fresh_sandbox.dam_url).client() as client:
+            version = client.asset_frame_page(0).assets.row(0, named=True)["asset_id"]
+        fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{version}/versions", json={})
+        changed = tick(dam_change_sensor, instance, first.cursor, fresh_sandbox, home)
+        assert requested(changed) == [[dg.AssetKey("dam_asset_inventory")]]
+        recent = tick(dam_change_sensor, instance, changed.cursor, fresh_sandbox, home)
+        assert not recent.run_requests and "(0 in window)" not in str(recent.skip_reason)  # re-read
+        stood = json.loads(str(recent.cursor))
+        stood["high_water_at"] -= LOOKBACK.total_seconds()
+        settled = tick(dam_change_sensor, instance, json.dumps(stood), fresh_sandbox, home)
+        assert not settled.run_requests and "(0 in window)" in str(settled.skip_reason)
+        fresh_sandbox.admin("dam", "POST", f"/_sandbox/assets/{version}/versions", json={})
+        again = tick(dam_change_sensor, instance, settled.cursor, fresh_sandbox, home)
+        assert requested(again) == [[dg.AssetKey("dam_asset_inventory")]]  # a new change is still found

@@ -22,12 +22,12 @@ from consodam_pipeline.derived.rights_matrix import asset_grants
 from consodam_pipeline.derived.title_tags import TITLE_TAGS, desired_tags
 from consodam_pipeline.domain.periods import period_keys
 from consodam_pipeline.sync.consonance_resources import asset_in_url
+from consodam_pipeline.sync.probe import due_now
 from consodam_pipeline.sync.report import WRITES_CHECK
 from consodam_pipeline.verify import consonance_dam_resources
 from consodam_tests.pipeline import (
     Runs,
     all_definitions,
-    due_now,
     edition_tick,
     event_types,
     ingest,

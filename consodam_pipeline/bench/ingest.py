@@ -205,6 +205,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
 def sensor_ticks(instance: dg.DagsterInstance, sandbox: SandboxProcess, report: Report) -> float:
     from consodam_pipeline.defs.ingest.sensors import consonance_change_sensor, dam_change_sensor
     from consodam_pipeline.store.resource import LineageStoreResource
+    from consodam_pipeline.sync.probe import due_now
 
     resources = {
         "consonance": ConsonanceResource(url=sandbox.consonance_url),
@@ -219,7 +220,8 @@ def sensor_ticks(instance: dg.DagsterInstance, sandbox: SandboxProcess, report: 
                 sandbox.admin("consonance", "POST", "/_sandbox/activity", json={"changes": 20, "seed": 9})
                 sandbox.admin("dam", "POST", "/_sandbox/activity", json={"changes": 20, "seed": 9})
             start = time.perf_counter()
-            result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            context = dg.build_sensor_context(instance=instance, cursor=due_now(cursor), resources=resources)
+            result = sensor(context)  # a tick whose probe is due: it asks its system
             elapsed = time.perf_counter() - start
             cursor = result.cursor  # type: ignore[union-attr]
             requests = len(result.run_requests or [])  # type: ignore[union-attr]

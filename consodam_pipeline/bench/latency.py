@@ -54,10 +54,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def served(dev: Deployment, which: str) -> int:
-    """API requests the sandbox has answered so far (its /_sandbox/ admin calls not counted)."""
+def served(dev: Deployment, which: str) -> dict[str, int]:
+    """API requests the sandbox has answered so far by route (its /_sandbox/ admin calls not counted)."""
     assert dev.sandbox is not None
-    return int(dev.sandbox.admin(which, "GET", "/_sandbox/faults")["requests"])
+    return {
+        str(k): int(v)
+        for k, v in dev.sandbox.admin(which, "GET", "/_sandbox/faults")["requests_by_route"].items()
+    }
 
 
 def runs_since(dev: Deployment, moment: datetime) -> list[dg.DagsterRun]:
@@ -70,8 +73,14 @@ def requests_at_rest(dev: Deployment, seconds: float) -> dict[str, float]:
     before = {which: served(dev, which) for which in ("consonance", "dam")}
     time.sleep(seconds)
     after = {which: served(dev, which) for which in ("consonance", "dam")}
-    rates = {which: (after[which] - before[which]) * 60 / seconds for which in before}
-    return {**rates, "runs": float(len(runs_since(dev, moment)))}
+    routes = {
+        f"{which} {route}": (n - before[which].get(route, 0)) * 60 / seconds
+        for which in after
+        for route, n in after[which].items()
+        if n > before[which].get(route, 0)
+    }
+    rates = {which: sum(v for k, v in routes.items() if k.startswith(which)) for which in after}
+    return {**rates, "runs": float(len(runs_since(dev, moment))), **routes}
 
 
 def shown_after(dev: Deployment, change: Change, found: Latencies) -> float:
@@ -142,10 +151,12 @@ def run(
         first = dev.settle("the first load", lambda: loaded(dev), FIRST_LOAD_BOUND_S)
         report.row("first load by the sensors alone", first)
         rest = requests_at_rest(dev, rest_s)
+        by_route = ", ".join(f"{k} {v:.1f}/min" for k, v in rest.items() if " " in k)
         report.row(
             "at rest",
             rest_s,
-            f"Consonance {rest['consonance']:.1f}/min, DAM {rest['dam']:.1f}/min, {rest['runs']:.0f} runs",
+            f"Consonance {rest['consonance']:.1f}/min, DAM {rest['dam']:.1f}/min, {rest['runs']:.0f} runs "
+            f"({by_route})",
         )
         found = measure(dev, kinds, repeat, seed)
     for kind in kinds:
@@ -159,6 +170,7 @@ def run(
         consonance_requests_per_min_at_rest=round(rest["consonance"], 1),
         dam_requests_per_min_at_rest=round(rest["dam"], 1),
         runs_at_rest=int(rest["runs"]),
+        requests_per_min_at_rest_by_route={k: round(v, 1) for k, v in rest.items() if " " in k},
         runs_per_change_max=max(found.runs_per_change),
         most_runs_in_flight=found.most_runs_in_flight,
         sensor_interval_s=sensor_interval(),

@@ -37,11 +37,17 @@ class FaultRule:
             raise ValueError("a fault needs a rate in (0, 1] or a count")
 
 
+def route_of(path: str) -> str:
+    """A path with its ids left out (`/otmmapi/v6/assets/{id}/contents`): what a request count is kept by."""
+    return "/".join("{id}" if part.isdigit() or len(part) >= 16 else part for part in path.split("/"))
+
+
 class FaultInjector:
     def __init__(self, seed: int = 0) -> None:
         self.rules: list[FaultRule] = []
         self.fired: dict[str, int] = {}
         self.requests = 0
+        self.by_route: dict[str, int] = {}
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
 
@@ -61,6 +67,7 @@ class FaultInjector:
                 "rules": [asdict(r) for r in self.rules],
                 "fired": dict(self.fired),
                 "requests": self.requests,
+                "requests_by_route": dict(self.by_route),
             }
 
     @property
@@ -70,6 +77,7 @@ class FaultInjector:
     def pick(self, path: str, body: bytes = b"") -> FaultRule | None:
         with self.lock:
             self.requests += 1
+            self.by_route[route_of(path)] = self.by_route.get(route_of(path), 0) + 1
             for rule in self.rules:
                 if not path.startswith(rule.path_prefix):
                     continue
