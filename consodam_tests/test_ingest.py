@@ -269,7 +269,9 @@ def test_exhausted_retries_fail_the_run_with_the_endpoint(
     with pytest.raises(ApiError) as info:
         ingest(sandbox, home, assets=[asset], max_attempts=2)
     assert "failed after 2 attempt(s): HTTP 503" in str(info.value)
-    assert info.value.endpoint.startswith("POST /") and info.value.attempts == 2
+    # the DAM's first request is the token's, unless this process already holds one for that DAM
+    named = ("POST /graphql",) if which == "consonance" else ("POST /tenants/", "GET /otmmapi/v6/assets")
+    assert info.value.endpoint.startswith(named) and info.value.attempts == 2
     assert httpx.get(f"{sandbox.consonance_url}/_sandbox/stats").status_code == 200
 
 
