@@ -153,7 +153,9 @@ def test_the_backfill_range_setting_splits_runs(monkeypatch: pytest.MonkeyPatch)
         backfill_policy()
 
 
-def test_a_small_run_runs_in_its_own_process_and_a_backfill_spreads_its_steps() -> None:
+def test_a_small_run_runs_in_its_own_process_and_a_backfill_spreads_its_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """What the sensors ask for is valid run config for the code location's jobs: a change's runs (an ingest,
     the editions of a few periods) run their steps in the run's process, a backfill in step processes."""
     from consodam_pipeline.definitions import defs
@@ -170,3 +172,7 @@ def test_a_small_run_runs_in_its_own_process_and_a_backfill_spreads_its_steps() 
     ingest_job = definitions.resolve_implicit_global_asset_job_def()
     dg.validate_run_config(ingest_job, small_run_config())
     assert editions.executor_def.name == "multiprocess"
+    # With celery the edition job's steps go to the workers whatever the size; an ingest stays in process.
+    monkeypatch.setenv("CONSODAM_CELERY_BROKER", "redis://127.0.0.1:1/0")
+    assert [r.run_config for r in edition_requests.requests(everything[:1], [], marker=1)] == [{}]
+    assert small_run_config() == IN_PROCESS

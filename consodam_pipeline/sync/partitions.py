@@ -91,10 +91,12 @@ IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": True}}}
 
 
 def small_run_config(periods: int | None = None) -> dict[str, Any]:
-    """The run config of a run the sensors ask for: in the run's own process when it is small (an ingest,
-    or a few periods) and the default executor runs it (a celery deployment spreads every run's steps)."""
-    small = periods is None or periods <= SMALL_RUN_PERIODS
-    return IN_PROCESS if small and celery_settings() is None else {}
+    """The run config of a run the sensors ask for: in the run's own process when it is small. An ingest
+    (`periods` None) always is; the editions of a few periods are unless celery spreads the edition job's
+    steps (its executor has no such setting)."""
+    if periods is None:
+        return IN_PROCESS
+    return IN_PROCESS if periods <= SMALL_RUN_PERIODS and celery_settings() is None else {}
 
 
 def edition_executor() -> dg.ExecutorDefinition | None:
