@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from consodam_pipeline.audit.answer import DAM_VERSION, EDITION, edition_audit
 from consodam_pipeline.audit.report import ReportQuery, report_frame, to_csv, write_report
-from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, pristine_catalog
+from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, percentile, pristine_catalog
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.clients.consonance import ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
@@ -242,11 +242,6 @@ def _median_load_ms(browser: str, page_file: Path) -> float:
         finally:
             chromium.close()
     return statistics.median(samples)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def query_times(engine: sa.Engine, isbns: list[str], as_of: bool, seed: int) -> list[float]:

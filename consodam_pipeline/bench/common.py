@@ -40,6 +40,12 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return _status_mb("VmHWM:", pid)
 
 
+def percentile(samples: list[float], q: float) -> float:
+    """The sample nearest the q-th quantile (no interpolation: a figure that was measured)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 @dataclass
 class Measure:
     seconds: float = 0.0

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
-from consodam_pipeline.bench.common import Report
+from consodam_pipeline.bench.common import Report, percentile
 from consodam_pipeline.deployment import UNFINISHED, Deployment, deployment
 from consodam_pipeline.sandbox.people import KINDS, Change
 from consodam_pipeline.sync.probe import INVENTORY, PROBE_TICK_S, TITLES, USAGE, sensor_interval
@@ -45,13 +45,6 @@ class Latencies:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     runs_per_change: list[int] = field(default_factory=list)
     most_runs_in_flight: int = 0
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least `share` of the values at or below it."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * share // 1))
-    return ordered[int(rank) - 1]
 
 
 def served(dev: Deployment, which: str) -> dict[str, int]:
