@@ -24,7 +24,7 @@ import dagster as dg
 from consodam_pipeline.bench.common import Report, percentile
 from consodam_pipeline.deployment import UNFINISHED, Deployment, deployment
 from consodam_pipeline.sandbox.people import KINDS, Change
-from consodam_pipeline.sync.probe import INVENTORY, PROBE_TICK_S, TITLES, USAGE, sensor_interval
+from consodam_pipeline.sync.probe import DAEMON_LOOP_S, INVENTORY, TITLES, USAGE, sensor_interval
 
 FIRST_LOAD_BOUND_S = 1200.0
 CHANGE_BOUND_S = 300.0  # a change not shown by then fails the benchmark
@@ -104,7 +104,7 @@ def loaded(dev: Deployment) -> bool | str:
 def settle_set_up(dev: Deployment, label: str) -> None:
     """Set-up changes reach consodam before anything is timed: every probe has gone out once since they were
     made (quiet alone can come before the next Consonance probe), and the runs they woke have ended."""
-    time.sleep(sensor_interval() + 2 * PROBE_TICK_S)
+    time.sleep(sensor_interval() + 2 * DAEMON_LOOP_S)
     dev.settle(label, lambda: True)
 
 
