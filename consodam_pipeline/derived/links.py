@@ -24,6 +24,7 @@ from consodam_pipeline.store.ledger import Ledger
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
 from consodam_pipeline.sync.consonance_resources import AssetLinkTarget, reference_state
+from consodam_pipeline.sync.dam_ingest import VERSION_IDENTITY
 from consodam_pipeline.sync.report import (
     EDITION_KEY_COLUMNS,
     VERSION_COLUMNS,
@@ -40,19 +41,7 @@ LINK_HISTORY_REVISION = "1"
 EDITION_INPUTS = ["product_id", "isbn13", "work_id"]  # what the link history reads of an edition
 LINK_EDITION_INPUTS = [*EDITION_INPUTS, "publication_date"]  # and what places it in its period
 # The inventory columns the link history reads (the renditions, tags and restrictions stay on disk).
-LINK_INPUTS = [
-    "asset_id",
-    "original_asset_id",
-    "version",
-    "role",
-    "isbn13",
-    "work_id",
-    "approval_status",
-    "approved_by",
-    "approved_at",
-    "approval_history",
-    "orphan_tag",
-]
+LINK_INPUTS = [*VERSION_IDENTITY, "approved_by", "approved_at", "approval_history", "orphan_tag"]
 LINK_LINEAGE: dict[str, dict[str, list[str]]] = {
     **EDITION_KEY_COLUMNS,
     **VERSION_COLUMNS,

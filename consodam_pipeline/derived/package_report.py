@@ -18,6 +18,7 @@ from consodam_pipeline.domain.periods import with_period
 from consodam_pipeline.domain.timestamps import utcnow
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
+from consodam_pipeline.sync.dam_ingest import VERSION_IDENTITY
 from consodam_pipeline.sync.plan import state_hash
 from consodam_pipeline.sync.report import (
     EDITION_KEY_COLUMNS,
@@ -35,13 +36,7 @@ CHECK_SAMPLE = 300  # editions recomputed one by one by the blocking check
 SOON = timedelta(days=90)
 # The inventory columns a package evaluation reads (the rest, histories and tags, stay on disk).
 PACKAGE_INPUTS = [
-    "asset_id",
-    "original_asset_id",
-    "version",
-    "role",
-    "isbn13",
-    "work_id",
-    "approval_status",
+    *VERSION_IDENTITY,
     "approved_by",
     "approved_at",
     "mime_type",

@@ -17,6 +17,7 @@ from consodam_pipeline.domain.territories import (
     union_exprs,
     word_columns,
 )
+from consodam_pipeline.sync.dam_ingest import VERSION_IDENTITY
 
 GRANT = word_columns("grant")
 # What the matrix and its checks read of each snapshot (the step reads only these from Parquet).
@@ -32,18 +33,7 @@ EDITION_INPUTS = [
     "not_for_sale_countries",
     "row_sales_rights_type",
 ]
-VERSION_INPUTS = [
-    "asset_id",
-    "original_asset_id",
-    "version",
-    "role",
-    "isbn13",
-    "work_id",
-    "approval_status",
-    "license_from",
-    "license_until",
-    "orphan_tag",
-]
+VERSION_INPUTS = [*VERSION_IDENTITY, "license_from", "license_until", "orphan_tag"]
 
 
 def edition_territories(editions: pl.DataFrame) -> pl.DataFrame:

@@ -293,9 +293,8 @@ def _version_key() -> pl.Expr:
     return pl.format("{}#{}", pl.col("original_asset_id"), pl.col("version")).alias("version_key")
 
 
-# What the edition-level assets read from a version; our own writes (tags, restrictions, policies) are not in
-# it, so the DAM changes consodam itself makes do not send the edition graph round again.
-RELEVANT = [
+# A DAM version's identity and decision: what every reader of the inventory starts from.
+VERSION_IDENTITY = [
     "asset_id",
     "original_asset_id",
     "version",
@@ -303,6 +302,11 @@ RELEVANT = [
     "isbn13",
     "work_id",
     "approval_status",
+]
+# What the edition-level assets read from a version; our own writes (tags, restrictions, policies) are not in
+# it, so the DAM changes consodam itself makes do not send the edition graph round again.
+RELEVANT = [
+    *VERSION_IDENTITY,
     "approved_at",
     "license_from",
     "license_until",
