@@ -135,13 +135,19 @@ def test_bench_latency_times_changes_through_the_deployment_make_dev_starts(
         *("bench", "latency", "--works", "40", "--repeat", "1", "--kinds", "approval,milestone"),
         *("--rest", "20", "--workdir", str(tmp_path / "work"), "--json", str(out)),
     ]
-    done = subprocess.run(
+    bench = subprocess.Popen(
         [sys.executable, "-m", "consodam_pipeline.cli", *command],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
         env={**env_with(scratch), "CONSODAM_SENSOR_INTERVAL_S": "10"},
     )
+    try:
+        stdout, stderr = bench.communicate(timeout=780)
+    except subprocess.TimeoutExpired:
+        bench.terminate()  # SIGTERM: the bench stops the sandboxes and `dg dev` it started
+        stdout, stderr = bench.communicate(timeout=60)
+    done = subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     for key in ("approval_to_consonance_p50_s", "approval_to_consonance_p95_s", "milestone_to_tasks_p50_s"):
