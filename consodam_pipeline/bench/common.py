@@ -7,16 +7,18 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from consodam_pipeline.sandbox.catalog import CATALOG_REVISION
 from consodam_pipeline.sandbox.process import SandboxProcess
+
+T = TypeVar("T")
 
 
 def _status_mb(field: str, pid: int | str = "self") -> float:
@@ -44,6 +46,34 @@ def percentile(samples: list[float], q: float) -> float:
     """The sample nearest the q-th quantile (no interpolation: a figure that was measured)."""
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def every_period(
+    tables: str, version_columns: list[str], edition_columns: list[str] | None = None
+) -> tuple[Any, Any, float]:
+    """A step's inputs over every period, read from the ingest's Parquet tables as its asset reads them (the
+    inventory's columns sliced to the periods as it is read): editions, versions, seconds taken."""
+    import polars as pl
+
+    from consodam_pipeline.domain.periods import partition_slice, period_keys
+
+    start = time.perf_counter()
+    editions, versions = partition_slice(
+        pl.read_parquet(f"{tables}/title_metadata_snapshot.parquet", columns=edition_columns),
+        pl.scan_parquet(f"{tables}/dam_asset_inventory.parquet").select(version_columns),
+        period_keys(),
+    )
+    return editions, versions, time.perf_counter() - start
+
+
+def repeated(compute: Callable[[], T], times: int) -> tuple[T, list[float]]:
+    """The result of `compute` and the seconds each of `times` runs of it took."""
+    runs = []
+    for _ in range(times):
+        start = time.perf_counter()
+        result = compute()
+        runs.append(time.perf_counter() - start)
+    return result, runs
 
 
 @dataclass

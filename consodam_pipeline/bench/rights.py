@@ -16,7 +16,14 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, pristine_catalog
+from consodam_pipeline.bench.common import (
+    Report,
+    every_period,
+    measured,
+    peak_rss_mb,
+    pristine_catalog,
+    repeated,
+)
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.derived.restrictions import desired_restrictions
 from consodam_pipeline.derived.rights_matrix import asset_grants
@@ -30,20 +37,9 @@ def matrix_step(tables: str) -> dict[str, Any]:
     """What the asset does over every period, timed: read its columns, slice, build, check."""
     from consodam_pipeline.derived.rights_matrix import EDITION_INPUTS, VERSION_INPUTS, rights_matrix
     from consodam_pipeline.derived.rights_report import rights_checks
-    from consodam_pipeline.domain.periods import partition_slice, period_keys
 
-    start = time.perf_counter()
-    editions, versions = partition_slice(
-        pl.read_parquet(f"{tables}/title_metadata_snapshot.parquet", columns=EDITION_INPUTS),
-        pl.scan_parquet(f"{tables}/dam_asset_inventory.parquet").select(VERSION_INPUTS),
-        period_keys(),
-    )
-    read_s = time.perf_counter() - start
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        matrix = rights_matrix(editions, versions)
-        runs.append(time.perf_counter() - start)
+    editions, versions, read_s = every_period(tables, VERSION_INPUTS, EDITION_INPUTS)
+    matrix, runs = repeated(lambda: rights_matrix(editions, versions), REPEATS)
     start = time.perf_counter()
     checks = rights_checks(matrix, editions, versions)
     checks_s = time.perf_counter() - start

@@ -17,7 +17,14 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.bench.common import Report, measured, peak_rss_mb, pristine_catalog
+from consodam_pipeline.bench.common import (
+    Report,
+    every_period,
+    measured,
+    peak_rss_mb,
+    pristine_catalog,
+    repeated,
+)
 from consodam_pipeline.bench.frames import catalog_frames
 from consodam_pipeline.derived.package_report import PACKAGE_INPUTS
 from consodam_pipeline.derived.packages_reference import reference_packages
@@ -30,21 +37,10 @@ STATUSES = "package_statuses.parquet"  # what the step found, for the comparison
 def packages_step(tables: str) -> dict[str, Any]:
     """What the asset does over every period, timed: read, slice, evaluate, milestones and summary."""
     from consodam_pipeline.derived.packages import edition_summary, evaluate_packages, with_milestones
-    from consodam_pipeline.domain.periods import partition_slice, period_keys
 
     rules = load_rules()
-    start = time.perf_counter()
-    editions, versions = partition_slice(
-        pl.read_parquet(f"{tables}/title_metadata_snapshot.parquet"),
-        pl.scan_parquet(f"{tables}/dam_asset_inventory.parquet").select(PACKAGE_INPUTS),
-        period_keys(),
-    )
-    read_s = time.perf_counter() - start
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        packages = evaluate_packages(editions, versions, rules)
-        runs.append(time.perf_counter() - start)
+    editions, versions, read_s = every_period(tables, PACKAGE_INPUTS)
+    packages, runs = repeated(lambda: evaluate_packages(editions, versions, rules), REPEATS)
     start = time.perf_counter()
     summary = edition_summary(with_milestones(packages, rules))
     measured_step = {
