@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from consodam_pipeline.derived.versions import APPROVED, newest_approved_version
 from consodam_pipeline.domain.packages import FormatFamily, Requirement, Rules
 from consodam_pipeline.domain.roles import AssetRole
 
@@ -209,7 +210,6 @@ def coded_versions(versions: pl.DataFrame, codes: RequirementCodes) -> pl.DataFr
     of the asset has the same role, ISBN and work, so it meets the same requirements of the same editions —
     nearly always)."""
     asset = "original_asset_id"
-    approved = pl.col("approval_status") == "approved"
     # Equal hashes stand for equal (role, ISBN, work), as content hashes do for records across consodam.
     attachment = pl.struct("fit", "isbn13", "work_id").hash()
     return (
@@ -226,10 +226,8 @@ def coded_versions(versions: pl.DataFrame, codes: RequirementCodes) -> pl.DataFr
             "work_id",
         )
         .with_columns(
-            (
-                approved & (pl.col("version") == pl.when(approved).then(pl.col("version")).max().over(asset))
-            ).alias("counted"),
-            (~approved & (pl.col("version") == pl.col("version").max().over(asset))).alias("pending"),
+            (APPROVED & (pl.col("version") == newest_approved_version(asset))).alias("counted"),
+            (~APPROVED & (pl.col("version") == pl.col("version").max().over(asset))).alias("pending"),
             (attachment.min().over(asset) == attachment.max().over(asset)).alias("uniform"),
         )
         .drop(asset, "version", "approval_status")
@@ -274,12 +272,11 @@ def _per_slot(found: pl.DataFrame, versions: pl.DataFrame) -> pl.DataFrame:
     """For an asset whose versions differ in role, ISBN or work: newest and newest approved among the
     versions that meet this requirement for this edition, as the rules say."""
     slot = ["product_id", "rq", "original_asset_id"]
-    approved = pl.col("approval_status") == "approved"
     newest = pl.col("version") == pl.col("version").max().over(slot)
-    counted = approved & (pl.col("version") == pl.when(approved).then(pl.col("version")).max().over(slot))
+    counted = APPROVED & (pl.col("version") == newest_approved_version(slot))
     return (
         found.with_columns(taken(versions, found["vi"], ("original_asset_id", "version", "approval_status")))
-        .with_columns(counted.alias("counted"), (newest & ~approved).alias("pending"))
+        .with_columns(counted.alias("counted"), (newest & ~APPROVED).alias("pending"))
         .filter(pl.col("counted") | pl.col("pending"))
         .select(found.columns)
     )
