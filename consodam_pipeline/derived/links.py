@@ -108,16 +108,20 @@ def _record_links(
         ]
         isbns = derive["isbn13"].to_list()
         # Asked before the appends: a first backfill finds nothing, at no cost, whatever it adds next.
-        linked = store.ledger.linked_assets(conn, isbns) if isbns else set()
+        linked = [
+            pl.Series(sorted(store.ledger.linked_assets(conn, isbns)) if isbns else [], dtype=pl.String)
+        ]
         with store.ledger.backfill(conn, derive.height):
             for part in computed_ahead(link_history_chunks(derive, versions, run_id)):
                 run.new_events += store.ledger.record(conn, part.events)
                 run.derived += part.events.height
                 current.append(part.current)
                 created = part.events.filter(pl.col("event_type") == "link_created")
-                linked.update(created["dam_asset_id"].drop_nulls().to_list())
+                linked.append(created["dam_asset_id"].drop_nulls().unique())
                 changes.append(owned(created.top_k(10, by="occurred_at")))
-        closed = closing_events(conn, isbns, pl.concat(current), inventory_ids, linked, utcnow(), run_id)
+        closed = closing_events(
+            conn, isbns, pl.concat(current), inventory_ids, pl.concat(linked), utcnow(), run_id
+        )
         run.new_events += store.ledger.record(conn, closed)
         store.cursors.set_many(conn, {name: fingerprints[name] for name in stale}, run_id)
     run.closed_deleted = sum(e.event_type == "link_superseded" for e in closed)

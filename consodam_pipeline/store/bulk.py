@@ -20,7 +20,9 @@ from consodam_pipeline.store.engine import PG_SCHEMA
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
 _PG_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
-_BLOCK = 100_000
+# Rows per executemany (SQLite): each is a Python tuple while its block is bound, ~1.3 KB for a ledger row.
+_TUPLES = 20_000
+_COPIED = 200_000  # rows per COPY (PostgreSQL): a CSV buffer
 IN_LIST = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
 
 
@@ -55,7 +57,7 @@ def _executemany(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, skip_
     sql = f"{verb} INTO {table.name} ({columns}) VALUES ({', '.join('?' for _ in rows.columns)})"
     inserted = 0
     with closing(conn.connection.cursor()) as cursor:
-        for block in as_text.iter_slices(_BLOCK):
+        for block in as_text.iter_slices(_TUPLES):
             cursor.executemany(sql, block.rows())
             inserted += cursor.rowcount
     return inserted
@@ -69,7 +71,7 @@ def _copy(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, skip_existin
     with closing(conn.connection.cursor()) as cursor:
         if skip_existing:
             cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DROP")
-        for block in rows.iter_slices(_BLOCK * 2):
+        for block in rows.iter_slices(_COPIED):
             buffer = io.BytesIO()
             block.write_csv(buffer, include_header=False, null_value=r"\N", datetime_format=_PG_TIME)
             buffer.seek(0)
