@@ -45,7 +45,7 @@ _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 # An edition has ~28 ledger events at the reference mix; fetched through the index, each costs a random read.
 _SCAN_BELOW_EVENTS_PER_EDITION = 50
 # SQLite's page cache while a backfill appends (KiB): the ledger's primary key index at 100k works
-# (6.7M events) is ~370 MB; half of it at hand took the appends from 276 s to 115 s (128 MB: 10 s slower).
+# (6.7M events) is ~370 MB; about half of it stays at hand (128 MB made that backfill ~10 s slower).
 BACKFILL_CACHE_KIB = 192 * 1024
 
 
