@@ -77,7 +77,8 @@ class FaultInjector:
     def pick(self, path: str, body: bytes = b"") -> FaultRule | None:
         with self.lock:
             self.requests += 1
-            self.by_route[route_of(path)] = self.by_route.get(route_of(path), 0) + 1
+            route = route_of(path)
+            self.by_route[route] = self.by_route.get(route, 0) + 1
             for rule in self.rules:
                 if not path.startswith(rule.path_prefix):
                     continue

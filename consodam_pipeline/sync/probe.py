@@ -1,8 +1,8 @@
 """Change probes shared by the ingest sensors: a cheap listing of what changed recently.
 
-The sensors tick on every loop of the daemon (about every 5 s) but probe their system only when its probe is due (the
-cursor says when it last probed): the request rate is the probe interval's, and a probe put off while a run
-was in flight happens on the first tick after that run, not a whole interval later.
+The sensors tick on every loop of the daemon (about every 5 s) but probe their system only when its probe
+is due (the cursor says when it last probed): the request rate is the probe interval's, and a probe put off
+while a run was in flight happens on the first tick after that run, not a whole interval later.
 
 The cursor remembers a short digest of each (object, stamp) change in the last window; a run is requested
 when the window holds a change the last probe had not seen. The run_key carries a fingerprint of the
