@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,6 +19,14 @@ now_ts = timestamps.now_ts
 
 def today() -> str:
     return datetime.now(UTC).date().isoformat()
+
+
+class FastJSONResponse(JSONResponse):
+    """Compact UTF-8 JSON like starlette's, rendered by orjson: at 20k works the standard library's
+    encoder took a quarter of the Consonance sandbox's time to answer the ingest's product pages."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 class BadRequest(Exception):

@@ -18,7 +18,12 @@ import sqlalchemy as sa
 
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bulk import bulk_insert, chunks
+from consodam_pipeline.store.engine import page_cache
 from consodam_pipeline.store.schema import record_history, record_subject
+
+# SQLite's page cache while history rows are opened (KiB): the subjects' two indexes are ordered by ISBN and
+# by work, not by the record keys the rows arrive in.
+OPEN_CACHE_KIB = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -145,17 +150,18 @@ class RecordHistory:
         subjects_in_payload: bool,
     ) -> None:
         recorded = to_naive_utc(utcnow())
-        for block in blocks:
-            rows = block.select("record_key", "content_hash", "payload").with_columns(
-                pl.lit(entity).alias("entity"),
-                pl.lit(moment, pl.Datetime("us")).alias("valid_from"),
-                pl.lit(None, pl.Datetime("us")).alias("valid_to"),
-                pl.lit(run_id, pl.String).alias("run_id"),
-                pl.lit(recorded, pl.Datetime("us")).alias("recorded_at"),
-            )
-            bulk_insert(conn, record_history, rows)
-            if subjects_in_payload:
-                self.add_subjects(conn, entity, subjects_of(block))
+        with page_cache(conn, OPEN_CACHE_KIB):
+            for block in blocks:
+                rows = block.select("record_key", "content_hash", "payload").with_columns(
+                    pl.lit(entity).alias("entity"),
+                    pl.lit(moment, pl.Datetime("us")).alias("valid_from"),
+                    pl.lit(None, pl.Datetime("us")).alias("valid_to"),
+                    pl.lit(run_id, pl.String).alias("run_id"),
+                    pl.lit(recorded, pl.Datetime("us")).alias("recorded_at"),
+                )
+                bulk_insert(conn, record_history, rows)
+                if subjects_in_payload:
+                    self.add_subjects(conn, entity, subjects_of(block))
 
     def add_subjects(self, conn: sa.Connection, entity: str, subjects: pl.DataFrame) -> int:
         """Name the edition (isbn13) and work each record is about (record_key, isbn13, work_id; null for

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bulk import bulk_insert, chunks
+from consodam_pipeline.store.engine import page_cache
 from consodam_pipeline.store.schema import audit_ledger
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
@@ -143,18 +144,13 @@ class Ledger:
         if conn.dialect.name != "sqlite":
             yield
             return
-        # Each event's id goes into the primary key's index at a random place: with SQLite's default 2 MB
-        # page cache nearly every append reads an index page back from the file.
-        default_cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
-        conn.exec_driver_sql(f"PRAGMA cache_size=-{BACKFILL_CACHE_KIB}")
-        try:
+        # Each event's id goes into the primary key's index at a random place.
+        with page_cache(conn, BACKFILL_CACHE_KIB):
             if ledger_holds(conn, editions):
                 yield
             else:
                 with self._unindexed(conn):
                     yield
-        finally:
-            conn.exec_driver_sql(f"PRAGMA cache_size={default_cache}")
 
     @contextmanager
     def _unindexed(self, conn: sa.Connection) -> Iterator[None]:

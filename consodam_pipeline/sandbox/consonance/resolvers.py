@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import graphql
@@ -129,7 +130,7 @@ class ConsonanceGraphQL:
         return found
 
     def _product(self, r: sqlite3.Row, work: dict[str, Any]) -> dict[str, Any]:
-        for_sale, not_for_sale = json.loads(r["for_sale"]), json.loads(r["not_for_sale"])
+        for_sale, not_for_sale = list(_countries(r["for_sale"])), list(_countries(r["not_for_sale"]))
         return {
             "id": r["id"],
             "isbn": isbn_block(r["isbn13"], r["isbn10"], r["isbn_dashes"]),
@@ -313,3 +314,9 @@ class ConsonanceGraphQL:
             conn.execute("DELETE FROM production_files WHERE id = ?", (id,))
             self.touch_products(conn, "id = ?", (rows[0]["product_id"],))
         return {"productionFile": file_json(rows[0]), "errors": []}
+
+
+@lru_cache(maxsize=4096)
+def _countries(text: str) -> tuple[str, ...]:
+    """A product's country list: a few hundred distinct lists over a whole catalog, each decoded once."""
+    return tuple(json.loads(text))

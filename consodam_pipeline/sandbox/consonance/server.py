@@ -12,10 +12,17 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from consodam_pipeline.sandbox.common import BadRequest, bad_request_handlers, fault_routes, json_body, today
+from consodam_pipeline.sandbox.common import (
+    BadRequest,
+    FastJSONResponse,
+    bad_request_handlers,
+    fault_routes,
+    json_body,
+    today,
+)
 from consodam_pipeline.sandbox.consonance.resolvers import ConsonanceGraphQL
 from consodam_pipeline.sandbox.consonance.schema import LIST7_NAMES, MAX_PAGE, isbn_forms, todo_json
 from consodam_pipeline.sandbox.faults import FaultMiddleware
@@ -34,32 +41,32 @@ class ConsonanceSandbox(ConsonanceGraphQL):
 
     async def graphql_endpoint(self, request: Request) -> Response:
         if not self._bearer_ok(request):
-            return JSONResponse(
+            return FastJSONResponse(
                 {"errors": [{"message": "Unauthorized: invalid or missing API key"}]}, status_code=401
             )
         try:
             body = await json_body(request)
         except BadRequest as exc:
-            return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
+            return FastJSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
         payload = self.queries.execute(
             body.get("query", ""), body.get("variables"), body.get("operationName")
         )
-        return JSONResponse(payload)
+        return FastJSONResponse(payload)
 
     async def rest_products(self, request: Request) -> Response:
         if not self._token_ok(request):
-            return JSONResponse({"error": "HTTP Token: Access denied."}, status_code=401)
+            return FastJSONResponse({"error": "HTTP Token: Access denied."}, status_code=401)
         try:
             page = max(1, int(request.query_params.get("page", "1")))
             per_page = max(1, min(int(request.query_params.get("per_page", "25")), MAX_PAGE))
         except ValueError:
-            return JSONResponse({"error": "page and per_page must be integers"}, status_code=400)
+            return FastJSONResponse({"error": "page and per_page must be integers"}, status_code=400)
         total = self.db.query("SELECT COUNT(*) AS n FROM products")[0]["n"]
         rows = self.db.query(
             "SELECT * FROM products ORDER BY id LIMIT ? OFFSET ?", (per_page, (page - 1) * per_page)
         )
         works = self._works({r["work_id"] for r in rows})
-        return JSONResponse(
+        return FastJSONResponse(
             {
                 "current_page": page,
                 "per_page": per_page,
@@ -97,7 +104,7 @@ class ConsonanceSandbox(ConsonanceGraphQL):
         if request.method == "DELETE":
             with self.db.tx() as conn:
                 deleted = conn.execute("DELETE FROM products WHERE id = ?", (pid,)).rowcount
-            return JSONResponse({"deleted": deleted})
+            return FastJSONResponse({"deleted": deleted})
         body = await json_body(request)
         columns = {
             "fullTitle": "full_title",
@@ -117,7 +124,7 @@ class ConsonanceSandbox(ConsonanceGraphQL):
         if "isForSaleWorldwide" in body:
             sets["worldwide"] = int(bool(body["isForSaleWorldwide"]))
         if not sets:
-            return JSONResponse(
+            return FastJSONResponse(
                 {"error": f"nothing to change; fields: {sorted([*columns, 'forSaleCountryCodes'])}"},
                 status_code=400,
             )
@@ -128,8 +135,8 @@ class ConsonanceSandbox(ConsonanceGraphQL):
             ).rowcount
             self.touch_products(conn, "id = ?", (pid,))
         if not changed:
-            return JSONResponse({"error": "no such product"}, status_code=404)
-        return JSONResponse({"product": self.resolve_product(None, None, pid)})
+            return FastJSONResponse({"error": "no such product"}, status_code=404)
+        return FastJSONResponse({"product": self.resolve_product(None, None, pid)})
 
     async def admin_complete_todo(self, request: Request) -> Response:
         """Someone ticks a to-do off: `{"doneDate": "YYYY-MM-DD"}` (default today)."""
@@ -139,13 +146,13 @@ class ConsonanceSandbox(ConsonanceGraphQL):
                 "SELECT product_id FROM todos WHERE id = ?", (request.path_params["id"],)
             ).fetchall()
             if not rows:
-                return JSONResponse({"error": "no such to-do"}, status_code=404)
+                return FastJSONResponse({"error": "no such to-do"}, status_code=404)
             conn.execute(
                 "UPDATE todos SET done_date = ? WHERE id = ?",
                 (body.get("doneDate") or today(), request.path_params["id"]),
             )
             self.touch_products(conn, "id = ?", (rows[0]["product_id"],))
-        return JSONResponse(
+        return FastJSONResponse(
             {
                 "todo": todo_json(
                     self.db.query("SELECT * FROM todos WHERE id = ?", (request.path_params["id"],))[0]
@@ -164,8 +171,8 @@ class ConsonanceSandbox(ConsonanceGraphQL):
             ).rowcount
             self.touch_products(conn, "id = ?", (pid,))
         if not changed:
-            return JSONResponse({"error": "no such product"}, status_code=404)
-        return JSONResponse({"id": pid, "projectStageName": stage})
+            return FastJSONResponse({"error": "no such product"}, status_code=404)
+        return FastJSONResponse({"id": pid, "projectStageName": stage})
 
     async def admin_activity(self, request: Request) -> Response:
         """Random edits by people at work: title fixes, rights changes, date moves, on N products."""
@@ -195,14 +202,14 @@ class ConsonanceSandbox(ConsonanceGraphQL):
             marks = ",".join("?" * len(picked))
             if picked:
                 self.touch_products(conn, f"id IN ({marks})", tuple(picked))
-        return JSONResponse({"changed_product_ids": picked})
+        return FastJSONResponse({"changed_product_ids": picked})
 
     async def admin_stats(self, _request: Request) -> Response:
         counts = {
             t: self.db.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]
             for t in ("works", "products", "supporting_resources", "todos", "production_files")
         }
-        return JSONResponse(
+        return FastJSONResponse(
             {
                 "counts": counts,
                 "faults": self.injector.describe(),
