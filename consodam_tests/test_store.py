@@ -1,6 +1,7 @@
 """The lineage store on SQLite and on PostgreSQL (a `consodam` schema)."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -8,10 +9,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store
+from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store, upgrade
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
-from consodam_pipeline.store.schema import STORE_REVISION, metadata
+from consodam_pipeline.store.schema import STORE_REVISION, audit_ledger, metadata
 from consodam_pipeline.sync.plan import state_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -206,7 +207,7 @@ def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_
     events and the indexes are there afterwards, answered by ISBN; a backfill that fails leaves the ledger
     as it was, indexes included."""
     indexes = _ledger_indexes(store)
-    assert {"ix_audit_isbn_time", "ix_audit_asset", "ix_audit_work_time", "ix_audit_time"} <= indexes
+    assert {"ux_audit_event", "ix_audit_isbn_time", "ix_audit_asset", "ix_audit_work_time"} <= indexes
     events = [
         AuditEvent(
             "version_approved",
@@ -227,13 +228,54 @@ def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_
         assert store.ledger.record(conn, events) == 50
         seen.append({str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger", schema=None)})
     if store.engine.dialect.name == "sqlite":
-        assert not seen[0] & {"ix_audit_isbn_time", "ix_audit_time"}  # deferred while appending
+        assert not seen[0] & {"ux_audit_event", "ix_audit_isbn_time", "ix_audit_time"}  # deferred
     assert _ledger_indexes(store) == indexes
     assert [e["dam_version"] for e in store.ledger.events_for_isbn("9780306400007")] == [7]
     # The ledger now holds an event per edition: a backfill over it appends with its indexes in place.
     with store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
         assert store.ledger.record(conn, events) == 0
         assert "ix_audit_isbn_time" in {str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger")}
+
+
+def test_a_first_backfill_appends_each_event_once(store: LineageStore) -> None:
+    """While the event ids' unique index is deferred, an event the ledger held before is not appended
+    again, and one appended twice in the backfill is there once afterwards and counted once."""
+    events = [
+        AuditEvent("version_approved", T0 + timedelta(minutes=n), isbn13=f"978030640{n:04d}", dam_version=n)
+        for n in range(40)
+    ]
+    with store.engine.begin() as conn:
+        assert store.ledger.record(conn, events[:3]) == 3
+    with store.engine.begin() as conn, store.ledger.backfill(conn, editions=40) as appended:
+        new = store.ledger.record(conn, events[:20]) + store.ledger.record(conn, events[10:])
+    assert new - appended.duplicates == 37  # 40 events, 3 of them held before
+    assert appended.duplicates == (10 if store.engine.dialect.name == "sqlite" else 0)
+    assert store.ledger.size() == 40
+    with store.engine.connect() as conn:
+        ids = conn.execute(sa.select(audit_ledger.c.event_id)).scalars().all()
+    assert len(set(ids)) == 40
+    with store.engine.begin() as conn:  # the ids' index is back: a replay adds nothing
+        assert store.ledger.record(conn, events) == 0
+
+
+def test_the_ledger_keeps_its_events_through_the_event_index_migration(tmp_path: Path) -> None:
+    """Revision 0006 (SQLite rebuilds the table): every event kept, in its order, ids unique after."""
+    engine = connect_store(f"sqlite:///{tmp_path / 'lineage.db'}", migrate=False)
+    upgrade(engine, "0005")
+    events = [
+        AuditEvent("version_approved", T0 + timedelta(minutes=n), isbn13=f"97803064{n:05d}")
+        for n in range(30)
+    ]
+    with engine.begin() as conn:
+        LineageStore(engine).ledger.record(conn, events[::-1])
+        before = conn.exec_driver_sql("SELECT * FROM audit_ledger ORDER BY rowid").all()
+    upgrade(engine)
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM audit_ledger ORDER BY rowid").all() == before
+    store = LineageStore(engine)
+    with engine.begin() as conn:
+        assert store.ledger.record(conn, events) == 0
+    assert "ux_audit_event" in _ledger_indexes(store)
 
 
 def test_quarantine_opens_and_resolves(store: LineageStore) -> None:

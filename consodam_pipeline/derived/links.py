@@ -111,7 +111,7 @@ def _record_links(
         linked = [
             pl.Series(sorted(store.ledger.linked_assets(conn, isbns)) if isbns else [], dtype=pl.String)
         ]
-        with store.ledger.backfill(conn, derive.height):
+        with store.ledger.backfill(conn, derive.height) as appended:
             for part in computed_ahead(link_history_chunks(derive, versions, run_id)):
                 run.new_events += store.ledger.record(conn, part.events)
                 run.derived += part.events.height
@@ -119,6 +119,7 @@ def _record_links(
                 created = part.events.filter(pl.col("event_type") == "link_created")
                 linked.append(created["dam_asset_id"].drop_nulls().unique())
                 changes.append(owned(created.top_k(10, by="occurred_at")))
+        run.new_events -= appended.duplicates
         closed = closing_events(
             conn, isbns, pl.concat(current), inventory_ids, pl.concat(linked), utcnow(), run_id
         )

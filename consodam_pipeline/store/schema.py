@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-STORE_REVISION = "0005"  # the newest migration: what this code reads and writes
+STORE_REVISION = "0006"  # the newest migration: what this code reads and writes
 
 # One row per version of a record as we observed it; the open version has valid_to NULL.
 record_history = sa.Table(
@@ -36,11 +36,13 @@ sa.Index(
     postgresql_where=sa.text("valid_to IS NULL"),
 )
 
-# Append-only: rows are inserted once (event_id is a content-derived id) and never updated.
+# Append-only: rows are inserted once (event_id is a content-derived id) and never updated. The id is
+# unique by an index, not a primary key: SQLite cannot drop a primary key's index, and a first backfill
+# builds this one once, by sorting, instead of placing millions of ids at random pages of it.
 audit_ledger = sa.Table(
     "audit_ledger",
     metadata,
-    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
     sa.Column("event_type", sa.String(40), nullable=False),
     sa.Column("isbn13", sa.String(13), nullable=True),
     sa.Column("work_id", sa.String(64), nullable=True),
@@ -54,6 +56,7 @@ audit_ledger = sa.Table(
     sa.Column("before_json", sa.Text(), nullable=True),
     sa.Column("after_json", sa.Text(), nullable=True),
 )
+sa.Index("ux_audit_event", audit_ledger.c.event_id, unique=True)
 sa.Index("ix_audit_isbn_time", audit_ledger.c.isbn13, audit_ledger.c.occurred_at)
 sa.Index("ix_audit_asset", audit_ledger.c.dam_asset_id, audit_ledger.c.dam_version)
 
