@@ -33,6 +33,8 @@ def materialized(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     chromium()  # skip (or fail in CI) before the slow part when there is no browser
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
+    # As the shipped instance: no community dialog over the page a second after it loads.
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     sandbox = Sandbox(tmp_path / "sandbox", works=60).start()
     try:
         with env({"DAGSTER_HOME": str(dagster_home)}):
