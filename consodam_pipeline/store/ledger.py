@@ -22,6 +22,13 @@ import sqlalchemy as sa
 from consodam_pipeline.domain.canonical import canonical_json
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bulk import bulk_insert, chunks
+from consodam_pipeline.store.first_backfill import (
+    LEDGER_APPENDING,
+    Appending,
+    Backfill,
+    first_backfill,
+    ledger_holds,
+)
 from consodam_pipeline.store.schema import audit_ledger
 
 EVENT_COLUMNS: dict[str, pl.DataType] = {
@@ -39,8 +46,6 @@ EVENT_COLUMNS: dict[str, pl.DataType] = {
 }
 EVENT_ROWS: dict[str, pl.DataType] = {"event_id": pl.String(), **EVENT_COLUMNS}  # with_event_ids gives these
 LEDGER_COLUMNS = [*EVENT_ROWS, "recorded_at"]
-# On a connection while the ledger's indexes are deferred: the ids the ledger held when they were dropped.
-LEDGER_UNINDEXED = "consodam_ledger_unindexed"
 _SEP = "\x1f"
 _ID_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 # An edition has ~28 ledger events at the reference mix; fetched through the index, each costs a random read.
@@ -109,32 +114,6 @@ def with_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     return events.select(ids, *EVENT_COLUMNS)
 
 
-@dataclass
-class Backfill:
-    duplicates: int = 0  # events appended twice while the ids' index was deferred, removed when it was built
-
-
-def _unique_ids(conn: sa.Connection) -> int:
-    """Build the event ids' unique index; returns how many events had to be removed first (appended twice
-    while it was deferred: the appends drop the ids the ledger held before, not each other's)."""
-    unique = next(index for index in audit_ledger.indexes if index.unique)
-    try:
-        unique.create(conn)
-        return 0
-    except sa.exc.IntegrityError:  # SQLite undoes the statement, not the transaction
-        removed = conn.exec_driver_sql(
-            "DELETE FROM audit_ledger WHERE rowid NOT IN (SELECT MIN(rowid) FROM audit_ledger GROUP BY event_id)"
-        ).rowcount
-        unique.create(conn)
-        return removed
-
-
-def ledger_holds(conn: sa.Connection, rows: int) -> bool:
-    """Whether the ledger holds at least `rows` rows (reads no more than that many index entries)."""
-    probe = sa.select(sa.literal(1)).select_from(audit_ledger).offset(max(rows - 1, 0)).limit(1)
-    return conn.execute(probe).first() is not None
-
-
 class Ledger:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -146,43 +125,21 @@ class Ledger:
         rows = frame.unique(subset="event_id", keep="first", maintain_order=True).with_columns(
             pl.lit(to_naive_utc(utcnow()), pl.Datetime("us")).alias("recorded_at")
         )
-        held: pl.Series | None = conn.info.get(LEDGER_UNINDEXED)
-        if held is not None:  # no index says which ids are there; an edition's events side by side
-            rows = rows.filter(~pl.col("event_id").is_in(held.implode())).sort("isbn13", "occurred_at")
+        appending: Appending | None = conn.info.get(LEDGER_APPENDING)
+        if appending is not None:  # no index says which ids are there; an edition's events side by side
+            fresh = rows.filter(~pl.col("event_id").is_in(appending.held.implode())).sort(
+                "isbn13", "occurred_at"
+            )
+            return bulk_insert(conn, appending.into, fresh.select(LEDGER_COLUMNS))
         return bulk_insert(conn, audit_ledger, rows.select(LEDGER_COLUMNS), skip_existing="event_id")
 
     @contextmanager
     def backfill(self, conn: sa.Connection, editions: int) -> Iterator[Backfill]:
-        """Appends of the history of `editions` editions, in the caller's transaction. On SQLite, when the
-        ledger holds less than one event per such edition (a publisher's first backfill), its indexes —
-        the event id's unique one too — are built once when the appends are done instead of row by row,
-        and each edition's events go in side by side: at 100k works, 6.7M events. Readers keep the
-        committed ledger, indexes and all, until the transaction commits; a failure rolls the drop back."""
-        appended = Backfill()
-        if conn.dialect.name != "sqlite" or ledger_holds(conn, editions):
+        """Appends of the history of `editions` editions, in the caller's transaction: a publisher's
+        first backfill (less than one event per such edition held) builds the ledger's indexes once, at
+        the end (`store.first_backfill`). Readers keep the committed ledger until the commit."""
+        with first_backfill(conn, editions) as appended:
             yield appended
-            return
-        with self._unindexed(conn, appended):
-            yield appended
-
-    @contextmanager
-    def _unindexed(self, conn: sa.Connection, appended: Backfill) -> Iterator[None]:
-        if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-            # pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
-            # be committed on its own, and a failed backfill would leave the ledger unindexed.
-            conn.exec_driver_sql("BEGIN")
-        held = conn.execute(sa.select(audit_ledger.c.event_id)).scalars().all()  # fewer than the editions
-        for index in audit_ledger.indexes:
-            index.drop(conn)
-        conn.info[LEDGER_UNINDEXED] = pl.Series(held, dtype=pl.String)
-        try:
-            yield
-        finally:
-            conn.info.pop(LEDGER_UNINDEXED, None)
-        appended.duplicates = _unique_ids(conn)
-        for index in audit_ledger.indexes:
-            if not index.unique:
-                index.create(conn)
 
     def events_for_isbn(self, isbn13: str, until: datetime | None = None) -> list[dict[str, Any]]:
         a = audit_ledger

@@ -30,7 +30,7 @@ class LockTimeout(RuntimeError):
     """Another run held the slice longer than a run waits."""
 
 
-def _key(name: str) -> int:
+def lock_key(name: str) -> int:
     """A signed 64-bit key for PostgreSQL's advisory locks."""
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
 
@@ -60,12 +60,12 @@ class StoreLocks:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             try:
                 for name in names:
-                    if conn.execute(sa.select(sa.func.pg_try_advisory_lock(_key(name)))).scalar_one():
+                    if conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock_key(name)))).scalar_one():
                         continue
                     say(f"waiting for {name}: another run is writing it")
                     conn.execute(sa.text(f"SET lock_timeout = '{int(wait_s * 1000)}ms'"))
                     try:
-                        conn.execute(sa.select(sa.func.pg_advisory_lock(_key(name))))
+                        conn.execute(sa.select(sa.func.pg_advisory_lock(lock_key(name))))
                     except sa.exc.OperationalError as exc:
                         raise LockTimeout(f"{name}: another run held it for over {wait_s:.0f} s") from exc
                 yield
