@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
@@ -45,7 +45,6 @@ class Backfill:
 class Appending:
     held: pl.Series  # the ids the ledger held when the appends began (fewer than the editions)
     into: sa.Table  # where the appends go: the ledger itself (SQLite) or the table beside it
-    indexes: list[sa.Index] = field(default_factory=list)
 
 
 def ledger_holds(conn: sa.Connection, rows: int) -> bool:
@@ -137,7 +136,6 @@ def _beside(conn: sa.Connection, appended: Backfill) -> Iterator[None]:
     ledger = f"{PG_SCHEMA}.{audit_ledger.name}"
     table, indexes = _beside_table()
     held = _held_ids(conn)
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {PG_SCHEMA}.{_BESIDE}")
     conn.exec_driver_sql(
         f"CREATE TABLE {PG_SCHEMA}.{_BESIDE} (LIKE {ledger} INCLUDING ALL EXCLUDING INDEXES)"
     )
