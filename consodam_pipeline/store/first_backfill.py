@@ -6,9 +6,10 @@ the ids' index was most of its time. While the appends go in, no index is mainta
 - SQLite: the ledger's indexes are dropped inside the backfill's transaction and built again at its end.
   Readers keep the committed ledger (WAL), and a failure rolls the drop back.
 - PostgreSQL: dropping an index would lock readers out for the whole backfill, so the events go into a
-  table beside the ledger, without indexes; at the end the ledger is locked against writers, the rows it
-  holds are copied in, the indexes are built, and the new table takes its name, indexes and grants. Readers
-  keep the old ledger until the commit. Only one backfill at a time does this, and only on a ledger that
+  table beside the ledger, without indexes; at the end its indexes are built, then the ledger is locked, the
+  rows it holds (those other runs committed meanwhile included) are copied in, and the new table takes its
+  name, indexes and grants. Readers keep the old ledger until that last moment, when they wait for the
+  commit. Only one backfill at a time does this, and only on a ledger that
   this role owns and nothing else (a view, a trigger, a publication) depends on; otherwise the events are
   appended to the ledger as usual.
 
@@ -141,15 +142,16 @@ def _beside(conn: sa.Connection, appended: Backfill) -> Iterator[None]:
     )
     with _appending(conn, Appending(held, table)):
         yield
-    # From here writers wait (readers do not) until the commit: what they committed meanwhile comes along,
-    # before the indexes are built (concurrent ranges of a backfill may have committed most of the events).
-    conn.exec_driver_sql(f"LOCK TABLE {ledger} IN EXCLUSIVE MODE")
+    appended.duplicates = _build_indexes(conn, table, indexes)
+    conn.exec_driver_sql(f"ANALYZE {PG_SCHEMA}.{_BESIDE}")  # the audit's plans need statistics at once
+    # From here everyone else waits until the commit. The lock is taken whole at once: a run holding a
+    # read lock on the ledger would deadlock with a lock that had to grow from writers-only to the DROP's.
+    conn.exec_driver_sql(f"LOCK TABLE {ledger} IN ACCESS EXCLUSIVE MODE")
     columns = ", ".join(c.name for c in audit_ledger.columns)
-    appended.duplicates = conn.exec_driver_sql(
+    appended.duplicates += conn.exec_driver_sql(
         f"DELETE FROM {PG_SCHEMA}.{_BESIDE} b USING {ledger} a WHERE b.event_id = a.event_id"
     ).rowcount
     conn.exec_driver_sql(f"INSERT INTO {PG_SCHEMA}.{_BESIDE} ({columns}) SELECT {columns} FROM {ledger}")
-    appended.duplicates += _build_indexes(conn, table, indexes)
     _grant_as_before(conn, ledger)
     conn.exec_driver_sql(f"DROP TABLE {ledger}")
     conn.exec_driver_sql(f"ALTER TABLE {PG_SCHEMA}.{_BESIDE} RENAME TO {audit_ledger.name}")
@@ -157,7 +159,6 @@ def _beside(conn: sa.Connection, appended: Backfill) -> Iterator[None]:
         conn.exec_driver_sql(
             f"ALTER INDEX {PG_SCHEMA}.{_BESIDE_INDEX.format(index.name)} RENAME TO {index.name}"
         )
-    conn.exec_driver_sql(f"ANALYZE {ledger}")  # the audit's plans need its statistics now, not at autovacuum
 
 
 def _grant_as_before(conn: sa.Connection, ledger: str) -> None:
