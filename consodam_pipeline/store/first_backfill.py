@@ -9,12 +9,12 @@ the ids' index was most of its time. While the appends go in, no index is mainta
   table beside the ledger, without indexes; at the end its indexes are built, then the ledger is locked, the
   rows it holds (those other runs committed meanwhile included) are copied in, and the new table takes its
   name, indexes and grants. Readers keep the old ledger until that last moment, when they wait for the
-  commit. Only one backfill at a time does this, and only on a ledger that
-  this role owns and nothing else (a view, a trigger, a publication) depends on; otherwise the events are
-  appended to the ledger as usual.
+  commit. Only one backfill at a time does this, and only on a ledger that this role owns and nothing
+  else (a view, a trigger, a publication) depends on; otherwise the events are appended as usual.
 
 In both the appends leave out the ids the ledger held when they began; an event appended twice meanwhile
-(or committed to the ledger by another run) is removed before the unique index is built, and counted.
+is removed when the unique index is built, one another run committed meanwhile (PostgreSQL) at the swap,
+and each is counted.
 """
 
 from __future__ import annotations
