@@ -1,5 +1,7 @@
 """The lineage store on SQLite and on PostgreSQL (a `consodam` schema)."""
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,6 +237,69 @@ def test_a_first_backfill_builds_the_ledger_indexes_once_and_a_failed_one_keeps_
     with store.engine.begin() as conn, store.ledger.backfill(conn, editions=50):
         assert store.ledger.record(conn, events) == 0
         assert "ix_audit_isbn_time" in {str(i["name"]) for i in sa.inspect(conn).get_indexes("audit_ledger")}
+
+
+def _subject_index_names(conn: sa.Connection) -> set[str]:
+    schema = None if conn.dialect.name == "sqlite" else PG_SCHEMA
+    return {str(i["name"]) for i in sa.inspect(conn).get_indexes("record_subject", schema=schema)}
+
+
+def _versions(keys: range, isbn: str) -> pl.DataFrame:
+    payloads = [json.dumps({"asset_id": f"a{n:03d}", "isbn13": isbn, "work_id": n % 3}) for n in keys]
+    return pl.DataFrame(
+        {
+            "record_key": [f"a{n:03d}" for n in keys],
+            "content_hash": [state_hash(p) for p in payloads],
+            "payload": payloads,
+        }
+    )
+
+
+def _open_versions(conn: sa.Connection, store: LineageStore, versions: pl.DataFrame) -> set[str]:
+    """Open these versions with their subjects; returns the subject indexes there while they were named."""
+    seen: list[set[str]] = []
+
+    def rendered(to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        seen.append(_subject_index_names(conn))
+        yield to_open.join(versions.select("record_key", "payload"), on="record_key")
+
+    store.history.apply_snapshot(
+        conn,
+        "dam_asset_version",
+        versions.select("record_key", "content_hash"),
+        observed_at=T0,
+        complete=False,
+        payloads=rendered,
+        subjects_in_payload=True,
+    )
+    return seen[0]
+
+
+def test_a_first_ingest_builds_the_subject_indexes_once_and_a_failed_one_keeps_them(
+    store: LineageStore,
+) -> None:
+    """A first ingest names its records' subjects with the two subject indexes deferred (SQLite) and
+    built at the end: the audit's lookups by ISBN and by work answer afterwards; one that fails leaves
+    the indexes and the subjects as they were; a later, smaller one appends with the indexes in place."""
+    with store.engine.connect() as conn:
+        indexes = _subject_index_names(conn)
+    assert indexes == {"ix_subject_isbn", "ix_subject_work"}
+    isbn = "9780306406157"
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        _open_versions(conn, store, _versions(range(30), isbn))
+        raise RuntimeError("killed mid-ingest")
+    with store.engine.connect() as conn:
+        assert _subject_index_names(conn) == indexes
+    assert store.history.keys_about("dam_asset_version", [isbn], []) == set()
+    with store.engine.begin() as conn:
+        during = _open_versions(conn, store, _versions(range(30), isbn))
+    assert during == (set() if store.engine.dialect.name == "sqlite" else indexes)
+    with store.engine.connect() as conn:
+        assert _subject_index_names(conn) == indexes
+    assert store.history.keys_about("dam_asset_version", [isbn], []) == {f"a{n:03d}" for n in range(30)}
+    with store.engine.begin() as conn:  # the table holds more subjects than this names
+        assert _open_versions(conn, store, _versions(range(30, 35), "")) == indexes
+    assert store.history.keys_about("dam_asset_version", [], ["2"]) == {"a032"}
 
 
 def test_a_first_backfill_appends_each_event_once(store: LineageStore) -> None:

@@ -19,7 +19,7 @@ and each is counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -48,10 +48,24 @@ class Appending:
     into: sa.Table  # where the appends go: the ledger itself (SQLite) or the table beside it
 
 
-def ledger_holds(conn: sa.Connection, rows: int) -> bool:
-    """Whether the ledger holds at least `rows` rows (reads no more than that many index entries)."""
-    probe = sa.select(sa.literal(1)).select_from(audit_ledger).offset(max(rows - 1, 0)).limit(1)
+def holds(conn: sa.Connection, table: sa.Table, rows: int) -> bool:
+    """Whether the table holds at least `rows` rows (reads no more than that many index entries)."""
+    probe = sa.select(sa.literal(1)).select_from(table).offset(max(rows - 1, 0)).limit(1)
     return conn.execute(probe).first() is not None
+
+
+def ledger_holds(conn: sa.Connection, rows: int) -> bool:
+    return holds(conn, audit_ledger, rows)
+
+
+def drop_in_transaction(conn: sa.Connection, indexes: Iterable[sa.Index]) -> None:
+    """Drop the indexes (SQLite) inside the caller's transaction, so a failure before its commit brings
+    them back. pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
+    be committed on its own, so the transaction is opened here when it is not yet."""
+    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN")
+    for index in indexes:
+        index.drop(conn)
 
 
 @contextmanager
@@ -86,13 +100,8 @@ def _appending(conn: sa.Connection, appending: Appending) -> Iterator[None]:
 
 @contextmanager
 def _unindexed(conn: sa.Connection, appended: Backfill) -> Iterator[None]:
-    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-        # pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would be
-        # committed on its own, and a failed backfill would leave the ledger unindexed.
-        conn.exec_driver_sql("BEGIN")
-    held = _held_ids(conn)
-    for index in audit_ledger.indexes:
-        index.drop(conn)
+    drop_in_transaction(conn, audit_ledger.indexes)
+    held = _held_ids(conn)  # read under the write lock the drop took: no other run appends meanwhile
     with _appending(conn, Appending(held, audit_ledger)):
         yield
     appended.duplicates = _build_indexes(conn, audit_ledger, list(audit_ledger.indexes))

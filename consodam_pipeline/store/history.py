@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
 from consodam_pipeline.store.bulk import bulk_insert, chunks
 from consodam_pipeline.store.engine import page_cache
+from consodam_pipeline.store.first_backfill import drop_in_transaction, holds
 from consodam_pipeline.store.schema import record_history, record_subject
 
 # SQLite's page cache while history rows are opened (KiB): the subjects' two indexes are ordered by ISBN and
@@ -38,13 +40,35 @@ class SnapshotDiff:
         return len(self.added) + len(self.changed) + len(self.removed)
 
 
+SUBJECT_COLUMNS = ("isbn13", "work_id")
+
+
 def subjects_of(block: pl.DataFrame) -> pl.DataFrame:
-    """(record_key, isbn13, work_id) from rows whose payload names them."""
+    """(record_key, isbn13, work_id) of rows whose payload names them: the block's own isbn13 and work_id
+    columns (text) where it carries them, else read from the payload."""
+    if all(c in block.columns for c in SUBJECT_COLUMNS):
+        return block.select("record_key", *SUBJECT_COLUMNS)
     return block.select(
         "record_key",
-        pl.col("payload").str.json_path_match("$.isbn13").alias("isbn13"),
-        pl.col("payload").str.json_path_match("$.work_id").alias("work_id"),
+        *[pl.col("payload").str.json_path_match(f"$.{c}").alias(c) for c in SUBJECT_COLUMNS],
     )
+
+
+@contextmanager
+def subjects_indexed_after(conn: sa.Connection, naming: int) -> Iterator[None]:
+    """Around appends naming the subjects of `naming` records: when that is at least as many as the
+    subjects table holds (a first ingest), on SQLite its two secondary indexes (by ISBN, by work) are
+    built once at the end, by one sort, instead of taking each row at a random page of them. In the
+    caller's transaction: readers keep the committed table (WAL), a failure brings the indexes back.
+    PostgreSQL keeps them (dropping one there would lock its readers out until the commit)."""
+    if conn.dialect.name != "sqlite" or naming == 0 or holds(conn, record_subject, naming):
+        yield
+        return
+    indexes = sorted(record_subject.indexes, key=lambda index: str(index.name))
+    drop_in_transaction(conn, indexes)
+    yield
+    for index in indexes:
+        index.create(conn)
 
 
 def _payload_slices(to_open: pl.DataFrame, records: pl.DataFrame) -> Iterator[pl.DataFrame]:
@@ -101,7 +125,8 @@ class RecordHistory:
         last good version stays current). Re-applying the same batch writes nothing. `records` carries a
         payload column, or `payloads` renders the rows to open (record_key, content_hash → the same with
         payload, in the order given) chunk by chunk, so no caller holds every payload at once. With
-        `subjects_in_payload`, the `isbn13` and `work_id` of each payload opened name its subject.
+        `subjects_in_payload`, the `isbn13` and `work_id` of each payload opened name its subject (taken
+        from the rendered blocks' own columns of those names, when they carry them).
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
@@ -132,7 +157,8 @@ class RecordHistory:
             .sort("record_key")
         )
         blocks = payloads(to_open) if payloads else _payload_slices(to_open, records)
-        self._open(conn, entity, blocks, moment, run_id, subjects_in_payload)
+        with subjects_indexed_after(conn, to_open.height if subjects_in_payload else 0):
+            self._open(conn, entity, blocks, moment, run_id, subjects_in_payload)
         return SnapshotDiff(
             added=added["record_key"].to_list(),
             changed=changed["record_key"].to_list(),

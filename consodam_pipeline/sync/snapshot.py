@@ -16,9 +16,11 @@ from typing import Any
 
 import polars as pl
 
-from consodam_pipeline.store.history import SnapshotDiff
+from consodam_pipeline.store.history import SUBJECT_COLUMNS, SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.sync.spool import SEQ, Spool, key_text
+
+PAYLOAD = "_payload"
 
 
 def render_payloads(records: pl.DataFrame) -> pl.Series:
@@ -45,7 +47,8 @@ class IngestBatch:
     spool: Spool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.spool = Spool(self.schema, self.key_column)
+        # Each record's payload is spooled beside it: rendered once, for its hash, and stored as rendered.
+        self.spool = Spool({**self.schema, PAYLOAD: pl.String()}, self.key_column)
 
     def __enter__(self) -> IngestBatch:
         return self
@@ -58,10 +61,11 @@ class IngestBatch:
 
     def add_frame(self, records: pl.DataFrame) -> None:
         records = records.select([pl.col(n).cast(t) for n, t in self.schema.items()])
-        digests = [hashlib.sha256(p.encode()).hexdigest() for p in render_payloads(records)]
+        payloads = render_payloads(records)
+        digests = [hashlib.sha256(p.encode()).hexdigest() for p in payloads]
         keys = records.select(key_text(self.key_column)).to_series()
         self.hashes.append(pl.DataFrame({"record_key": keys, "content_hash": digests}))
-        self.spool.add(records)
+        self.spool.add(records.with_columns(payloads.alias(PAYLOAD)))
         self.fetched += records.height
 
     def add_records(self, records: Sequence[Mapping[str, Any]]) -> None:
@@ -93,26 +97,30 @@ class IngestBatch:
     def records(self) -> pl.LazyFrame:
         """The good records, read from the spool; where a key came twice, only its last copy."""
         if not self.repeated_keys:
-            return self.spool.scan()
+            return self.spool.scan().select(list(self.schema))
         return (
             self.spool.scan(with_order=True)
             .sort(SEQ)
             .unique(subset=self.key_column, keep="last", maintain_order=True)
-            .drop(SEQ)
+            .select(list(self.schema))
         )
 
     def payloads_for(self, to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        """(record_key, content_hash, payload) of the rows to open (given in key order), a block at a time:
-        JSON rendered only for those rows, one key range of the spool in memory at a time."""
+        """(record_key, content_hash, payload, isbn13, work_id) of the rows to open (given in key order), a
+        block at a time, one key range of the spool in memory at a time. isbn13 and work_id, the record's
+        subject, are text (null where the schema has no such field)."""
         prefixes = to_open["record_key"].str.slice(0, 1)
+        subject = [
+            (pl.col(c) if c in self.schema else pl.lit(None)).cast(pl.String).alias(c)
+            for c in SUBJECT_COLUMNS
+        ]
         for prefix in prefixes.unique(maintain_order=True).to_list():
             wanted = to_open.filter(prefixes == prefix).select("record_key", "content_hash")
-            rows = self.spool.key_range(prefix).with_columns(key_text(self.key_column).alias("record_key"))
+            rows = self.spool.key_range(prefix).select(
+                key_text(self.key_column).alias("record_key"), pl.col(PAYLOAD).alias("payload"), *subject
+            )
             joined = wanted.join(rows, on="record_key", how="inner", maintain_order="left")
-            for block in joined.iter_slices(20_000):
-                yield block.select(
-                    "record_key", "content_hash", render_payloads(block.select(list(self.schema)))
-                )
+            yield from joined.iter_slices(20_000)
 
     def seen_keys(self, good_keys: pl.Series) -> list[str]:
         """These good keys and every rejected one: the records this batch re-examined."""
