@@ -26,7 +26,7 @@ typecheck: setup
 
 # The suite also runs `bench peers`, which needs the `peers` extra (dlt); `make demo` leaves it out.
 pytest: setup
-	$(UV) run --frozen --extra peers pytest -q -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(UV) run --frozen --extra peers pytest -q -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

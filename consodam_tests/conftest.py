@@ -12,12 +12,6 @@ import sqlalchemy as sa
 from consodam_tests.support import PostgresCluster, Sandbox, find_pg_bin
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests (marked `long`: minutes each, mostly waiting on sensors and daemons) first, so the
-    workers start them at once instead of one of them finishing last, alone, behind the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A real PostgreSQL: CONSODAM_TEST_PG_URL, or a throwaway cluster. In CI, missing Postgres fails."""

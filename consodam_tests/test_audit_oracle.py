@@ -174,7 +174,6 @@ class People:
         self.sandbox.admin("dam", "POST", f"/_sandbox/reviewtasks/{task['task_id']}/complete", json=body)
 
 
-@pytest.mark.long
 @pytest.mark.timeout(600)  # five full cycles of Dagster runs: 140 s alone, twice that beside other tests
 def test_the_audit_answers_what_the_systems_held_at_each_moment(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox", works=36, dirt_rate=0.0).start()

@@ -37,7 +37,6 @@ def materialized(results: list[dg.ExecuteInJobResult]) -> set[str]:
     }
 
 
-@pytest.mark.long
 def test_a_change_requests_one_run_that_reaches_the_other_system(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox", works=60, dirt_rate=0.0).start()
     home = tmp_path / "home"

@@ -123,7 +123,6 @@ def test_a_chromium_that_cannot_start_costs_the_audit_bench_one_line(
     assert len(said) == 1 and said[0].startswith("chromium could not load the report")
 
 
-@pytest.mark.long
 @pytest.mark.timeout(900)  # the catalog's first load, two minutes for the DAM window, rest, two changes
 def test_bench_latency_times_changes_through_the_deployment_make_dev_starts(
     tmp_path: Path, scratch: Path

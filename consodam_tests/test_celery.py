@@ -85,7 +85,6 @@ def wait_until_ready(workers: list[Service], logs: Path, bound_s: float = 120) -
             time.sleep(0.5)
 
 
-@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_two_celery_workers_run_the_edition_job_to_the_same_result(tmp_path: Path) -> None:
     server = redis_server()

@@ -238,7 +238,6 @@ def test_the_code_server_stops_on_sigterm_and_is_alone_on_its_port(tmp_path: Pat
                 os.killpg(child.pid, signal.SIGKILL)
 
 
-@pytest.mark.long
 @pytest.mark.timeout(1500)
 def test_the_deployment_heals_from_every_fault(tmp_path: Path) -> None:
     """PostgreSQL, code server, daemon and webserver as processes; sensors alone load and sync; then a

@@ -96,7 +96,6 @@ def writes(result: Runs) -> dict[str, int]:
     return {asset: sum(metadata(result, asset).get(k, 0) for k in counts) for asset in WRITERS}
 
 
-@pytest.mark.long
 def test_writes_are_exact_under_faults_and_converge_after_rejections(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path / "sandbox", works=50, dirt_rate=0.0).start()
     home = tmp_path / "home"
