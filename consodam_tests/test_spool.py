@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from consodam_pipeline.store.history import subjects_of
 from consodam_pipeline.sync.dam_ingest import VERSION_SCHEMA, typed_inventory
 from consodam_pipeline.sync.snapshot import IngestBatch, render_payloads
 from consodam_pipeline.sync.spool import Spool, sweep_stale_spools
@@ -62,6 +63,29 @@ def test_payloads_come_in_key_order_across_key_ranges() -> None:
         to_open = batch.take_hashes().sort("record_key")
         rendered = pl.concat(batch.payloads_for(to_open))
     assert rendered["record_key"].to_list() == sorted(keys)
+
+
+def test_each_opened_record_names_the_subject_its_payload_names() -> None:
+    """The ISBN and work a stored record is about (what the audit finds it by) come with each block of
+    rows to open, as text, and are what the stored payload itself says; a schema without them names none."""
+    versions = pl.DataFrame(
+        [
+            {"asset_id": "a1", "version": 1, "isbn13": "9780306406157", "work_id": 7},
+            {"asset_id": "b1", "version": 2, "isbn13": None, "work_id": 7},
+            {"asset_id": "c1", "version": 1, "isbn13": None, "work_id": None},
+        ],
+        schema={"asset_id": pl.String(), "version": pl.Int64(), "isbn13": pl.String(), "work_id": pl.Int64()},
+    )
+    with IngestBatch(complete=True, key_column="asset_id", schema=versions.schema) as batch:
+        batch.add_frame(versions)
+        opened = pl.concat(batch.payloads_for(batch.take_hashes().sort("record_key")))
+    named = opened.select("record_key", "isbn13", "work_id")
+    assert named.rows() == [("a1", "9780306406157", "7"), ("b1", None, "7"), ("c1", None, None)]
+    assert subjects_of(opened).equals(subjects_of(opened.drop("isbn13", "work_id")))
+    with IngestBatch(complete=True, key_column="asset_id", schema=SCHEMA) as batch:
+        batch.add_frame(page(("a1", 1, "x")))
+        opened = pl.concat(batch.payloads_for(batch.take_hashes()))
+    assert subjects_of(opened).rows() == [("a1", None, None)]
 
 
 def test_typed_inventory_marks_the_newest_version_of_each_asset() -> None:
