@@ -110,13 +110,14 @@ class IngestBatch:
         block at a time, one key range of the spool in memory at a time. isbn13 and work_id, the record's
         subject, are text (null where the schema has no such field)."""
         prefixes = to_open["record_key"].str.slice(0, 1)
+        named = [c for c in SUBJECT_COLUMNS if c in self.schema and c != self.key_column]
         subject = [
             (pl.col(c) if c in self.schema else pl.lit(None)).cast(pl.String).alias(c)
             for c in SUBJECT_COLUMNS
         ]
         for prefix in prefixes.unique(maintain_order=True).to_list():
             wanted = to_open.filter(prefixes == prefix).select("record_key", "content_hash")
-            rows = self.spool.key_range(prefix).select(
+            rows = self.spool.key_range(prefix, [PAYLOAD, *named]).select(
                 key_text(self.key_column).alias("record_key"), pl.col(PAYLOAD).alias("payload"), *subject
             )
             joined = wanted.join(rows, on="record_key", how="inner", maintain_order="left")

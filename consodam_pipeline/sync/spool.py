@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -73,13 +73,15 @@ class Spool:
             return pl.LazyFrame(schema={SEQ: pl.UInt32, **self.schema}).select(columns)
         return pl.scan_ipc(files).select(columns)
 
-    def key_range(self, prefix: str) -> pl.DataFrame:
-        """The last copy of each key that starts with `prefix` (empty if none came)."""
+    def key_range(self, prefix: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """The last copy of each key that starts with `prefix` (empty if none came): every column, or
+        the key and these (only they are read)."""
         self.flush()
+        wanted = list(self.schema) if columns is None else [self.key_column, *columns]
         files = self._files.get(prefix)
         if not files:
-            return pl.DataFrame(schema=self.schema)
-        rows = pl.scan_ipc(files).collect().sort(SEQ)
+            return pl.DataFrame(schema={name: self.schema[name] for name in wanted})
+        rows = pl.scan_ipc(files).select(SEQ, *wanted).collect().sort(SEQ)
         return rows.filter(key_text(self.key_column).is_last_distinct()).drop(SEQ)
 
     def close(self) -> None:
