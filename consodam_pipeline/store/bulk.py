@@ -1,13 +1,15 @@
 """Bulk appends through the database driver: SQLite executemany, PostgreSQL COPY.
 
 Ingests and backfills write millions of rows; binding each row through SQLAlchemy's statement layer
-costs more than the database work. Rows arrive as polars frames whose columns are table columns.
+costs more than the database work. Rows arrive as polars frames whose columns are table columns. An
+append of more rows than a table holds (a first ingest, a first backfill) may drop its indexes inside
+its transaction and build them at the end (`holds`, `drop_in_transaction`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -29,6 +31,22 @@ IN_LIST = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
 def chunks(items: Sequence[Any], size: int = IN_LIST) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def holds(conn: sa.Connection, table: sa.Table, rows: int) -> bool:
+    """Whether the table holds at least `rows` rows (reads no more than that many index entries)."""
+    probe = sa.select(sa.literal(1)).select_from(table).offset(max(rows - 1, 0)).limit(1)
+    return conn.execute(probe).first() is not None
+
+
+def drop_in_transaction(conn: sa.Connection, indexes: Iterable[sa.Index]) -> None:
+    """Drop the indexes (SQLite) inside the caller's transaction, so a failure before its commit brings
+    them back. pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
+    be committed on its own, so the transaction is opened here when it is not yet."""
+    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN")
+    for index in indexes:
+        index.drop(conn)
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:

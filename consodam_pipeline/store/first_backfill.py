@@ -19,13 +19,14 @@ and each is counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
 
+from consodam_pipeline.store.bulk import drop_in_transaction, holds
 from consodam_pipeline.store.engine import PG_SCHEMA
 from consodam_pipeline.store.locks import lock_key
 from consodam_pipeline.store.schema import audit_ledger
@@ -48,24 +49,8 @@ class Appending:
     into: sa.Table  # where the appends go: the ledger itself (SQLite) or the table beside it
 
 
-def holds(conn: sa.Connection, table: sa.Table, rows: int) -> bool:
-    """Whether the table holds at least `rows` rows (reads no more than that many index entries)."""
-    probe = sa.select(sa.literal(1)).select_from(table).offset(max(rows - 1, 0)).limit(1)
-    return conn.execute(probe).first() is not None
-
-
 def ledger_holds(conn: sa.Connection, rows: int) -> bool:
     return holds(conn, audit_ledger, rows)
-
-
-def drop_in_transaction(conn: sa.Connection, indexes: Iterable[sa.Index]) -> None:
-    """Drop the indexes (SQLite) inside the caller's transaction, so a failure before its commit brings
-    them back. pysqlite opens a transaction only before a DML statement: a DROP INDEX first in one would
-    be committed on its own, so the transaction is opened here when it is not yet."""
-    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-        conn.exec_driver_sql("BEGIN")
-    for index in indexes:
-        index.drop(conn)
 
 
 @contextmanager

@@ -18,9 +18,8 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
-from consodam_pipeline.store.bulk import bulk_insert, chunks
+from consodam_pipeline.store.bulk import bulk_insert, chunks, drop_in_transaction, holds
 from consodam_pipeline.store.engine import page_cache
-from consodam_pipeline.store.first_backfill import drop_in_transaction, holds
 from consodam_pipeline.store.schema import record_history, record_subject
 
 # SQLite's page cache while history rows are opened (KiB): the subjects' two indexes are ordered by ISBN and
@@ -123,10 +122,10 @@ class RecordHistory:
         `complete=True` the batch is the whole population, so open records absent from it are closed
         (deletions), except those in `keep_open` (present at the source but quarantined this time: their
         last good version stays current). Re-applying the same batch writes nothing. `records` carries a
-        payload column, or `payloads` renders the rows to open (record_key, content_hash → the same with
+        payload column, or `payloads` gives the rows to open (record_key, content_hash → the same with
         payload, in the order given) chunk by chunk, so no caller holds every payload at once. With
         `subjects_in_payload`, the `isbn13` and `work_id` of each payload opened name its subject (taken
-        from the rendered blocks' own columns of those names, when they carry them).
+        from the blocks' own columns of those names, when they carry them).
         """
         records = records.unique(subset="record_key", keep="last")
         keys = None if complete else records["record_key"].to_list()
