@@ -302,6 +302,31 @@ def test_a_first_ingest_builds_the_subject_indexes_once_and_a_failed_one_keeps_t
     assert store.history.keys_about("dam_asset_version", [], ["2"]) == {"a032"}
 
 
+def test_a_commit_is_read_at_once_and_copied_into_the_database_beside_what_follows(
+    store: LineageStore,
+) -> None:
+    """An ingest's commit is read at once by another connection; on SQLite the WAL's copy into the
+    database runs in a thread, and once waited for the database file holds what was written; the pooled
+    connections go back to SQLite's own checkpoint threshold. A failed transaction writes nothing."""
+    values = {f"bulk.{n:05d}": f"{n:05d}" * 400 for n in range(6000)}  # ~12 MB: past the 4 MB threshold
+    with pytest.raises(RuntimeError), store.checkpoints, store.checkpoints.transaction() as conn:
+        store.cursors.set_many(conn, values)
+        raise RuntimeError("killed mid-commit")
+    assert store.cursors.get("bulk.00001") is None
+    with store.checkpoints:
+        with store.checkpoints.transaction() as conn:
+            store.cursors.set_many(conn, values)
+        with store.engine.connect() as reader:  # read while the copy may still run
+            assert store.cursors.get("bulk.05999", reader) == values["bulk.05999"]
+    if store.engine.dialect.name != "sqlite":
+        return
+    database = Path(str(store.engine.url.database))
+    assert database.stat().st_size > 12_000_000
+    with store.engine.connect() as one, store.engine.connect() as two:
+        for conn in (one, two):
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+
+
 def test_a_first_backfill_appends_each_event_once(store: LineageStore) -> None:
     """While the event ids' unique index is deferred, an event the ledger held before is not appended
     again, and one appended twice in the backfill is there once afterwards and counted once."""

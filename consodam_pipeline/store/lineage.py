@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from consodam_pipeline.store.bookkeeping import WriteBookkeeping
 from consodam_pipeline.store.cursors import Cursors
+from consodam_pipeline.store.engine import CheckpointAside
 from consodam_pipeline.store.history import RecordHistory
 from consodam_pipeline.store.ledger import Ledger
 from consodam_pipeline.store.locks import StoreLocks
@@ -29,3 +30,4 @@ class LineageStore:
         self.quarantine = Quarantine(engine)
         self.usage = UsageLog(engine)
         self.locks = StoreLocks(engine)
+        self.checkpoints = CheckpointAside(engine)

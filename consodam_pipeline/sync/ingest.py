@@ -133,7 +133,8 @@ def _ingest(
     full = high_water is None or outdated or reconciliation_due(config, last_full, started)
     previous = None if outdated else previous
     since = None if full or high_water is None else source.since(high_water, config)
-    with IngestBatch(complete=full, key_column=source.key_column, schema=source.schema) as batch:
+    batch = IngestBatch(complete=full, key_column=source.key_column, schema=source.schema)
+    with batch, store.checkpoints:  # the WAL's copy after the commit runs beside the rest of the step
         requests, retries = source.fetch(batch, since)
         reached = source.high_water(started, batch, high_water)
         cursors = {source.high_water_cursor: reached} if reached else {}

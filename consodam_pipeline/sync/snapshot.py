@@ -151,7 +151,7 @@ def commit_batch(
     `full_at_cursor` then records when it happened."""
     hashes = batch.take_hashes()
     checked = () if batch.complete else batch.seen_keys(hashes["record_key"])
-    with store.engine.begin() as conn:
+    with store.checkpoints.transaction() as conn:  # the caller waits for the WAL's copy at its end
         diff = store.history.apply_snapshot(
             conn,
             entity,
