@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -98,11 +97,14 @@ class CheckpointAside:
     def _checkpoint(self) -> None:
         # A connection of its own, closed at once: taken from the pool, it would stay there beside the
         # ingest's own, each keeping the memory of the 64 MB page cache bulk appends give it.
+        unpooled = sa.create_engine(self.engine.url, poolclass=sa.pool.NullPool)
         try:
-            with closing(sqlite3.connect(str(self.engine.url.database), timeout=30)) as conn:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as error:  # the rows are committed; the next commit copies them back
-            logging.getLogger(__name__).warning("WAL checkpoint left to the next commit: %s", error)
+            with unpooled.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except sa.exc.DBAPIError as error:  # the rows are committed; the next commit copies them back
+            logging.getLogger(__name__).warning("WAL checkpoint left to the next commit: %s", error.orig)
+        finally:
+            unpooled.dispose()
 
     def wait(self) -> None:
         """Until the copy started by the last commit is done."""
