@@ -79,6 +79,50 @@ def test_definitions_are_built_once_per_environment(monkeypatch: Any) -> None:
     assert not isinstance(first.resources["consonance"].url, dg.EnvVar)  # type: ignore[index]
 
 
+@dg.asset
+def first_step() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"pid": os.getpid()})
+
+
+@dg.asset(deps=[first_step])
+def second_step() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"pid": os.getpid()})
+
+
+def two_step_job() -> dg.JobDefinition:
+    """Two assets, one after the other, on the code location's executor (reconstructable: a step process
+    loads it again)."""
+    from consodam_pipeline.sync.partitions import step_executor
+
+    job = dg.define_asset_job("two_steps", executor_def=step_executor())
+    return dg.Definitions(assets=[first_step, second_step], jobs=[job]).resolve_job_def("two_steps")
+
+
+def test_a_run_of_one_step_runs_it_in_the_run_process_and_of_several_in_step_processes() -> None:
+    """An asset materialized on its own runs where its run runs (no forkserver to wait for); a run of
+    several steps runs each in a step process, as a run configured `in_process` does not."""
+    from consodam_pipeline.sync.partitions import IN_PROCESS
+
+    job = dg.reconstructable(two_step_job)
+    here = os.getpid()
+    with dg.instance_for_test() as instance:
+
+        def pids(run: Any) -> dict[str, object]:
+            assert run.success
+            return {
+                event.asset_key.to_user_string(): event.materialization.metadata["pid"].value
+                for event in run.get_asset_materialization_events()
+                if event.asset_key is not None
+            }
+
+        with dg.execute_job(job, instance, asset_selection=[dg.AssetKey("first_step")]) as alone:
+            assert pids(alone) == {"first_step": here}
+        with dg.execute_job(job, instance) as both:
+            assert set(pids(both)) == {"first_step", "second_step"} and here not in pids(both).values()
+        with dg.execute_job(job, instance, run_config=IN_PROCESS) as told:
+            assert pids(told) == {"first_step": here, "second_step": here}
+
+
 def test_steps_fork_from_a_preloaded_server() -> None:
     """Every job but a celery one runs its steps as processes forked from a forkserver that has already
     imported every definition module (so a step does not import them again)."""
