@@ -290,3 +290,66 @@ def test_a_table_from_an_older_consodam_is_rebuilt_in_full(sandbox: Sandbox, tmp
     ingest(sandbox, reference)
     assert_same(frames(home)[0], frames(reference)[0])
     assert table(home, "title_metadata_snapshot")["todos"].list.len().sum() > 0
+
+
+def recorded_markers(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
+    """The run's period markers: (period, sources, the step that recorded it)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    found = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        assert event is not None
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+        if materialization.asset_key == dg.AssetKey("edition_changes"):
+            source = materialization.metadata["source"].value
+            found.append((str(materialization.partition), str(source), str(event.step_key)))
+    return found
+
+
+def left_for_later(home: Path) -> dict[str, list[str]]:
+    """Periods an ingest step left in the store for a later step to mark, by source."""
+    left = store(home).cursors.named_with("edition_changes_pending:")
+    return {name.split(":", 1)[1]: json.loads(value)["periods"] for name, value in left.items()}
+
+
+def test_a_run_of_both_systems_marks_each_period_once_and_a_failed_dam_step_loses_none(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from consodam_tests.test_rights_flow import periods_of
+
+    home = tmp_path / "home"
+    with dg.instance_for_test() as instance:
+        first = ingest(fresh_sandbox, home, instance)
+        marked = recorded_markers(instance, first.run_id)
+        periods = [period for period, _, _ in marked]
+        assert len(periods) == len(set(periods)) > 10  # each period once, in a first load every one
+        assert {step for _, _, step in marked} == {"dam_asset_inventory"}  # by the run's last ingest step
+        assert {source for _, source, _ in marked} == {"consonance, dam"}
+        assert left_for_later(home) == {}
+
+        # An edition changes in Consonance; the same run's DAM step fails: the title's period waits in the store.
+        product = table(home, "title_metadata_snapshot").row(0, named=True)
+        edit = {"fullTitle": f"{product['title']} (revised)"}
+        fresh_sandbox.admin("consonance", "POST", f"/_sandbox/products/{product['product_id']}", json=edit)
+        fresh_sandbox.fault("dam", mode="503", rate=1.0)
+        with pytest.raises(ApiError):
+            ingest(fresh_sandbox, home, instance, max_attempts=2)
+        fresh_sandbox.clear_faults()
+        period = periods_of(home, product["work_id"])
+        assert left_for_later(home) == {"consonance": [period]}
+
+        # The next ingest step, of either system, records it.
+        later = ingest(fresh_sandbox, home, instance, assets=[dam_asset_inventory])
+        assert recorded_markers(instance, later.run_id) == [(period, "consonance", "dam_asset_inventory")]
+        assert left_for_later(home) == {}
+
+        # A run of the titles alone records its own markers.
+        fresh_sandbox.admin(
+            "consonance",
+            "POST",
+            f"/_sandbox/products/{product['product_id']}",
+            json=edit | {"fullTitle": f"{product['title']} (third edition)"},
+        )
+        alone = ingest(fresh_sandbox, home, instance, assets=[title_metadata_snapshot])
+        assert recorded_markers(instance, alone.run_id) == [(period, "consonance", "title_metadata_snapshot")]
+        assert left_for_later(home) == {}

@@ -38,3 +38,21 @@ class Cursors:
             query = sa.select(sync_cursor.c.name, sync_cursor.c.value).where(sync_cursor.c.name.in_(chunk))
             held.update({name: value for name, value in conn.execute(query)})
         return frozenset(name for name, value in values.items() if held.get(name) != value)
+
+    def named_with(self, prefix: str) -> dict[str, str]:
+        """Every cursor whose name starts with the prefix, and its value."""
+        query = sa.select(sync_cursor.c.name, sync_cursor.c.value).where(
+            sync_cursor.c.name.startswith(prefix)
+        )
+        with self.engine.connect() as conn:
+            return {name: value for name, value in conn.execute(query)}
+
+    def drop_unchanged(self, values: Mapping[str, str]) -> None:
+        """Delete these cursors, each only while it still holds the value given (one set meanwhile stays)."""
+        if not values:
+            return
+        with self.engine.begin() as conn:
+            for name, value in values.items():
+                conn.execute(
+                    sa.delete(sync_cursor).where(sync_cursor.c.name == name, sync_cursor.c.value == value)
+                )

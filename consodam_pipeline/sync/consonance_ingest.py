@@ -170,6 +170,7 @@ class TitleSource(IngestSource):
     high_water_cursor: str = CHANGED_SINCE_CURSOR
     full_at_cursor: str = FULL_AT_CURSOR
     quarantine_sources: tuple[str, ...] = (SOURCE,)
+    markers_recorded_by: str | None = "dam_asset_inventory"  # the DAM step reads this snapshot
 
     def __post_init__(self) -> None:
         self.schema, self.column_docs = EDITION_SCHEMA, COLUMN_DOCS

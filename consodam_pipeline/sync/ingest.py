@@ -10,8 +10,8 @@ does the rest, in this order:
 4. the snapshot: the previous one with this run's changes applied (when it is exactly what the store
    committed last), else rebuilt from the store;
 5. the output, then a period marker for each period a change touched (only once the snapshot is stored,
-   so automation never runs the edition graph on the previous one); consodam's own writes coming back
-   (echoes) touch none.
+   so automation never runs the edition graph on the previous one; in a run of both systems, once, by the
+   last ingest step: sync/markers.py); consodam's own writes coming back (echoes) touch none.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from consodam_pipeline.domain.timestamps import utcnow
 from consodam_pipeline.store.history import SnapshotDiff
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, scan_parquet
-from consodam_pipeline.sync.partitions import change_markers
+from consodam_pipeline.sync import markers
 from consodam_pipeline.sync.report import (
     column_schema,
     diff_metadata,
@@ -65,6 +65,8 @@ class IngestSource(ABC):
     high_water_cursor: str  # how far the last run read
     full_at_cursor: str  # when the last full reconciliation happened
     quarantine_sources: tuple[str, ...]
+    # The later step of the same run that records this source's period markers with its own (sync/markers.py)
+    markers_recorded_by: str | None = None
 
     @abstractmethod
     def since(self, high_water: str, config: IngestConfig) -> Any:
@@ -159,7 +161,11 @@ def _ingest(
         extra = {**figures, "snapshot_built_from": built_from, "periods_touched": len(periods)}
         metadata = ingest_metadata(source, frame, diff, batch, since, (requests, retries), store, extra)
         yield dg.Output(frame, metadata=metadata)
-        yield from change_markers(periods, source.name)  # only once the snapshot is stored
+        # Markers only once the snapshot is stored; in a run of both systems, once at the end of the last.
+        if markers.recorded_later(context, source.markers_recorded_by):
+            markers.leave(store, source.name, periods, run_id)
+        else:
+            yield from markers.record(store, source.name, periods)
         yield from source.check_results(store, scan_parquet(io_manager.path_for(context.asset_key)))
 
 

@@ -1,5 +1,6 @@
 """How Dagster runs the edition graph: one partition per publication period, a marker per period that
-changed (`edition_changes`, recorded by the ingest), and what every edition-level asset shares."""
+changed (`edition_changes`, recorded by the ingest: sync/markers.py), and what every edition-level asset
+shares."""
 
 from __future__ import annotations
 
@@ -24,14 +25,6 @@ EDITION_CHANGES = dg.AssetKey("edition_changes")
 # A retried run runs every step again: writes are planned from what the systems show, so a step that had
 # finished plans nothing, and a run killed after its last step is retried rather than refused.
 RETRY_ALL_STEPS = {"dagster/retry_strategy": "ALL_STEPS"}
-
-
-def change_markers(periods: list[str], source: str) -> list[dg.AssetMaterialization]:
-    """A marker for each period a change touched: the edition graph re-materializes exactly these."""
-    return [
-        dg.AssetMaterialization(asset_key=EDITION_CHANGES, partition=period, metadata={"source": source})
-        for period in periods
-    ]
 
 
 RANGE_SETTING = "CONSODAM_BACKFILL_RANGE"
