@@ -21,13 +21,12 @@ from pathlib import Path
 
 import click
 
-from consodam_pipeline.bench.common import Report, bench_sandbox, peak_rss_mb
+from consodam_pipeline.bench.common import SHIPPED_INSTANCE, Report, bench_sandbox, peak_rss_mb
 from consodam_pipeline.processes import descendants
 from consodam_pipeline.sync.ingest_checks import TITLE_CHECKS
 
 DLT_HINT = "dlt is not installed: `uv sync --extra peers` adds it (make demo leaves it out)"
 CONSODAM_STEP = "title_metadata_snapshot"
-SHIPPED_INSTANCE = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 CONSODAM_CHECKS = len(TITLE_CHECKS)  # evaluated in the asset's step
 
 
