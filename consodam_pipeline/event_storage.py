@@ -9,8 +9,8 @@ are compiled once, and keeps the index database's connection open. A run's own d
 closed per event: the webserver follows a running run's log by watching that file change, which the WAL's
 copy on close does.
 
-`deploy/dagster.yaml` names it (`storage: custom`); its files are Dagster's own under $DAGSTER_HOME/storage,
-so an instance switches to it, or back, keeping its history.
+`deploy/dagster.yaml` names the instance class that uses it (`instance_class`); its files are Dagster's own
+under $DAGSTER_HOME/storage, so an instance switches to it, or back, keeping its history.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from dagster._config import Field, StringSource, UserConfigSchema
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.pool import NullPool
 
@@ -80,29 +81,27 @@ class KeptEnginesSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.clear()
 
 
-class ConsodamSqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage (runs, event log, schedules under one directory) with the event log above.
-    `base_dir` defaults to $DAGSTER_HOME/storage, where Dagster's own default keeps the same files."""
-
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        super().__init__(base_dir, inst_data=inst_data)
-        self._event_log_storage = KeptEnginesSqliteEventLogStorage(_event_logs_directory(base_dir))
+class ConsodamInstance(DagsterInstance):
+    """Dagster's instance, with the event log above in place of Dagster's SQLite one (same directory, same
+    files); any other event log (PostgreSQL) is kept as configured. Named by `instance_class` in
+    dagster.yaml, so the webserver, the daemon, code servers and run workers all build it."""
 
     @classmethod
-    def config_type(cls) -> UserConfigSchema:
-        return {"base_dir": Field(StringSource, is_required=False)}
+    def config_schema(cls) -> dict[str, Any]:
+        return {}  # no settings of its own
 
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> ConsodamSqliteStorage:
-        base_dir = config_value.get("base_dir") or default_base_dir()
-        os.makedirs(base_dir, exist_ok=True)
-        return cls(base_dir, inst_data=inst_data)
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return InstanceRef.config_defaults(base_dir)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "event_storage" in kwargs:  # Dagster builds an instance from its dagster.yaml by keywords
+            kwargs["event_storage"] = kept_engines(kwargs["event_storage"])
+        super().__init__(*args, **kwargs)
 
 
-def default_base_dir() -> str:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise ValueError("DAGSTER_HOME is not set: the storage's base_dir defaults to $DAGSTER_HOME/storage")
-    return os.path.join(home, "storage")
+def kept_engines(storage: EventLogStorage) -> EventLogStorage:
+    """Dagster's SQLite event log as KeptEnginesSqliteEventLogStorage on the same files; any other as it is."""
+    if type(storage) is not SqliteEventLogStorage:  # exactly Dagster's: a subclass is someone's own choice
+        return storage
+    return KeptEnginesSqliteEventLogStorage(storage._base_dir)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from consodam_pipeline.defs.ingest.markers import edition_changes
 from consodam_pipeline.domain.periods import period_keys
-from consodam_pipeline.event_storage import KeptEnginesSqliteEventLogStorage
+from consodam_pipeline.event_storage import ConsodamInstance, KeptEnginesSqliteEventLogStorage
 from consodam_pipeline.sync.markers import change_markers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,9 @@ def open_files(name: str) -> int:
 
 def test_the_shipped_instance_keeps_its_connections_and_loses_no_event(shipped_home: Path) -> None:
     with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance, ConsodamInstance)
         assert isinstance(instance.event_log_storage, KeptEnginesSqliteEventLogStorage)
-        assert (shipped_home / "storage" / "history" / "runs" / "index.db").exists()  # Dagster's own files
+        assert (shipped_home / "history" / "runs" / "index.db").exists()  # Dagster's own files
         with connections_opened() as opened:
             for _ in range(2):
                 result = dg.materialize(
@@ -118,3 +119,17 @@ def log_line(run_id: str, text: str) -> dg.EventLogEntry:
     return dg.EventLogEntry(
         error_info=None, level="INFO", user_message=text, run_id=run_id, timestamp=time.time()
     )
+
+
+def test_an_instance_read_from_its_folder_keeps_its_files_there(
+    shipped_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool that opens the instance by its folder, with DAGSTER_HOME elsewhere or unset, reads that folder."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
+    with dg.DagsterInstance.from_config(str(shipped_home)) as instance:
+        dg.materialize([marks_periods, edition_changes], selection=[marks_periods], instance=instance)
+    monkeypatch.delenv("DAGSTER_HOME")
+    with dg.DagsterInstance.from_config(str(shipped_home)) as instance:
+        assert isinstance(instance.event_log_storage, KeptEnginesSqliteEventLogStorage)
+        assert len(instance.fetch_materializations(edition_changes.key, limit=1000).records) == len(PERIODS)
+    assert not (tmp_path / "elsewhere").exists()

@@ -22,13 +22,13 @@ T = TypeVar("T")
 SHIPPED_INSTANCE = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 
 
-def shipped_storage() -> dict[str, Any]:
-    """The `storage` block of the instance `make demo` and `make dev` run with, for a benchmark's own instance
-    (Dagster's default SQLite storage when the file names none)."""
+def shipped_instance_class() -> dict[str, Any]:
+    """The `instance_class` of the instance `make demo` and `make dev` run with, for a benchmark's own
+    instance (Dagster's when the file names none)."""
     import yaml
 
     config = yaml.safe_load(SHIPPED_INSTANCE.read_text()) if SHIPPED_INSTANCE.exists() else {}
-    return {"storage": config["storage"]} if "storage" in config else {}
+    return {"instance_class": config["instance_class"]} if "instance_class" in config else {}
 
 
 def _status_mb(field: str, pid: int | str = "self") -> float:

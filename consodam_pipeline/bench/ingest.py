@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from consodam_pipeline.bench.common import Report, bench_sandbox, measured, shipped_storage
+from consodam_pipeline.bench.common import Report, bench_sandbox, measured, shipped_instance_class
 from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.sandbox.process import SandboxProcess
@@ -147,7 +147,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
             ):
                 per_record = stats["asset_versions"] if "DAM" in name else products
                 report.row(name, seconds, f"{per_record / seconds:,.0f} records/s")
-            with dg.instance_for_test(overrides=shipped_storage()) as instance:
+            with dg.instance_for_test(overrides=shipped_instance_class()) as instance:
                 with measured() as full:
                     first = materialize_ingest(instance, home)
                 report.row(
