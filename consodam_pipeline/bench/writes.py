@@ -80,6 +80,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
 def run_in(home: Path, works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
     report = Report(f"consodam bench writes --works {works} (seed {seed}): the write path under faults")
     os.environ.update({"CONSODAM_HOME": str(home), "CONSODAM_STORE_URL": f"sqlite:///{home / 'lineage.db'}"})
+    os.environ.pop("CONSODAM_TABLES_PATH", None)  # the tables this bench reads back are its home's
     keys = period_keys()
     with bench_sandbox(works, seed, workdir, report) as sandbox, dg.DagsterInstance.ephemeral() as instance:
         os.environ.update(sandbox.env)
