@@ -10,7 +10,7 @@ closed per event: the webserver follows a running run's log by watching that fil
 copy on close does.
 
 `deploy/dagster.yaml` names the instance class that uses it (`instance_class`); its files are Dagster's own
-under $DAGSTER_HOME/storage, so an instance switches to it, or back, keeping its history.
+(under $DAGSTER_HOME/history), so an instance switches to it, or back, keeping its history.
 """
 
 from __future__ import annotations
