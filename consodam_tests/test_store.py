@@ -460,3 +460,24 @@ def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
             conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0, complete=False
         )
     assert store.history.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}
+
+
+def test_cursors_named_with_a_prefix_and_dropped_only_while_unchanged(store: LineageStore) -> None:
+    """The period markers' hand-over (sync/markers.py): cursors found by their prefix taken literally, and
+    one set again after it was read is not deleted."""
+    with store.engine.begin() as conn:
+        store.cursors.set_many(
+            conn,
+            {"edition_changes_pending:consonance": "a", "editionXchangesXpending:dam": "b", "other": "c"},
+        )
+    taken = store.cursors.named_with("edition_changes_pending:")
+    assert taken == {"edition_changes_pending:consonance": "a"}  # "_" is not a wildcard
+    with store.engine.begin() as conn:
+        store.cursors.set(conn, "edition_changes_pending:consonance", "a, then more")
+    store.cursors.drop_unchanged(taken)
+    assert store.cursors.named_with("edition_changes_pending:") == {
+        "edition_changes_pending:consonance": "a, then more"
+    }
+    store.cursors.drop_unchanged(store.cursors.named_with("edition_changes_pending:"))
+    assert store.cursors.named_with("edition_changes_pending:") == {}
+    assert store.cursors.get("other") == "c"

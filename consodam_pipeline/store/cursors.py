@@ -42,7 +42,7 @@ class Cursors:
     def named_with(self, prefix: str) -> dict[str, str]:
         """Every cursor whose name starts with the prefix, and its value."""
         query = sa.select(sync_cursor.c.name, sync_cursor.c.value).where(
-            sync_cursor.c.name.startswith(prefix)
+            sync_cursor.c.name.startswith(prefix, autoescape=True)  # "_" is not a wildcard here
         )
         with self.engine.connect() as conn:
             return {name: value for name, value in conn.execute(query)}
