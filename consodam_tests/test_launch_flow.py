@@ -270,3 +270,18 @@ def test_usage_appears_in_the_audit_as_of_its_moment(fresh_sandbox: Sandbox, tmp
     ]
     between = edition_audit(lineage, version["isbn13"], datetime(2026, 7, 1, tzinfo=UTC)).usage
     assert [u["channel"] for u in between if u["asset_id"] == version["asset_id"]] == ["retailer_feed"]
+
+
+def test_the_launch_window_job_marks_the_periods_it_is_given() -> None:
+    from consodam_pipeline.defs.launch.schedule import launch_window_job
+
+    periods = ["2024-Q1", "2023"]
+    config = {"ops": {"mark_launch_periods": {"config": {"day": "2024-01-02", "periods": periods}}}}
+    with dg.instance_for_test() as instance:
+        result = launch_window_job.execute_in_process(run_config=config, instance=instance)
+        marked = {
+            (str(m.partition), m.metadata["source"].value, m.metadata["day"].value)
+            for m in (e.materialization for e in result.get_asset_materialization_events())
+            if m.asset_key == dg.AssetKey("edition_changes")
+        }
+    assert marked == {(p, "launch window", "2024-01-02") for p in periods}

@@ -21,11 +21,15 @@ from consodam_pipeline.sync.partitions import EDITION_CHANGES
 PENDING = "edition_changes_pending:"
 
 
-def change_markers(sources_by_period: Mapping[str, Iterable[str]]) -> list[dg.AssetMaterialization]:
+def change_markers(
+    sources_by_period: Mapping[str, Iterable[str]], **about: str
+) -> list[dg.AssetMaterialization]:
     """A marker for each period a change touched: the edition graph re-materializes exactly these."""
     return [
         dg.AssetMaterialization(
-            asset_key=EDITION_CHANGES, partition=period, metadata={"source": ", ".join(sorted(sources))}
+            asset_key=EDITION_CHANGES,
+            partition=period,
+            metadata={"source": ", ".join(sorted(sources)), **about},
         )
         for period, sources in sorted(sources_by_period.items())
     ]

@@ -8,7 +8,7 @@ import dagster as dg
 from consodam_pipeline.derived.launch_plan import periods_moving
 from consodam_pipeline.derived.rules import rules_in_force
 from consodam_pipeline.store.tables import PolarsParquetIOManager, exists, read_parquet
-from consodam_pipeline.sync.partitions import EDITION_CHANGES
+from consodam_pipeline.sync.markers import change_markers
 from consodam_pipeline.sync.probe import TITLES
 
 
@@ -22,14 +22,8 @@ class LaunchDay(dg.Config):
     "the launch window on the day."
 )
 def mark_launch_periods(context: dg.OpExecutionContext, config: LaunchDay) -> None:
-    for period in config.periods:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=EDITION_CHANGES,
-                partition=period,
-                metadata={"source": "launch window", "day": config.day},
-            )
-        )
+    for marker in change_markers({period: ["launch window"] for period in config.periods}, day=config.day):
+        context.log_event(marker)
 
 
 @dg.job(
