@@ -78,6 +78,7 @@ class Deployment:
     topology: str = "production"  # or "dev": what `make dev` starts (sandboxes, `dg dev`, SQLite)
     _instance: dg.DagsterInstance | None = None
     _people: PeopleAtWork | None = None
+    _env_before: dict[str, str | None] = field(default_factory=dict)
 
     # ---- bring-up ----------------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class Deployment:
             "PYTHONUNBUFFERED": "1",
             **dev_env(),
         }
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("DAGSTER_", "CONSODAM_"))})
+        self._export_env()
         started = time.monotonic()
         self.start_service("dagster", dev_command(self.web_port))
         self.wait("the webserver answers", lambda: self._web_ok(), 180)
@@ -150,7 +151,7 @@ class Deployment:
             "CONSODAM_SENSOR_INTERVAL_S": "5",
             "PYTHONUNBUFFERED": "1",
         }
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("DAGSTER_", "CONSODAM_"))})
+        self._export_env()
         started = time.monotonic()
         self.start_code_server()
         self.start_service("daemon", [self._bin("dagster-daemon"), "run", "-w", self._workspace])
@@ -168,6 +169,22 @@ class Deployment:
         )
         self.wait("the webserver answers", lambda: self._web_ok(), 120)
         self.record("services up", time.monotonic() - started, 180, "code server, daemon, webserver")
+
+    def _export_env(self) -> None:
+        """The deployment's DAGSTER_*/CONSODAM_* in this process too (its instance and store are read here),
+        each caller's own value kept for `stop` to put back."""
+        for key, value in self.env.items():
+            if key.startswith(("DAGSTER_", "CONSODAM_")):
+                self._env_before.setdefault(key, os.environ.get(key))
+                os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._env_before.clear()
 
     @property
     def _workspace(self) -> str:
@@ -283,19 +300,23 @@ class Deployment:
     # ---- stopping ----------------------------------------------------------------------------------
 
     def stop(self) -> dict[str, float]:
-        """SIGTERM each service (the webserver and daemon first); how long each took to exit."""
+        """SIGTERM each service (the webserver and daemon first); how long each took to exit. The caller's
+        own DAGSTER_*/CONSODAM_* are put back however stopping ends."""
         took: dict[str, float] = {}
-        for name in ("webserver", "daemon", "code_server", "dagster"):
-            if name in self.services:
-                took[name] = self.services.pop(name).stop(grace_s=STOP_BOUND_S)
-        for service in self.services.values():
-            service.stop()
-        if self._instance is not None:
-            self._instance.dispose()
-        if self.sandbox is not None:
-            self.sandbox.stop()
-        if self.pg is not None:
-            self.pg.stop()
+        try:
+            for name in ("webserver", "daemon", "code_server", "dagster"):
+                if name in self.services:
+                    took[name] = self.services.pop(name).stop(grace_s=STOP_BOUND_S)
+            for service in self.services.values():
+                service.stop()
+            if self._instance is not None:
+                self._instance.dispose()
+            if self.sandbox is not None:
+                self.sandbox.stop()
+            if self.pg is not None:
+                self.pg.stop()
+        finally:
+            self._restore_env()
         return took
 
 

@@ -53,7 +53,14 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
     for key in ("full_vs_transfer_ratio", "incremental_vs_full_ratio", "sensor_tick_s", "peak_rss_mb"):
         assert isinstance(figures[key], int | float) and figures[key] > 0, key
     assert figures["dam_asset_versions"] > 0 and figures["editions"] > 0
+    # The ratio is to the floor measured on either side of the full ingest, averaged.
+    before, after = figures["transfer_floor_before_s"], figures["transfer_floor_after_s"]
+    assert before > 0 and after > 0
+    assert abs(figures["transfer_floor_s"] - (before + after) / 2) <= 0.002
+    ratio = figures["full_ingest_s"] / figures["transfer_floor_s"]
+    assert abs(figures["full_vs_transfer_ratio"] - ratio) <= 0.01 * ratio
     assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
+    assert "transfer floor again, after the full ingest" in done.stdout
 
 
 def test_bench_peers_runs_dlt_and_consodam_on_one_sandbox(tmp_path: Path, scratch: Path) -> None:

@@ -243,7 +243,11 @@ def test_the_deployment_heals_from_every_fault(tmp_path: Path) -> None:
     """PostgreSQL, code server, daemon and webserver as processes; sensors alone load and sync; then a
     killed daemon, a killed run worker, PostgreSQL stopped 20 s and a restarted code server — after each,
     healed within its bound and every system exact; every service stops on SIGTERM; no secret leaks."""
+    ours = ("DAGSTER_", "CONSODAM_")
+    before = {k: v for k, v in os.environ.items() if k.startswith(ours)}
     steps = run_check(works=40, workdir=tmp_path / "deploy", say=print)
+    # Its PostgreSQL's port and the store's URL must not outlive it in this process's later tests.
+    assert {k: v for k, v in os.environ.items() if k.startswith(ours)} == before
     names = [s.name for s in steps]
     assert names[0] == "services up" and names[-1] == "every service stopped with SIGTERM"
     assert len(names) == 9
