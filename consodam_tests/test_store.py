@@ -460,6 +460,25 @@ def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
             conn, "edition", records(**{hostile: '{"v": "a1aaaaaa"}'}), observed_at=T0, complete=False
         )
     assert store.history.as_of("edition", hostile, T0) == {"v": "a1aaaaaa"}
+    # An entity and run id go into the statement once for every row (bulk.py): quoted there, never run.
+    at = T0 + timedelta(microseconds=123_456)
+    with store.engine.begin() as conn:
+        store.history.apply_snapshot(
+            conn,
+            hostile,
+            records(**{hostile: '{"isbn13": "9780000000002", "work_id": 7}'}),
+            observed_at=at,
+            complete=False,
+            run_id=hostile,
+            subjects_in_payload=True,
+        )
+    [version] = store.history.versions(hostile, hostile)
+    assert version["valid_from"] == at.replace(tzinfo=None) and version["valid_to"] is None
+    assert version["run_id"] == hostile
+    assert store.history.as_of(hostile, hostile, at) == {"isbn13": "9780000000002", "work_id": 7}
+    assert store.history.as_of(hostile, hostile, at - timedelta(microseconds=1)) is None
+    assert store.history.keys_about(hostile, ["9780000000002"], []) == {hostile}
+    assert store.history.count_open("edition") == 1
 
 
 def test_cursors_named_with_a_prefix_and_dropped_only_while_unchanged(store: LineageStore) -> None:

@@ -9,8 +9,9 @@ its transaction and build them at the end (`holds`, `drop_in_transaction`).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from consodam_pipeline.store.engine import PG_SCHEMA
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's storage format for DateTime on SQLite
+_SQLITE_TIME_PY = "%Y-%m-%d %H:%M:%S.%f"  # the same, for Python's strftime
 _PG_TIME = "%Y-%m-%dT%H:%M:%S%.6f"
 # Rows per executemany (SQLite): each is a Python tuple while its block is bound, ~1.3 KB for a ledger row.
 _TUPLES = 20_000
@@ -58,21 +60,62 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update_cols), list(rows))
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, *, skip_existing: str = "") -> int:
-    """Insert the rows (in the caller's transaction); with `skip_existing` (a unique column), rows whose
-    value is already there are left out. Returns how many rows were inserted."""
+Constant = str | int | float | datetime | None
+
+
+def bulk_insert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: pl.DataFrame,
+    *,
+    skip_existing: str = "",
+    constants: Mapping[str, Constant] | None = None,
+) -> int:
+    """Insert the rows (in the caller's transaction), each with the `constants` (column → one value for
+    every row; datetimes naive UTC); with `skip_existing` (a unique column), rows whose value is already
+    there are left out. Returns how many rows were inserted."""
     if rows.height == 0:
         return 0
+    constants = dict(constants or {})
     if conn.dialect.name == "postgresql":
-        return _copy(conn, table, rows, skip_existing)
-    return _executemany(conn, table, rows, skip_existing)
+        return _copy(conn, table, rows.with_columns(_columns(constants)), skip_existing)
+    return _executemany(conn, table, rows, skip_existing, constants)
 
 
-def _executemany(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame, skip_existing: str) -> int:
+def _columns(constants: Mapping[str, Constant]) -> list[pl.Expr]:
+    return [
+        pl.lit(value, pl.Datetime("us") if isinstance(value, datetime) else None).alias(name)
+        for name, value in constants.items()
+    ]
+
+
+def _sqlite_literal(value: Constant) -> str:
+    """A constant written into the statement once, as SQLite stores what executemany would bind."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            raise ValueError("bulk_insert takes naive UTC datetimes")
+        value = value.strftime(_SQLITE_TIME_PY)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _executemany(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: pl.DataFrame,
+    skip_existing: str,
+    constants: Mapping[str, Constant],
+) -> int:
+    # Constants are written into the statement, not bound per row: each bound value costs its share of
+    # a Python tuple and of the binding, and a history row has five of them.
     as_text = rows.with_columns(pl.col(pl.Datetime).dt.strftime(SQLITE_TIME))
     verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
-    columns = ", ".join(rows.columns)
-    sql = f"{verb} INTO {table.name} ({columns}) VALUES ({', '.join('?' for _ in rows.columns)})"
+    columns = ", ".join([*rows.columns, *constants])
+    values = ", ".join([*("?" for _ in rows.columns), *map(_sqlite_literal, constants.values())])
+    sql = f"{verb} INTO {table.name} ({columns}) VALUES ({values})"
     inserted = 0
     with closing(conn.connection.cursor()) as cursor:
         for block in as_text.iter_slices(_TUPLES):

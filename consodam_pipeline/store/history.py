@@ -175,16 +175,17 @@ class RecordHistory:
         subjects_in_payload: bool,
     ) -> None:
         recorded = to_naive_utc(utcnow())
+        constants = {
+            "entity": entity,
+            "valid_from": moment,
+            "valid_to": None,
+            "run_id": run_id,
+            "recorded_at": recorded,
+        }
         with page_cache(conn, OPEN_CACHE_KIB):
             for block in blocks:
-                rows = block.select("record_key", "content_hash", "payload").with_columns(
-                    pl.lit(entity).alias("entity"),
-                    pl.lit(moment, pl.Datetime("us")).alias("valid_from"),
-                    pl.lit(None, pl.Datetime("us")).alias("valid_to"),
-                    pl.lit(run_id, pl.String).alias("run_id"),
-                    pl.lit(recorded, pl.Datetime("us")).alias("recorded_at"),
-                )
-                bulk_insert(conn, record_history, rows)
+                rows = block.select("record_key", "content_hash", "payload")
+                bulk_insert(conn, record_history, rows, constants=constants)
                 if subjects_in_payload:
                     self.add_subjects(conn, entity, subjects_of(block))
 
@@ -193,7 +194,6 @@ class RecordHistory:
         none); pairs already known are kept."""
         rows = (
             subjects.select(
-                pl.lit(entity).alias("entity"),
                 pl.col("record_key"),
                 pl.col("isbn13").cast(pl.String).fill_null(""),
                 pl.col("work_id").cast(pl.String).fill_null(""),
@@ -201,7 +201,13 @@ class RecordHistory:
             .filter((pl.col("isbn13") != "") | (pl.col("work_id") != ""))
             .unique()
         )
-        return bulk_insert(conn, record_subject, rows, skip_existing="entity, record_key, isbn13, work_id")
+        return bulk_insert(
+            conn,
+            record_subject,
+            rows,
+            skip_existing="entity, record_key, isbn13, work_id",
+            constants={"entity": entity},
+        )
 
     def subjects(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str | None]]:
         """record key → the edition (isbn13) and work the record was last named about, for those named."""
