@@ -18,7 +18,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
-from consodam_pipeline.store.bulk import bulk_insert, chunks, drop_in_transaction, holds
+from consodam_pipeline.store.bulk import Constant, bulk_insert, chunks, drop_in_transaction, holds
 from consodam_pipeline.store.engine import page_cache
 from consodam_pipeline.store.schema import record_history, record_subject
 
@@ -175,7 +175,7 @@ class RecordHistory:
         subjects_in_payload: bool,
     ) -> None:
         recorded = to_naive_utc(utcnow())
-        constants = {
+        constants: dict[str, Constant] = {
             "entity": entity,
             "valid_from": moment,
             "valid_to": None,
