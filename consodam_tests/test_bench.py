@@ -61,6 +61,7 @@ def test_bench_ingest_writes_its_figures(tmp_path: Path, scratch: Path) -> None:
     assert abs(figures["full_vs_transfer_ratio"] - ratio) <= 0.01 * ratio
     assert "(b) full ingest" in done.stdout and "peak MB" in done.stdout
     assert "transfer floor again, after the full ingest" in done.stdout
+    assert figures["full_ingest_cpu_s"] > 0 and figures["transfer_floor_cpu_s"] > 0
 
 
 def test_bench_peers_runs_dlt_and_consodam_on_one_sandbox(tmp_path: Path, scratch: Path) -> None:

@@ -165,7 +165,8 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
                 report.row(
                     "(b) full ingest (both systems)",
                     full.seconds,
-                    f"{records / full.seconds:,.0f} records/s, {full.seconds / floor_s:.3f}x the floors' mean",
+                    f"{records / full.seconds:,.0f} records/s, {full.seconds / floor_s:.3f}x the floors' mean, "
+                    f"{full.cpu_s:.1f} s CPU",
                     full.peak_rss_mb,
                 )
                 changes = max(1, products // 1000), max(1, stats["assets"] // 1000)
@@ -198,6 +199,9 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
                         floors.consonance_graphql_s / floors.consonance_rest_s, 3
                     ),
                     "full_ingest_s": round(full.seconds, 3),
+                    "full_ingest_cpu_s": round(full.cpu_s, 3),
+                    "transfer_floor_cpu_s": round((floor.cpu_s + floor_again.cpu_s) / 2, 3),
+                    "incremental_ingest_cpu_s": round(incremental.cpu_s, 3),
                     "incremental_ingest_s": round(incremental.seconds, 3),
                     "full_vs_transfer_ratio": round(full.seconds / floor_s, 3),
                     "full_vs_floor_before_ratio": round(full.seconds / floors.transfer_s, 3),
