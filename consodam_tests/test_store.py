@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store, upgrade
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
-from consodam_pipeline.store.schema import STORE_REVISION, audit_ledger, metadata
+from consodam_pipeline.store.schema import STORE_REVISION, audit_ledger, metadata, record_subject
 from consodam_pipeline.sync.plan import state_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -479,6 +480,13 @@ def test_parameters_are_bound_not_interpolated(store: LineageStore) -> None:
     assert store.history.as_of(hostile, hostile, at - timedelta(microseconds=1)) is None
     assert store.history.keys_about(hostile, ["9780000000002"], []) == {hostile}
     assert store.history.count_open("edition") == 1
+
+
+def test_a_constant_column_takes_naive_utc_times_only(store: LineageStore) -> None:
+    """A zone-aware time would be written as its wall-clock digits on SQLite: refused on both stores."""
+    subjects = pl.DataFrame({"record_key": ["k"], "isbn13": ["9780000000002"], "work_id": [""]})
+    with store.engine.begin() as conn, pytest.raises(ValueError, match="naive UTC"):
+        bulk_insert(conn, record_subject, subjects, constants={"entity": T0})
 
 
 def test_cursors_named_with_a_prefix_and_dropped_only_while_unchanged(store: LineageStore) -> None:

@@ -60,7 +60,7 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update_cols), list(rows))
 
 
-Constant = str | int | float | datetime | None
+Constant = str | int | datetime | None
 
 
 def bulk_insert(
@@ -82,24 +82,29 @@ def bulk_insert(
     return _executemany(conn, table, rows, skip_existing, constants)
 
 
+def _naive(value: Constant) -> Constant:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        raise ValueError("bulk_insert takes naive UTC datetimes")
+    return value
+
+
 def _columns(constants: Mapping[str, Constant]) -> list[pl.Expr]:
     return [
-        pl.lit(value, pl.Datetime("us") if isinstance(value, datetime) else None).alias(name)
+        pl.lit(_naive(value), pl.Datetime("us") if isinstance(value, datetime) else None).alias(name)
         for name, value in constants.items()
     ]
 
 
 def _sqlite_literal(value: Constant) -> str:
     """A constant written into the statement once, as SQLite stores what executemany would bind."""
+    value = _naive(value)
     if value is None:
         return "NULL"
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            raise ValueError("bulk_insert takes naive UTC datetimes")
         value = value.strftime(_SQLITE_TIME_PY)
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
-    return repr(value)
+    return str(int(value))  # an int (a bool as 0 or 1, as sqlite3 binds it)
 
 
 def _executemany(

@@ -169,8 +169,9 @@ def _normalize_slow_isbns(raw: list[str]) -> dict[str, tuple[str | None, str | N
 
 # Pages are normalised sixteen at a time: each frame operation has a fixed cost, which one page does not
 # amortise (pages of 1,000 versions: 16.3 ms a page in fours, 12.5 in eights, 9.7 in sixteens, for 77 MB
-# more at the peak than in fours). The client's fetch-ahead goes on meanwhile: the DAM serves a page in
-# ~140 ms, longer than sixteen take to normalise, so four pages ahead keep the pool busy.
+# more at the peak than in fours). The client's fetch-ahead goes on meanwhile: sixteen take ~155 ms to
+# normalise, in which the DAM serves about one more page (one every ~140 ms, two at a time), so four pages
+# ahead keep its two requests going.
 NORMALIZE_PAGES = 16
 
 
