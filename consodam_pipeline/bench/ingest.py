@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from consodam_pipeline.bench.common import Report, bench_sandbox, measured, shipped_instance_class
+from consodam_pipeline.bench.common import Measure, Report, bench_sandbox, measured, shipped_instance_class
 from consodam_pipeline.clients.consonance import PRODUCT_FIELDS, ConsonanceResource
 from consodam_pipeline.clients.opentext_dam import OpenTextDamResource
 from consodam_pipeline.sandbox.process import SandboxProcess
@@ -101,6 +101,17 @@ def transfer_floors(consonance: ConsonanceResource, dam: OpenTextDamResource) ->
     return Floors(graphql_s, rest_s, dam_s, graphql_pages + pages)
 
 
+def measured_floors(
+    report: Report, label: str, records: int, consonance: ConsonanceResource, dam: OpenTextDamResource
+) -> tuple[Floors, Measure]:
+    """The transfer floor, timed with this process's peak, as a row of the report."""
+    with measured() as floor:
+        floors = transfer_floors(consonance, dam)
+    detail = f"{floors.pages} pages, {records / floors.transfer_s:,.0f} records/s"
+    report.row(label, floors.transfer_s, detail, floor.peak_rss_mb)
+    return floors, floor
+
+
 def materialize_ingest(instance: dg.DagsterInstance, home: Path, **config: Any) -> dict[str, dict[str, Any]]:
     from consodam_pipeline.definitions import defs
 
@@ -133,13 +144,8 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
             stats = sandbox.admin("dam", "GET", "/_sandbox/stats")["counts"]
             products = sandbox.admin("consonance", "GET", "/_sandbox/stats")["counts"]["products"]
             records = products + stats["asset_versions"]
-            with measured() as floor:
-                floors = transfer_floors(consonance, dam)
-            report.row(
-                "(a) transfer floor: download every page",
-                floors.transfer_s,
-                f"{floors.pages} pages, {records / floors.transfer_s:,.0f} records/s",
-                floor.peak_rss_mb,
+            floors, floor = measured_floors(
+                report, "(a) transfer floor: download every page", records, consonance, dam
             )
             for name, seconds in (
                 ("    Consonance GraphQL (consodam's selection)", floors.consonance_graphql_s),
@@ -151,13 +157,8 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
             with dg.instance_for_test(overrides=shipped_instance_class()) as instance:
                 with measured() as full:
                     first = materialize_ingest(instance, home)
-                with measured() as floor_again:
-                    floors_after = transfer_floors(consonance, dam)
-                report.row(
-                    "(a) transfer floor again, after the full ingest",
-                    floors_after.transfer_s,
-                    f"{records / floors_after.transfer_s:,.0f} records/s",
-                    floor_again.peak_rss_mb,
+                floors_after, floor_again = measured_floors(
+                    report, "(a) transfer floor again, after the full ingest", records, consonance, dam
                 )
                 # The machine's speed drifts over minutes: the floor on either side of the ingest, averaged,
                 # is what the ingest's own transfer would have cost while it ran.
