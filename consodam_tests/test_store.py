@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from consodam_pipeline.store import history
 from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store, upgrade
 from consodam_pipeline.store.ledger import AuditEvent
@@ -301,6 +302,41 @@ def test_a_first_ingest_builds_the_subject_indexes_once_and_a_failed_one_keeps_t
     with store.engine.begin() as conn:  # the table holds more subjects than this names
         assert _open_versions(conn, store, _versions(range(30, 35), "")) == indexes
     assert store.history.keys_about("dam_asset_version", [], ["2"]) == {"a032"}
+
+
+def test_subjects_gathered_over_blocks_are_each_named_once(
+    store: LineageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subjects are appended every few blocks, after the history rows they name: every record of every
+    block is found by its ISBN and its work, including those of the last, partly gathered blocks, and a
+    record named again in a later run keeps one subject row."""
+    monkeypatch.setattr(history, "SUBJECTS_GATHERED", 7)  # blocks of 3: 9 gathered, then 2 left
+    versions = _versions(range(11), "9780306406157")
+
+    def in_blocks(to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        yield from to_open.join(versions.select("record_key", "payload"), on="record_key").iter_slices(3)
+
+    for observed_at in (T0, T0 + timedelta(days=1)):
+        with store.engine.begin() as conn:
+            store.history.apply_snapshot(
+                conn,
+                "dam_asset_version",
+                versions.select("record_key", "content_hash"),
+                observed_at=observed_at,
+                complete=True,
+                payloads=in_blocks,
+                subjects_in_payload=True,
+            )
+        versions = versions.with_columns(
+            pl.col("payload").str.replace("}", ', "seen": 2}'),
+        ).with_columns(pl.col("payload").map_elements(state_hash, pl.String).alias("content_hash"))
+    keys = {f"a{n:03d}" for n in range(11)}
+    assert store.history.keys_about("dam_asset_version", ["9780306406157"], []) == keys
+    assert store.history.keys_about("dam_asset_version", [], ["0", "1", "2"]) == set()  # named by ISBN
+    with store.engine.connect() as conn:
+        named = conn.execute(sa.select(sa.func.count()).select_from(record_subject)).scalar_one()
+    assert named == 11
+    assert len(store.history.versions("dam_asset_version", "a010")) == 2
 
 
 def test_a_commit_is_read_at_once_and_copied_into_the_database_beside_what_follows(

@@ -22,9 +22,13 @@ from consodam_pipeline.store.bulk import Constant, bulk_insert, chunks, drop_in_
 from consodam_pipeline.store.engine import page_cache
 from consodam_pipeline.store.schema import record_history, record_subject
 
-# SQLite's page cache while history rows are opened (KiB): the subjects' two indexes are ordered by ISBN and
-# by work, not by the record keys the rows arrive in.
+# SQLite's page cache while history rows are opened and their subjects named (KiB): the subjects' two
+# indexes are ordered by ISBN and by work, not by the record keys the rows arrive in.
 OPEN_CACHE_KIB = 64 * 1024
+# The subjects of opened rows are gathered over this many rows and appended together, in key order: block
+# by block, between the history rows, the two tables' pages pushed each other out of that cache (a first
+# DAM ingest of 354k versions: history 5.3 s and subjects 1.9 s block by block, 3.7 s and 1.6 s gathered).
+SUBJECTS_GATHERED = 500_000
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,8 @@ class RecordHistory:
             .sort("record_key")
         )
         blocks = payloads(to_open) if payloads else _payload_slices(to_open, records)
-        with subjects_indexed_after(conn, to_open.height if subjects_in_payload else 0):
+        naming = to_open.height if subjects_in_payload else 0
+        with page_cache(conn, OPEN_CACHE_KIB), subjects_indexed_after(conn, naming):
             self._open(conn, entity, blocks, moment, run_id, subjects_in_payload)
         return SnapshotDiff(
             added=added["record_key"].to_list(),
@@ -182,12 +187,17 @@ class RecordHistory:
             "run_id": run_id,
             "recorded_at": recorded,
         }
-        with page_cache(conn, OPEN_CACHE_KIB):
-            for block in blocks:
-                rows = block.select("record_key", "content_hash", "payload")
-                bulk_insert(conn, record_history, rows, constants=constants)
-                if subjects_in_payload:
-                    self.add_subjects(conn, entity, subjects_of(block))
+        named: list[pl.DataFrame] = []
+        for block in blocks:
+            rows = block.select("record_key", "content_hash", "payload")
+            bulk_insert(conn, record_history, rows, constants=constants)
+            if subjects_in_payload:
+                named.append(subjects_of(block))
+            if sum(frame.height for frame in named) >= SUBJECTS_GATHERED:
+                self.add_subjects(conn, entity, pl.concat(named))
+                named.clear()
+        if named:
+            self.add_subjects(conn, entity, pl.concat(named))
 
     def add_subjects(self, conn: sa.Connection, entity: str, subjects: pl.DataFrame) -> int:
         """Name the edition (isbn13) and work each record is about (record_key, isbn13, work_id; null for
@@ -200,6 +210,9 @@ class RecordHistory:
             )
             .filter((pl.col("isbn13") != "") | (pl.col("work_id") != ""))
             .unique()
+            # In the key's order: the rows then land at the right edge of its index, not at random pages
+            # of it (a first ingest's blocks arrive in record-key order).
+            .sort("record_key", "isbn13", "work_id")
         )
         return bulk_insert(
             conn,
