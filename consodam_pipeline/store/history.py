@@ -92,6 +92,58 @@ def _open_rows(
     return rows
 
 
+def _open(
+    conn: sa.Connection,
+    entity: str,
+    blocks: Iterable[pl.DataFrame],
+    moment: datetime,
+    run_id: str | None,
+    subjects_in_payload: bool,
+) -> None:
+    recorded = to_naive_utc(utcnow())
+    constants: dict[str, Constant] = {
+        "entity": entity,
+        "valid_from": moment,
+        "valid_to": None,
+        "run_id": run_id,
+        "recorded_at": recorded,
+    }
+    named: list[pl.DataFrame] = []
+    for block in blocks:
+        rows = block.select("record_key", "content_hash", "payload")
+        bulk_insert(conn, record_history, rows, constants=constants)
+        if subjects_in_payload:
+            named.append(subjects_of(block))
+        if sum(frame.height for frame in named) >= SUBJECTS_GATHERED:
+            append_subjects(conn, entity, pl.concat(named))
+            named.clear()
+    if named:
+        append_subjects(conn, entity, pl.concat(named))
+
+
+def append_subjects(conn: sa.Connection, entity: str, subjects: pl.DataFrame) -> int:
+    """The subject rows of these records (record_key, isbn13, work_id; null for none) not yet there."""
+    rows = (
+        subjects.select(
+            pl.col("record_key"),
+            pl.col("isbn13").cast(pl.String).fill_null(""),
+            pl.col("work_id").cast(pl.String).fill_null(""),
+        )
+        .filter((pl.col("isbn13") != "") | (pl.col("work_id") != ""))
+        .unique()
+        # In the key's order: the rows then land at the right edge of its index, not at random pages
+        # of it (a first ingest's blocks arrive in record-key order).
+        .sort("record_key", "isbn13", "work_id")
+    )
+    return bulk_insert(
+        conn,
+        record_subject,
+        rows,
+        skip_existing="entity, record_key, isbn13, work_id",
+        constants={"entity": entity},
+    )
+
+
 class RecordHistory:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -162,7 +214,7 @@ class RecordHistory:
         blocks = payloads(to_open) if payloads else _payload_slices(to_open, records)
         naming = to_open.height if subjects_in_payload else 0
         with page_cache(conn, OPEN_CACHE_KIB), subjects_indexed_after(conn, naming):
-            self._open(conn, entity, blocks, moment, run_id, subjects_in_payload)
+            _open(conn, entity, blocks, moment, run_id, subjects_in_payload)
         return SnapshotDiff(
             added=added["record_key"].to_list(),
             changed=changed["record_key"].to_list(),
@@ -170,57 +222,10 @@ class RecordHistory:
             unchanged=joined.height - added.height - changed.height - removed.height,
         )
 
-    def _open(
-        self,
-        conn: sa.Connection,
-        entity: str,
-        blocks: Iterable[pl.DataFrame],
-        moment: datetime,
-        run_id: str | None,
-        subjects_in_payload: bool,
-    ) -> None:
-        recorded = to_naive_utc(utcnow())
-        constants: dict[str, Constant] = {
-            "entity": entity,
-            "valid_from": moment,
-            "valid_to": None,
-            "run_id": run_id,
-            "recorded_at": recorded,
-        }
-        named: list[pl.DataFrame] = []
-        for block in blocks:
-            rows = block.select("record_key", "content_hash", "payload")
-            bulk_insert(conn, record_history, rows, constants=constants)
-            if subjects_in_payload:
-                named.append(subjects_of(block))
-            if sum(frame.height for frame in named) >= SUBJECTS_GATHERED:
-                self.add_subjects(conn, entity, pl.concat(named))
-                named.clear()
-        if named:
-            self.add_subjects(conn, entity, pl.concat(named))
-
     def add_subjects(self, conn: sa.Connection, entity: str, subjects: pl.DataFrame) -> int:
         """Name the edition (isbn13) and work each record is about (record_key, isbn13, work_id; null for
         none); pairs already known are kept."""
-        rows = (
-            subjects.select(
-                pl.col("record_key"),
-                pl.col("isbn13").cast(pl.String).fill_null(""),
-                pl.col("work_id").cast(pl.String).fill_null(""),
-            )
-            .filter((pl.col("isbn13") != "") | (pl.col("work_id") != ""))
-            .unique()
-            # In the key's order: the rows then land at the right edge of its index, not at random pages
-            # of it (a first ingest's blocks arrive in record-key order).
-            .sort("record_key", "isbn13", "work_id")
-        )
-        return bulk_insert(
-            conn,
-            record_subject,
-            rows,
-            skip_existing="entity, record_key, isbn13, work_id",
-            constants={"entity": entity},
-        )
+        return append_subjects(conn, entity, subjects)
 
     def subjects(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str | None]]:
         """record key → the edition (isbn13) and work the record was last named about, for those named."""
