@@ -257,20 +257,31 @@ def _versions(keys: range, isbn: str) -> pl.DataFrame:
     )
 
 
-def _open_versions(conn: sa.Connection, store: LineageStore, versions: pl.DataFrame) -> set[str]:
-    """Open these versions with their subjects; returns the subject indexes there while they were named."""
+def _open_versions(
+    conn: sa.Connection,
+    store: LineageStore,
+    versions: pl.DataFrame,
+    *,
+    observed_at: datetime = T0,
+    complete: bool = False,
+    block_rows: int = 50_000,
+) -> set[str]:
+    """Open these versions with their subjects, rendered in blocks of `block_rows`; returns the subject
+    indexes there while they were named."""
     seen: list[set[str]] = []
 
     def rendered(to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
         seen.append(_subject_index_names(conn))
-        yield to_open.join(versions.select("record_key", "payload"), on="record_key")
+        yield from to_open.join(versions.select("record_key", "payload"), on="record_key").iter_slices(
+            block_rows
+        )
 
     store.history.apply_snapshot(
         conn,
         "dam_asset_version",
         versions.select("record_key", "content_hash"),
-        observed_at=T0,
-        complete=False,
+        observed_at=observed_at,
+        complete=complete,
         payloads=rendered,
         subjects_in_payload=True,
     )
@@ -308,25 +319,13 @@ def test_subjects_gathered_over_blocks_are_each_named_once(
     store: LineageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Subjects are appended every few blocks, after the history rows they name: every record of every
-    block is found by its ISBN and its work, including those of the last, partly gathered blocks, and a
-    record named again in a later run keeps one subject row."""
+    block is found by its ISBN (none by its work alone: each names an edition), including those of the
+    last, partly gathered blocks, and a record named again in a later run keeps one subject row."""
     monkeypatch.setattr(history, "SUBJECTS_GATHERED", 7)  # blocks of 3: 9 gathered, then 2 left
     versions = _versions(range(11), "9780306406157")
-
-    def in_blocks(to_open: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        yield from to_open.join(versions.select("record_key", "payload"), on="record_key").iter_slices(3)
-
     for observed_at in (T0, T0 + timedelta(days=1)):
         with store.engine.begin() as conn:
-            store.history.apply_snapshot(
-                conn,
-                "dam_asset_version",
-                versions.select("record_key", "content_hash"),
-                observed_at=observed_at,
-                complete=True,
-                payloads=in_blocks,
-                subjects_in_payload=True,
-            )
+            _open_versions(conn, store, versions, observed_at=observed_at, complete=True, block_rows=3)
         versions = versions.with_columns(
             pl.col("payload").str.replace("}", ', "seen": 2}'),
         ).with_columns(pl.col("payload").map_elements(state_hash, pl.String).alias("content_hash"))
