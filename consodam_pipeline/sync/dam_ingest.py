@@ -59,6 +59,7 @@ KNOWN_FIELDS = {*SCALAR_FIELDS, HISTORY_FIELD}
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 
 HISTORY_ENTRY = pl.Struct({"status": pl.String(), "by": pl.String(), "at": pl.String()})
+HISTORY_COLUMNS = tuple(field.name for field in HISTORY_ENTRY.fields)  # status, by, at
 TAG = pl.Struct({"id": pl.String(), "value": pl.String()})
 VERSION_SCHEMA: dict[str, pl.DataType] = {
     "asset_id": pl.String(),
@@ -120,9 +121,6 @@ def _scalar_columns(elements: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.struct(pl.col("id"), pl.col("v").alias("value")).alias("tags"))
     )
     return wide.join(tags, on="asset_id", how="left")
-
-
-HISTORY_COLUMNS = ("status", "by", "at")
 
 
 def _history(elements: pl.DataFrame) -> pl.DataFrame:
