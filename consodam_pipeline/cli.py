@@ -207,11 +207,18 @@ def bench_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @bench.command("ingest")
 @bench_options
-def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path) -> None:
+@click.option(
+    "--repeats",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Full ingests, each on a fresh store between two floors; the median ratio counts.",
+)
+def bench_ingest(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: int) -> None:
     """(a) transfer floor, (b) full ingest, (c) incremental after 0.1% change, (d) one sensor tick."""
     from consodam_pipeline.bench.ingest import run
 
-    run(works, seed, json_path, workdir)
+    run(works, seed, json_path, workdir, repeats)
 
 
 @bench.command("sandbox")

@@ -23,6 +23,14 @@ def engine_for(url: str) -> sa.Engine:
         return _ENGINES[key]
 
 
+def forget_engine(url: str) -> None:
+    """Close the pooled connections to a store that is about to be removed (a benchmark's scratch home)."""
+    with _LOCK:
+        engine = _ENGINES.pop(normalize_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
 class LineageStoreResource(dg.ConfigurableResource):
     """Row-level histories, the audit ledger, quarantine and cursors. Empty url: CONSODAM_STORE_URL or SQLite."""
 
