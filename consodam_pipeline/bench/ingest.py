@@ -162,7 +162,8 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: i
     report = Report(f"consodam bench ingest --works {works} (seed {seed}, {repeats} full ingest(s))")
     sandbox = bench_sandbox(works, seed, workdir, report)
     saved = dict(os.environ)
-    with sandbox, contextlib.ExitStack() as instance_of_run:
+    instance_of_run = contextlib.ExitStack()  # the current run's instance, store and home
+    with sandbox:
         os.environ.update(sandbox.env)
         for name in ("CONSODAM_STORE_URL", "CONSODAM_TABLES_PATH"):
             os.environ.pop(name, None)
@@ -219,7 +220,7 @@ def run(works: int, seed: int, json_path: Path | None, workdir: Path, repeats: i
             report.figures.update(full_ingest_figures(runs, incremental, floor_measures, records))
             report.figures["sensor_tick_s"] = round(tick_s, 3)
         finally:
-            instance_of_run.close()
+            instance_of_run.close()  # before the environment is restored (the instance puts back DAGSTER_HOME)
             os.environ.clear()
             os.environ.update(saved)
     report.emit(json_path)
