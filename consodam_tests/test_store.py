@@ -1,6 +1,7 @@
 """The lineage store on SQLite and on PostgreSQL (a `consodam` schema)."""
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,13 @@ from alembic.migration import MigrationContext
 
 from consodam_pipeline.store import history
 from consodam_pipeline.store.bulk import bulk_insert
-from consodam_pipeline.store.engine import MIGRATIONS, PG_SCHEMA, connect_store, upgrade
+from consodam_pipeline.store.engine import (
+    MIGRATIONS,
+    PG_SCHEMA,
+    SQLITE_PAGE_SIZE,
+    connect_store,
+    upgrade,
+)
 from consodam_pipeline.store.ledger import AuditEvent
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.schema import STORE_REVISION, audit_ledger, metadata, record_subject
@@ -470,6 +477,26 @@ def test_the_ledger_keeps_its_events_through_the_event_index_migration(tmp_path:
     with engine.begin() as conn:
         assert store.ledger.record(conn, events) == 0
     assert "ux_audit_event" in _ledger_indexes(store)
+
+
+def test_a_new_sqlite_store_has_large_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    """A store made now uses 16 KB pages (history rows are ~1 KB); a store made on SQLite's 4 KB pages
+    keeps them (the size cannot change once a file has tables and WAL) and is read and written as before."""
+    new = connect_store(f"sqlite:///{tmp_path / 'new.db'}")
+    older_path = tmp_path / "older.db"
+    with sqlite3.connect(older_path) as made_before:
+        made_before.execute("PRAGMA page_size=4096")
+        made_before.execute("PRAGMA journal_mode=WAL")
+        made_before.execute("CREATE TABLE kept (n INTEGER)")
+    older = connect_store(f"sqlite:///{older_path}")
+    for engine, size in ((new, SQLITE_PAGE_SIZE), (older, 4096)):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == size
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        store = LineageStore(engine)
+        with engine.begin() as conn:
+            store.history.apply_snapshot(conn, "e", records(a="1", b="2"), observed_at=T0, complete=True)
+        assert sorted(store.history.open_payload_map("e", ["a", "b"]).values()) == ["1", "2"]
 
 
 def test_quarantine_opens_and_resolves(store: LineageStore) -> None:

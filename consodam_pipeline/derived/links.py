@@ -5,10 +5,9 @@ half-written), links whose version was deleted closed; and the checks that guard
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -20,6 +19,7 @@ from consodam_pipeline.domain.links import LINK_EVENTS, live_links
 from consodam_pipeline.domain.periods import with_period, works_in
 from consodam_pipeline.domain.roles import MARKETING_ROLES
 from consodam_pipeline.domain.timestamps import utcnow
+from consodam_pipeline.store.bulk import computed_ahead
 from consodam_pipeline.store.ledger import Ledger
 from consodam_pipeline.store.lineage import LineageStore
 from consodam_pipeline.store.tables import PARTITION_COLUMN
@@ -33,7 +33,6 @@ from consodam_pipeline.sync.report import (
     summary_markdown,
 )
 
-T = TypeVar("T")
 AGREEMENT_SAMPLE = 200
 ASSET = "approved_version_links"
 # Raise it when the rules or the events they derive change: every period is derived once again.
@@ -129,16 +128,6 @@ def _record_links(
     run.recent = pl.concat(changes).top_k(10, by="occurred_at").sort("occurred_at", descending=True)
     run.links = with_period(pl.concat(current), editions, PARTITION_COLUMN)
     return run
-
-
-def computed_ahead(items: Iterator[T]) -> Iterator[T]:
-    """The items, each next one computed in a thread while the caller works on this one: a slice's events
-    are derived (polars, on the other core) while the one before goes into the store."""
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        upcoming = worker.submit(next, items, None)
-        while (item := upcoming.result()) is not None:
-            upcoming = worker.submit(next, items, None)
-            yield item
 
 
 def link_checks(run: LinkRun, versions: pl.DataFrame, store: LineageStore) -> list[dg.AssetCheckResult]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -29,10 +30,24 @@ _TUPLES = 20_000
 _COPIED = 200_000  # rows per COPY (PostgreSQL): a CSV buffer
 IN_LIST = 900  # stays under SQLite's bound-parameter limit for IN (...) lists
 
+T = TypeVar("T")
+
 
 def chunks(items: Sequence[Any], size: int = IN_LIST) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def computed_ahead(items: Iterable[T]) -> Iterator[T]:
+    """The items, each next one computed in a thread while the caller appends this one: the next block is
+    read or derived (polars, on the other core) while the one before goes into the store (the driver lets
+    go of the GIL while the database writes)."""
+    pending = iter(items)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        upcoming = worker.submit(next, pending, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = worker.submit(next, pending, None)
+            yield item
 
 
 def holds(conn: sa.Connection, table: sa.Table, rows: int) -> bool:

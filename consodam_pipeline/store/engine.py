@@ -36,8 +36,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# A new store's page size. History rows are ~1 KB (the DAM's payloads): on 16 KB pages a first ingest's
+# 354k rows and their subjects went in ~18% faster than on SQLite's 4 KB (fewer pages to split and write,
+# shallower indexes). It only takes effect before the file's first table (and before WAL mode is set):
+# an existing store keeps the size it was made with.
+SQLITE_PAGE_SIZE = 16_384
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")

@@ -18,7 +18,14 @@ import polars as pl
 import sqlalchemy as sa
 
 from consodam_pipeline.domain.timestamps import to_naive_utc, utcnow
-from consodam_pipeline.store.bulk import Constant, bulk_insert, chunks, drop_in_transaction, holds
+from consodam_pipeline.store.bulk import (
+    Constant,
+    bulk_insert,
+    chunks,
+    computed_ahead,
+    drop_in_transaction,
+    holds,
+)
 from consodam_pipeline.store.engine import page_cache
 from consodam_pipeline.store.schema import record_history, record_subject
 
@@ -109,7 +116,7 @@ def _open(
         "recorded_at": recorded,
     }
     named: list[pl.DataFrame] = []
-    for block in blocks:
+    for block in computed_ahead(blocks):
         rows = block.select("record_key", "content_hash", "payload")
         bulk_insert(conn, record_history, rows, constants=constants)
         if subjects_in_payload:
