@@ -13,10 +13,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from consodam_pipeline.store import history
+from consodam_pipeline.store.access import reading_engine, store_setting
 from consodam_pipeline.store.bulk import bulk_insert
 from consodam_pipeline.store.engine import (
     MIGRATIONS,
     PG_SCHEMA,
+    SQLITE_CACHE_KIB,
     SQLITE_PAGE_SIZE,
     connect_store,
     upgrade,
@@ -481,7 +483,8 @@ def test_the_ledger_keeps_its_events_through_the_event_index_migration(tmp_path:
 
 def test_a_new_sqlite_store_has_large_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
     """A store made now uses 16 KB pages (history rows are ~1 KB); a store made on SQLite's 4 KB pages
-    keeps them (the size cannot change once a file has tables and WAL) and is read and written as before."""
+    keeps them (the size cannot change once a file has tables and WAL) and is read and written as before.
+    Every connection, the read-only one `consodam audit` answers with too, caches 8 MB of pages."""
     new = connect_store(f"sqlite:///{tmp_path / 'new.db'}")
     older_path = tmp_path / "older.db"
     with sqlite3.connect(older_path) as made_before:
@@ -489,10 +492,15 @@ def test_a_new_sqlite_store_has_large_pages_and_an_older_one_keeps_its_own(tmp_p
         made_before.execute("PRAGMA journal_mode=WAL")
         made_before.execute("CREATE TABLE kept (n INTEGER)")
     older = connect_store(f"sqlite:///{older_path}")
-    for engine, size in ((new, SQLITE_PAGE_SIZE), (older, 4096)):
+    reader = reading_engine(store_setting(f"sqlite:///{tmp_path / 'new.db'}"))
+    for engine, size in ((new, SQLITE_PAGE_SIZE), (older, 4096), (reader, SQLITE_PAGE_SIZE)):
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == size
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            # as many pages cached as SQLite's default cache holds of 4 KB pages
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -SQLITE_CACHE_KIB
+    reader.dispose()
+    for engine in (new, older):
         store = LineageStore(engine)
         with engine.begin() as conn:
             store.history.apply_snapshot(conn, "e", records(a="1", b="2"), observed_at=T0, complete=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consodam_pipeline.store.engine import PG_SCHEMA, default_home, normalize_url
+from consodam_pipeline.store.engine import PG_SCHEMA, default_home, normalize_url, sqlite_page_cache
 from consodam_pipeline.store.schema import STORE_REVISION
 
 _CREDENTIALS = re.compile(r"(//[^/@:]*:)[^@/]*@")
@@ -90,7 +90,9 @@ def _sqlite(setting: StoreSetting, database: str | None) -> sa.Engine:
             )
         raise StoreSettingError(f"{setting.name}: no lineage store at {path}{hint}")
     # Read-only: a read never creates or changes the file.
-    return sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    sa.event.listen(engine, "connect", sqlite_page_cache)
+    return engine
 
 
 def _check_revision(engine: sa.Engine, setting: StoreSetting) -> None:
